@@ -1,0 +1,54 @@
+"""The generation interface every engine implements: one call takes all requests of a search step.
+
+Keeping it this small lets vLLM batch continuously on a GPU and lets the transformers engine run
+the same search code on a CPU, so tests exercise the real search logic.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+FinishReason = Literal["stop", "length", "eos"]
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One sampling request. `prompt` is the full text fed to the model (chat template applied,
+    plus any partial solution); `stop` strings end generation and are kept in the output text."""
+
+    prompt: str
+    temperature: float
+    top_p: float = 1.0
+    max_tokens: int = 2048
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """What came back for one request: the new text only (not the prompt), how many tokens were
+    generated, and why generation ended (a stop string, the token limit, or the end-of-sequence token)."""
+
+    text: str
+    num_tokens: int
+    finish_reason: FinishReason
+
+
+class GenerationBackend(ABC):
+    """An engine that turns prompts into sampled continuations."""
+
+    #: the longest prompt + continuation, in tokens, the engine accepts
+    max_model_len: int
+    #: the Hugging Face tokenizer of the model (for chat templates and token counts)
+    tokenizer: Any
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """Sample one continuation per request, in request order."""
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens of `text` as the model sees it (no special tokens added)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

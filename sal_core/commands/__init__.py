@@ -1,0 +1,1 @@
+"""`sal` sub-commands: argument parsing only; each calls into a logic module of `sal_core`."""

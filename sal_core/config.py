@@ -1,0 +1,196 @@
+"""Resolved settings of one job, validated before any model is loaded.
+
+The workflow turns the user's config into these objects at DAG-build time (so a bad value stops
+the run before any job starts), and passes them to `sal generate` / `sal score` as JSON.
+Every error names the config key it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from sal_core.errors import ConfigError
+
+METHODS = ("best_of_n", "beam_search", "dvts")
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
+BACKENDS = ("transformers", "vllm")
+AGGREGATIONS = ("last", "min", "prod")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the following math problem efficiently and clearly:\n\n"
+    "- For simple problems (2 steps or fewer):\nProvide a concise solution with minimal explanation.\n\n"
+    "- For complex problems (3 steps or more):\nUse this step-by-step format:\n\n"
+    "## Step 1: [Concise description]\n[Brief explanation and calculations]\n\n"
+    "## Step 2: [Concise description]\n[Brief explanation and calculations]\n\n...\n\n"
+    "Regardless of the approach, always conclude with:\n\n"
+    "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct.\n\n"
+    "Where [answer] is just the final number or expression that solves the problem."
+)
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    """Construct dataclass `cls` from `data`, naming `where.key` for unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(known))})")
+    try:
+        obj = cls(**data)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    obj.validate(where)
+    return obj
+
+
+@dataclass
+class ModelSettings:
+    """A policy (generator) model and how to run it."""
+
+    name: str
+    path: str
+    backend: str = "transformers"
+    #: None: the model's own chat template; "none": raw text, no template; else a Jinja template string
+    chat_template: str | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_model_len: int = 4096
+    dtype: str = "auto"
+    device: str = "auto"
+    #: transformers: sequences per forward batch
+    batch_size: int = 64
+    #: vllm only
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int | None = None
+    enable_prefix_caching: bool = True
+
+    def validate(self, where: str) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"{where}.backend: {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.max_model_len < 16:
+            raise ConfigError(f"{where}.max_model_len: must be at least 16, got {self.max_model_len}")
+        if self.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "model") -> ModelSettings:
+        return _build(cls, data, where)
+
+
+@dataclass
+class PRMSettings:
+    """A process reward model and how to run it."""
+
+    name: str
+    type: str
+    path: str
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    max_length: int = 4096
+
+    def validate(self, where: str) -> None:
+        if self.type not in PRM_TYPES:
+            raise ConfigError(f"{where}.type: {self.type!r} is not one of {', '.join(PRM_TYPES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "prm") -> PRMSettings:
+        return _build(cls, data, where)
+
+
+@dataclass
+class SearchSettings:
+    """One search method at one n with one temperature scheme and seed.
+
+    Best-of-N splits n samples across `temperatures` by `temperature_ratios`; beam search and DVTS
+    cycle `temperatures` across beams / subtrees (ratios are not used there).
+    """
+
+    method: str
+    n: int
+    temperatures: list[float] = field(default_factory=lambda: [0.8])
+    temperature_ratios: list[float] | None = None
+    top_p: float = 1.0
+    #: tokens per completion (Best-of-N) or per step (beam search, DVTS)
+    max_tokens: int = 2048
+    beam_width: int = 4
+    num_iterations: int = 40
+    lookahead: int = 0
+    filter_duplicates: bool = False
+    sort_completed: bool = False
+    #: how step scores become one beam score during search
+    aggregation: str = "last"
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"{where}.method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.n < 1:
+            raise ConfigError(f"{where}.n: must be at least 1, got {self.n}")
+        if not self.temperatures:
+            raise ConfigError(f"{where}.temperatures: needs at least one temperature")
+        if any(t < 0 for t in self.temperatures):
+            raise ConfigError(f"{where}.temperatures: must be >= 0, got {self.temperatures}")
+        if self.temperature_ratios is not None:
+            if len(self.temperature_ratios) != len(self.temperatures):
+                raise ConfigError(
+                    f"{where}.temperature_ratios: {len(self.temperature_ratios)} ratios for "
+                    f"{len(self.temperatures)} temperatures; give one ratio per temperature"
+                )
+            if any(r < 0 for r in self.temperature_ratios):
+                raise ConfigError(f"{where}.temperature_ratios: must be >= 0, got {self.temperature_ratios}")
+            if not math.isclose(sum(self.temperature_ratios), 1.0, abs_tol=1e-6):
+                raise ConfigError(
+                    f"{where}.temperature_ratios: must sum to 1, got {sum(self.temperature_ratios):g}"
+                )
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{where}.top_p: must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1:
+            raise ConfigError(f"{where}.max_tokens: must be at least 1, got {self.max_tokens}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"{where}.aggregation: {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+        if self.method in ("beam_search", "dvts"):
+            if self.beam_width < 1:
+                raise ConfigError(f"{where}.beam_width: must be at least 1, got {self.beam_width}")
+            if self.n % self.beam_width:
+                raise ConfigError(
+                    f"{where}.n: {self.n} is not a multiple of beam_width {self.beam_width} "
+                    f"({self.method} needs n / beam_width whole beams)"
+                )
+            if self.num_iterations < 1:
+                raise ConfigError(f"{where}.num_iterations: must be at least 1, got {self.num_iterations}")
+            if self.lookahead < 0:
+                raise ConfigError(f"{where}.lookahead: must be >= 0, got {self.lookahead}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "search") -> SearchSettings:
+        return _build(cls, data, where)
+
+
+@dataclass
+class GenerateJob:
+    """Everything a `sal generate` job needs: the policy model, the search, and (for beam search
+    and DVTS) the in-search PRM."""
+
+    model: ModelSettings
+    search: SearchSettings
+    prm: PRMSettings | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerateJob:
+        prm = data.get("prm")
+        job = cls(
+            model=ModelSettings.from_dict(data["model"], "model"),
+            search=SearchSettings.from_dict(data["search"], "search"),
+            prm=PRMSettings.from_dict(prm, "prm") if prm else None,
+        )
+        if job.search.method in ("beam_search", "dvts") and job.prm is None:
+            raise ConfigError(f"search.method {job.search.method} needs a PRM to guide it (prm is missing)")
+        return job
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,84 @@
+"""Reading and writing result tables: atomic parquet writes, and a reader that accepts parquet or jsonl.
+
+Writes go to a temporary file in the same folder and are renamed into place, so a killed job never
+leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from sal_core.errors import ShardError
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_table_atomic(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path,
+                       metadata: Mapping[str, str] | None = None) -> Path:
+    """Write rows as parquet at `path` via temp file + rename; `metadata` goes into the schema."""
+    path = Path(path)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        merged = dict(table.schema.metadata or {})
+        merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+        table = table.replace_schema_metadata(merged)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write a text file (csv, json) via temp file + rename."""
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a parquet or jsonl results file; a corrupt or truncated file raises ShardError naming it."""
+    path = Path(path)
+    if not path.exists():
+        raise ShardError(f"{path}: file not found")
+    try:
+        if path.suffix in {".jsonl", ".json"}:
+            with path.open() as handle:
+                frame = pd.DataFrame([json.loads(line) for line in handle if line.strip()])
+            return frame[columns] if columns else frame
+        return pq.read_table(path, columns=columns).to_pandas()
+    except (pa.ArrowException, OSError, ValueError, KeyError) as err:
+        raise ShardError(f"{path}: unreadable or corrupt ({err.__class__.__name__}: {err})") from err
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The key/value metadata a parquet file was written with (empty for files without any)."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(f"{path}: unreadable or corrupt ({err})") from err
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"pandas")}
