@@ -15,13 +15,31 @@ from sal_core.errors import SalError
 
 # sub-command name -> (module under sal_core.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare-model": ("prepare_model", "Build a ready-to-load model folder (SmolLM2 from its GGUF, or a tiny random model)."),
-    "prepare-dataset": ("prepare_dataset", "Load a dataset (Hub, local file or built-in), normalise fields, write problems.parquet."),
-    "generate": ("generate", "Run one search method (Best-of-N, beam search, DVTS) on one shard of problems."),
+    "prepare-model": (
+        "prepare_model",
+        "Build a ready-to-load model folder (SmolLM2 from its GGUF, or a tiny random model).",
+    ),
+    "prepare-dataset": (
+        "prepare_dataset",
+        "Load a dataset (Hub, local file or built-in), normalise fields, write problems.parquet.",
+    ),
+    "generate": (
+        "generate",
+        "Run one search method (Best-of-N, beam search, DVTS) on one shard of problems.",
+    ),
     "score": ("score", "Score every reasoning step of a shard's completions with a process reward model."),
-    "merge": ("merge", "Join all scored shards of a run, checking that every problem is present exactly once."),
-    "evaluate": ("evaluate", "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method."),
-    "aggregate": ("aggregate", "Collect the metrics of all runs into one accuracy table with seed means and spread."),
+    "merge": (
+        "merge",
+        "Join all scored shards of a run, checking that every problem is present exactly once.",
+    ),
+    "evaluate": (
+        "evaluate",
+        "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method.",
+    ),
+    "aggregate": (
+        "aggregate",
+        "Collect the metrics of all runs into one accuracy table with seed means and spread.",
+    ),
     "plot": ("plot", "Draw accuracy-vs-n, accuracy-vs-tokens and per-level plots from the accuracy table."),
     "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
 }
@@ -34,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="<step>", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
     return parser
 

@@ -152,7 +152,9 @@ class SearchSettings:
         if self.max_tokens < 1:
             raise ConfigError(f"{where}.max_tokens: must be at least 1, got {self.max_tokens}")
         if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(f"{where}.aggregation: {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
+            raise ConfigError(
+                f"{where}.aggregation: {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}"
+            )
         if self.method in ("beam_search", "dvts"):
             if self.beam_width < 1:
                 raise ConfigError(f"{where}.beam_width: must be at least 1, got {self.beam_width}")

@@ -25,8 +25,11 @@ def _atomic_target(path: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
 
 
-def write_table_atomic(rows: pd.DataFrame | Iterable[Mapping[str, Any]], path: str | Path,
-                       metadata: Mapping[str, str] | None = None) -> Path:
+def write_table_atomic(
+    rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+    path: str | Path,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write rows as parquet at `path` via temp file + rename; `metadata` goes into the schema."""
     path = Path(path)
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
@@ -60,8 +63,21 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return path
 
 
-def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
-    """Read a parquet or jsonl results file; a corrupt or truncated file raises ShardError naming it."""
+def quarantine(path: Path) -> Path:
+    """Move a corrupt file aside (`<name>.corrupt`), so Snakemake sees it missing and recomputes it."""
+    target = path.with_name(path.name + ".corrupt")
+    os.replace(path, target)
+    return target
+
+
+def read_table(
+    path: str | Path, columns: list[str] | None = None, quarantine_corrupt: bool = False
+) -> pd.DataFrame:
+    """Read a parquet or jsonl results file; a corrupt or truncated file raises ShardError naming it.
+
+    With `quarantine_corrupt`, a corrupt file is also moved aside, so that the next run recomputes
+    it instead of failing on it again; intact files are never touched.
+    """
     path = Path(path)
     if not path.exists():
         raise ShardError(f"{path}: file not found")
@@ -72,7 +88,10 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pd.DataFra
             return frame[columns] if columns else frame
         return pq.read_table(path, columns=columns).to_pandas()
     except (pa.ArrowException, OSError, ValueError, KeyError) as err:
-        raise ShardError(f"{path}: unreadable or corrupt ({err.__class__.__name__}: {err})") from err
+        message = f"{path}: unreadable or corrupt ({err.__class__.__name__}: {err})"
+        if quarantine_corrupt:
+            message += f"; moved aside to {quarantine(path).name}, rerun the workflow to recompute it"
+        raise ShardError(message) from err
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
