@@ -1,0 +1,49 @@
+"""Process reward models behind one interface; `load_prm` picks the family named by `PRMSettings.type`.
+
+| type          | model                                    | score of a step                               |
+|---------------|------------------------------------------|-----------------------------------------------|
+| rlhflow       | causal LM chat judge (RLHFlow, SmolLM2)  | P("+") vs "-" before each assistant "+"        |
+| math-shepherd | causal LM with " ки" step tags            | P("+") vs "-" at each tag                      |
+| skywork       | base LM + value head (Skywork-o1-PRM)     | sigmoid(v_head) at each step's newline         |
+| qwen2.5-math  | per-token 2-class head (Qwen2.5-Math-PRM) | softmax[1] at each "<extra_0>"                 |
+| trl           | token classifier from TRL's PRMTrainer    | softmax[1] at each step's last token           |
+"""
+
+from __future__ import annotations
+
+from sal_core.config import PRMSettings
+from sal_core.prm.base import PRM, split_steps
+
+__all__ = ["PRM", "load_prm", "split_steps"]
+
+
+def load_prm(settings: PRMSettings) -> PRM:
+    """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it."""
+    from transformers import AutoModelForCausalLM
+
+    from sal_core.prm.hf import load_pretrained, load_tokenizer, resolve_device, resolve_dtype
+
+    settings.validate("prm")
+    device = resolve_device(settings)
+    dtype = resolve_dtype(settings, device)
+    tokenizer = load_tokenizer(settings)
+    if settings.type == "rlhflow":
+        from sal_core.prm.rlhflow import RLHFlowPRM
+
+        return RLHFlowPRM(settings, tokenizer, load_pretrained(settings, AutoModelForCausalLM, device, dtype), device)
+    if settings.type == "math-shepherd":
+        from sal_core.prm.math_shepherd import MathShepherdPRM
+
+        model = load_pretrained(settings, AutoModelForCausalLM, device, dtype)
+        return MathShepherdPRM(settings, tokenizer, model, device)
+    if settings.type == "skywork":
+        from sal_core.prm.skywork import load_skywork
+
+        return load_skywork(settings, tokenizer, device, dtype)
+    if settings.type == "qwen2.5-math":
+        from sal_core.prm.qwen_math import load_qwen_math
+
+        return load_qwen_math(settings, tokenizer, device, dtype)
+    from sal_core.prm.trl_token import load_trl
+
+    return load_trl(settings, tokenizer, device, dtype)

@@ -1,0 +1,229 @@
+"""What every transformers-based PRM shares: loading, batching, truncation and locating score positions.
+
+A family only says how a (problem, steps) pair becomes token ids plus one *score position* per step
+(`encode`), and how the model's output at those positions becomes a probability (`step_probs`).
+This base class then scores all completions of a call with one forward pass per completion:
+completions are sorted by token length, cut into batches of `batch_size`, right-padded (so a causal
+model's outputs at real tokens do not depend on the padding), and the scores put back in order.
+
+Completions longer than `max_length` tokens are truncated at the end with a warning. A step whose
+score position falls beyond the cut gets the score of the last step that was scored (the judge's
+latest opinion of the solution so far, so `last`/`min`/`prod` aggregation neither rewards nor
+punishes a long completion for being cut); when not even the first step fits, every step gets 0.0,
+the value `aggregate_steps` gives a completion with nothing scored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sal_core.config import PRMSettings
+from sal_core.errors import ConfigError, ModelError
+from sal_core.prm.base import PRM, split_steps
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: a placeholder that no tokenizer or chat template alters, replaced by the real tag after rendering
+PLACEHOLDER = "\x00PRM-TAG-{}\x00"
+
+
+@dataclass
+class Encoded:
+    """One completion as the PRM sees it: token ids and, per step, the index of the token whose
+    output scores that step."""
+
+    input_ids: list[int]
+    positions: list[int]
+
+
+def resolve_device(settings: PRMSettings) -> str:
+    """`auto` means the first CUDA GPU when there is one, else the CPU."""
+    import torch
+
+    if settings.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return settings.device
+
+
+def resolve_dtype(settings: PRMSettings, device: str) -> Any:
+    """`auto` means bfloat16 on a GPU that supports it and float32 elsewhere (CPU bfloat16 is slow)."""
+    import torch
+
+    if settings.dtype not in DTYPES:
+        raise ConfigError(f"prm.dtype: {settings.dtype!r} is not one of {', '.join(DTYPES)}")
+    if settings.dtype != "auto":
+        return getattr(torch, settings.dtype)
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(settings: PRMSettings, **kwargs: Any) -> Any:
+    """The PRM's tokenizer; a fast one is required because score positions come from offsets."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(settings.path, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelError(f"prm {settings.name}: cannot load the tokenizer from {settings.path}: {err}") from err
+    if not tokenizer.is_fast:
+        raise ModelError(f"prm {settings.name}: {settings.path} has no fast tokenizer (tokenizer.json)")
+    return tokenizer
+
+
+def load_pretrained(settings: PRMSettings, auto_class: Any, device: str, dtype: Any, **kwargs: Any) -> Any:
+    """`auto_class.from_pretrained(settings.path)` in eval mode on `device`, errors naming the path."""
+    try:
+        model = auto_class.from_pretrained(settings.path, dtype=dtype, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
+        raise ModelError(f"prm {settings.name}: cannot load a {settings.type} PRM from {settings.path}: {err}") from err
+    return model.to(device).eval()
+
+
+def single_token_id(tokenizer: Any, text: str) -> int:
+    """The id the tokenizer gives `text` as its last token (how the reference code picks "+"/"-")."""
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if not ids:
+        raise ModelError(f"the PRM tokenizer has no token for {text!r}")
+    return ids[-1]
+
+
+def tokenize_with_tags(
+    tokenizer: Any, text: str, tag: str, add_special_tokens: bool = False
+) -> tuple[list[int], list[int]]:
+    """Replace placeholders 0, 1, … in `text` by `tag`, tokenize once, and return the ids plus the
+    index of the token that ends each tag (found through the tokenizer's character offsets, so a tag
+    that also occurs inside a step is never mistaken for a step boundary)."""
+    pieces: list[str] = []
+    tag_ends: list[int] = []
+    rest, length, k = text, 0, 0
+    while (cut := rest.find(PLACEHOLDER.format(k))) >= 0:
+        pieces.append(rest[:cut] + tag)
+        length += cut + len(tag)
+        tag_ends.append(length)
+        rest = rest[cut + len(PLACEHOLDER.format(k)) :]
+        k += 1
+    pieces.append(rest)
+    full = "".join(pieces)
+    enc = tokenizer(full, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    token_ends = [e for _, e in offsets]
+    positions = []
+    for end in tag_ends:
+        # the first token reaching the tag's last character; it must end exactly where the tag ends
+        index = bisect.bisect_left(token_ends, end)
+        if index == len(offsets) or offsets[index][1] != end or offsets[index][0] >= end:
+            raise ModelError(f"the PRM tokenizer merges the step tag {tag!r} with the text after it")
+        positions.append(index)
+    return ids, positions
+
+
+class TransformersPRM(PRM):
+    """A PRM run with transformers: batching, padding, truncation and order restoring live here."""
+
+    def __init__(self, settings: PRMSettings, tokenizer: Any, forward_module: Any, device: str) -> None:
+        self.settings = settings
+        self.tokenizer = tokenizer
+        #: the module called once per batch (tests hook it to count forward passes)
+        self.forward_module = forward_module
+        self.device = device
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = pad if pad is not None else 0
+
+    @abstractmethod
+    def encode(self, problem: str, steps: list[str]) -> Encoded:
+        """Token ids of the whole scored text and one score position per step."""
+
+    @abstractmethod
+    def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
+        """One forward pass over a padded batch; the probability that the step is good at each
+        (row, col) score position, as a 1-D float tensor."""
+
+    def _truncate(self, encoded: Encoded) -> tuple[Encoded, bool]:
+        limit = self.settings.max_length
+        if len(encoded.input_ids) <= limit:
+            return encoded, False
+        return Encoded(encoded.input_ids[:limit], [p for p in encoded.positions if p < limit]), True
+
+    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+        import torch
+        from tqdm import tqdm
+
+        if len(problems) != len(completions):
+            raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
+        scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
+        jobs: list[tuple[int, int, int, Encoded]] = []  # (problem, completion, number of steps, encoding)
+        truncated = 0
+        for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
+            for j, completion in enumerate(comps):
+                steps = split_steps(completion)
+                if steps:
+                    encoded, cut = self._truncate(self.encode(problem, steps))
+                    truncated += cut
+                    jobs.append((i, j, len(steps), encoded))
+        if truncated:
+            log.warning(
+                "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
+                "their unscored steps take the score of the last scored step",
+                self.settings.name,
+                truncated,
+                len(jobs),
+                self.settings.max_length,
+            )
+        order = sorted(range(len(jobs)), key=lambda k: len(jobs[k][3].input_ids))
+        batches = [order[s : s + self.settings.batch_size] for s in range(0, len(order), self.settings.batch_size)]
+        for batch in tqdm(
+            batches, desc=f"prm {self.settings.name}", unit="batch", leave=False, disable=len(batches) < 2
+        ):
+            encs = [jobs[k][3] for k in batch]
+            width = max(len(e.input_ids) for e in encs)
+            ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(encs), width), dtype=torch.long)
+            for row, e in enumerate(encs):
+                ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+                mask[row, : len(e.input_ids)] = 1
+            rows = torch.tensor([r for r, e in enumerate(encs) for _ in e.positions], dtype=torch.long)
+            cols = torch.tensor([p for e in encs for p in e.positions], dtype=torch.long)
+            with torch.inference_mode():
+                probs = self.step_probs(
+                    ids.to(self.device), mask.to(self.device), rows.to(self.device), cols.to(self.device)
+                )
+            flat = probs.float().clamp(0.0, 1.0).cpu().tolist()
+            start = 0
+            for k, e in zip(batch, encs, strict=True):
+                i, j, n_steps, _ = jobs[k]
+                got = flat[start : start + len(e.positions)]
+                start += len(e.positions)
+                fill = got[-1] if got else 0.0
+                scores[i][j] = got + [fill] * (n_steps - len(got))
+        return scores
+
+
+class CandidateTokenPRM(TransformersPRM):
+    """A causal LM judge: P(good) = softmax over the logits of the "+" and "-" tokens at a position.
+
+    Only the backbone runs over the whole sequence; the LM head is applied to the score positions
+    alone, so an 8B judge with a 128k vocabulary never materialises batch x length x vocab logits.
+    """
+
+    def __init__(
+        self, settings: PRMSettings, tokenizer: Any, model: Any, device: str, good: str = "+", bad: str = "-"
+    ) -> None:
+        super().__init__(settings, tokenizer, model.base_model, device)
+        self.lm_head = model.get_output_embeddings()
+        self.candidates = [single_token_id(tokenizer, good), single_token_id(tokenizer, bad)]
+        if self.candidates[0] == self.candidates[1]:
+            raise ModelError(f"prm {settings.name}: {good!r} and {bad!r} map to the same token")
+
+    def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
+        hidden = self.forward_module(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+        ).last_hidden_state
+        logits = self.lm_head(hidden[rows, cols])[:, self.candidates].float()
+        return logits.softmax(dim=-1)[:, 0]

@@ -1,0 +1,60 @@
+"""The `score` step: every reasoning step of a shard's completions scored by one PRM.
+
+All problems of the shard go to the PRM in one call, so it can batch completions of similar length
+across problems. The settings are validated before any model is loaded, and the output is written
+atomically, so a failed or killed job leaves no scores file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sal_core.config import PRMSettings
+from sal_core.errors import ConfigError, ShardError
+from sal_core.io import read_table, write_table_atomic
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("problem_id", "problem", "completions")
+
+
+def parse_prm_settings(text: str) -> PRMSettings:
+    """PRMSettings from the JSON given to `--prm`; bad JSON or values raise ConfigError naming `prm`."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"prm: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"prm: expected a JSON object of PRM settings, got {type(data).__name__}")
+    return PRMSettings.from_dict(data, "prm")
+
+
+def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: str | Path) -> Path:
+    """Score `completions_path` with the PRM of `settings` and write `problem_id` + `scores` to `out_path`."""
+    from sal_core.prm import load_prm
+
+    frame = read_table(completions_path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ShardError(f"{completions_path}: missing column(s) {', '.join(missing)}")
+    problems = [str(p) for p in frame["problem"]]
+    completions = [[str(c) for c in comps] for comps in frame["completions"]]
+    prm = load_prm(settings)
+    start = time.perf_counter()
+    scores = prm.score(problems, completions)
+    total = sum(len(c) for c in completions)
+    log.info(
+        "scored %d completions of %d problems with %s in %.1fs",
+        total,
+        len(problems),
+        settings.name,
+        time.perf_counter() - start,
+    )
+    rows = {"problem_id": [str(p) for p in frame["problem_id"]], "scores": scores}
+    return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name})
