@@ -1,0 +1,55 @@
+"""Best-of-N: n independent full solutions per problem, all problems x n in one generate call.
+
+No PRM is involved while sampling; the completions are scored afterwards by `sal score`, so one
+set of samples can be judged by several PRMs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sal_core.backends.base import GenerationBackend, GenerationRequest
+from sal_core.config import SearchSettings
+from sal_core.sampling import best_of_n_temperatures, derive_seed
+from sal_core.search.common import SearchResult, new_token_budget, warn_pruned
+
+log = logging.getLogger(__name__)
+
+
+def best_of_n(prompts: Sequence[str], settings: SearchSettings, backend: GenerationBackend) -> list[SearchResult]:
+    """Sample `settings.n` completions for each prompt; temperatures split by ratio, seeds per
+    (run seed, problem index, sample index). A prompt too long for the context window gets empty
+    completions with finish_reason 'length' (and a warning) instead of failing the shard."""
+    temperatures = best_of_n_temperatures(settings.n, settings.temperatures, settings.temperature_ratios)
+    requests: list[GenerationRequest] = []
+    owners: list[tuple[int, int]] = []
+    too_long: list[int] = []
+    for p, prompt in enumerate(prompts):
+        budget = new_token_budget(backend, prompt, settings.max_tokens)
+        if budget is None:
+            too_long.extend([p] * settings.n)
+            continue
+        for j, temperature in enumerate(temperatures):
+            seed = derive_seed(settings.seed, p, j)
+            requests.append(GenerationRequest(prompt, temperature, settings.top_p, budget, (), seed))
+            owners.append((p, j))
+    warn_pruned("best_of_n", 0, too_long, backend.max_model_len)
+
+    outputs = backend.generate(requests) if requests else []
+    texts = [[""] * settings.n for _ in prompts]
+    tokens = [[0] * settings.n for _ in prompts]
+    reasons = [["length"] * settings.n for _ in prompts]
+    for (p, j), out in zip(owners, outputs, strict=True):
+        texts[p][j], tokens[p][j], reasons[p][j] = out.text, out.num_tokens, out.finish_reason
+    return [
+        SearchResult(
+            completions=texts[p],
+            completion_tokens=tokens[p],
+            temperatures=list(temperatures),
+            groups=list(range(settings.n)),
+            finish_reasons=reasons[p],
+            search_scores=None,
+        )
+        for p in range(len(prompts))
+    ]
