@@ -7,7 +7,8 @@
 #
 # Idempotent: with the daemons already up and the configuration unchanged it only re-checks.
 # Settings (environment): SLURM_CI_GPUS (fake GPUs, default 2), SLURM_CI_STATE (state directory,
-# default /var/lib/slurm-ci), SLURM_CI_TIMEOUT (seconds to wait for the node, default 60).
+# default /var/lib/slurm-ci), SLURM_CI_TIMEOUT (seconds to wait for the node, default 60),
+# SLURM_CI_CPUS / SLURM_CI_MEM_MB (the node's advertised size, default 16 CPUs and 65536 MB).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,10 +52,14 @@ fi
 
 # --- 2. configuration ----------------------------------------------------------------------------
 node="$(hostname -s)"
-cpus="$(nproc)"
-# RealMemory a bit below the real figure (slurmd drains a node that reports less than configured).
-mem_total_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
-realmem=$((mem_total_mb * 90 / 100))
+hw_cpus="$(nproc)"
+hw_mem_mb=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 1024))
+# The node is sized like a small GPU node (16 CPUs, 64 GB, 2 GPUs), not like this machine, so that
+# profiles/slurm runs unmodified here, including its attempt-scaled retries (SlurmdParameters=
+# config_overrides keeps slurmd from draining a node smaller than configured; nothing is enforced
+# without cgroups). SLURM_CI_CPUS=$(nproc) SLURM_CI_MEM_MB=<MB> describe the real machine instead.
+cpus="${SLURM_CI_CPUS:-16}"
+realmem="${SLURM_CI_MEM_MB:-65536}"
 mkdir -p "$state/ctld" "$state/d" "$logdir" "$gpudir" /etc/slurm /run/munge
 # slurmd only binds GPUs to jobs (CUDA_VISIBLE_DEVICES) for character devices: make /dev/null twins.
 for ((i = 0; i < ngpus; i++)); do
@@ -85,7 +90,7 @@ install_conf() { # template target
 }
 install_conf "$here/slurm.conf.in" "$conf"
 install_conf "$here/gres.conf.in" "$gresconf"
-say "node $node: CPUs=$cpus RealMemory=${realmem}MB Gres=gpu:$ngpus (character devices $gpudir/nvidia*), partition debug"
+say "node $node: CPUs=$cpus RealMemory=${realmem}MB (hardware: $hw_cpus CPUs, ${hw_mem_mb}MB) Gres=gpu:$ngpus (character devices $gpudir/nvidia*), partition debug"
 
 # --- 3. daemons ----------------------------------------------------------------------------------
 running() { # pidfile
