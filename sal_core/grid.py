@@ -141,6 +141,8 @@ def build_grid(config: dict[str, Any]) -> Grid:
             raise ConfigError(
                 f"samplings.{name}.{unknown[0]}: unknown key (allowed: {', '.join(SAMPLING_KEYS)})"
             )
+        # checked on its own first, so an error names the sampling rather than an approach using it
+        SearchSettings.from_dict({"method": "best_of_n", "n": 1, **(entry or {})}, f"samplings.{name}")
     seeds = config.get("seeds") or [0]
 
     runs: list[Run] = []

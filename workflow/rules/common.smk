@@ -1,0 +1,149 @@
+# Config validation, the run grid, wildcard constraints and input functions.
+# All logic lives in sal_core (grid, data, workflow_config), where tests reach it directly.
+import re
+
+from snakemake.exceptions import WorkflowError
+
+from sal_core.data import shard_ranges, snapshot_problems
+from sal_core.errors import SalError
+from sal_core.grid import to_json
+from sal_core.workflow_config import check_config
+
+try:
+    GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
+    DATASET = GRID.dataset.name
+    PROBLEMS = f"results/{DATASET}/problems.parquet"
+    # The dataset is loaded (and validated) once, here, and snapshotted for the jobs.
+    SHARDS = shard_ranges(
+        snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size
+    )
+except SalError as err:
+    raise WorkflowError(f"invalid configuration: {err}") from None
+
+# Path templates: one folder per run, one sub-folder per shard; logs mirror results.
+COMPLETIONS = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/shards/{start}-{end}/completions.parquet"
+SCORES = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/shards/{start}-{end}/scores/{prm}.parquet"
+MERGED = (
+    "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/merged/{prm}.parquet"
+)
+METRICS = (
+    "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/metrics/{prm}.parquet"
+)
+LOGS = "logs/{dataset}/{model}/{approach}/{sampling}/seed-{seed}"
+SAL_ENV = "../envs/sal.yaml"
+RESOURCES = config.get("resources", {})
+
+
+def _one_of(names):
+    return "|".join(re.escape(str(name)) for name in sorted(set(names)))
+
+
+wildcard_constraints:
+    dataset=_one_of([DATASET]),
+    model=_one_of(GRID.models),
+    approach=_one_of(GRID.run_ids()),
+    sampling=_one_of(config["samplings"]),
+    seed=r"\d+",
+    prm=_one_of(GRID.prms),
+    start=r"\d+",
+    end=r"\d+",
+    source=_one_of(["smollm2-135m-instruct", "tiny-random"]),
+
+
+def resource(rule_name, key, default):
+    """A rule's resource from the config's `resources` block."""
+    return RESOURCES.get(rule_name, {}).get(key, default)
+
+
+def grows_with_attempt(rule_name, key, default):
+    """Memory and runtime grow with each retry, so a job killed for either gets more next time."""
+    base = resource(rule_name, key, default)
+    return lambda wildcards, attempt: base * attempt
+
+
+def _prepared(path):
+    return [path] if path in GRID.prepared else []
+
+
+def _run(wildcards):
+    return GRID.run(
+        wildcards.model, wildcards.approach, wildcards.sampling, wildcards.seed
+    )
+
+
+def generate_model_inputs(wildcards):
+    """Prepared model folders a generate job needs (none for Hub or local models)."""
+    run = _run(wildcards)
+    paths = _prepared(run.job.model.path)
+    if run.job.prm is not None:
+        paths += _prepared(run.job.prm.path)
+    return sorted(set(paths))
+
+
+def generate_job(wildcards):
+    return to_json(_run(wildcards).job)
+
+
+def score_model_inputs(wildcards):
+    return _prepared(GRID.prms[wildcards.prm].path)
+
+
+def prm_settings(wildcards):
+    return to_json(GRID.prms[wildcards.prm])
+
+
+def _shard_paths(wildcards, template):
+    return [template.format(start=start, end=end, **wildcards) for start, end in SHARDS]
+
+
+def merge_completions(wildcards):
+    return _shard_paths(wildcards, COMPLETIONS)
+
+
+def merge_scores(wildcards):
+    return _shard_paths(wildcards, SCORES)
+
+
+def run_keys(wildcards):
+    return to_json(_run(wildcards).keys(DATASET, wildcards.prm))
+
+
+def evaluation_options():
+    options = config.get("evaluation", {})
+    flags = {
+        "aggregation": "--aggregation",
+        "num_subsamples": "--num-subsamples",
+        "timeout": "--timeout",
+        "workers": "--workers",
+    }
+    return " ".join(
+        f"{flag} {options[key]}" for key, flag in flags.items() if key in options
+    )
+
+
+def all_metrics():
+    return sorted(
+        {
+            METRICS.format(
+                dataset=DATASET,
+                model=run.model,
+                approach=run.run_id,
+                sampling=run.sampling,
+                seed=run.seed,
+                prm=prm,
+            )
+            for run in GRID.runs
+            for prm in GRID.score_prms
+        }
+    )
+
+
+PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
+
+
+def get_final_outputs():
+    return [
+        f"results/{DATASET}/accuracy.csv",
+        f"results/{DATASET}/compute_optimal.csv",
+        *[f"results/{DATASET}/plots/{name}.png" for name in PLOTS],
+    ]

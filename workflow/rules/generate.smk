@@ -1,0 +1,20 @@
+rule generate:
+    input:
+        problems=PROBLEMS,
+        models=generate_model_inputs,
+    output:
+        COMPLETIONS,
+    log:
+        f"{LOGS}/generate/{{start}}-{{end}}.log",
+    conda:
+        SAL_ENV
+    threads: resource("generate", "threads", 1)
+    resources:
+        mem_mb=grows_with_attempt("generate", "mem_mb", 16000),
+        runtime=grows_with_attempt("generate", "runtime", 120),
+    params:
+        job=generate_job,
+    shell:
+        "OMP_NUM_THREADS={threads} sal generate --problems {input.problems}"
+        " --start {wildcards.start} --end {wildcards.end}"
+        " --job {params.job:q} --out {output} > {log} 2>&1"

@@ -1,0 +1,19 @@
+rule score:
+    input:
+        completions=COMPLETIONS,
+        models=score_model_inputs,
+    output:
+        SCORES,
+    log:
+        f"{LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
+    conda:
+        SAL_ENV
+    threads: resource("score", "threads", 1)
+    resources:
+        mem_mb=grows_with_attempt("score", "mem_mb", 16000),
+        runtime=grows_with_attempt("score", "runtime", 60),
+    params:
+        prm=prm_settings,
+    shell:
+        "OMP_NUM_THREADS={threads} sal score --completions {input.completions}"
+        " --prm {params.prm:q} --out {output} > {log} 2>&1"
