@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from sal_core.config import GenerateJob, ModelSettings, PRMSettings, SearchSettings
@@ -96,6 +97,7 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
     if source is None:
         if "path" not in entry:
             raise ConfigError(f"{where}.path: missing (a Hub name or a local folder)")
+        check_model_path(str(entry["path"]), f"{where}.path")
         return entry
     if source not in PREPARED_SOURCES:
         raise ConfigError(f"{where}.prepare: {source!r} is not one of {', '.join(PREPARED_SOURCES)}")
@@ -104,6 +106,26 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
         raise ConfigError(f"{where}.path: a prepared model lives in {folder}; drop `path` or `prepare`")
     prepared[folder] = source
     return entry
+
+
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def check_model_path(path: str, where: str) -> None:
+    """A model path must be a local model folder or look like a Hub name (`org/model`).
+
+    Caught here, at parse time, a typo costs nothing; caught in a job, it costs a queue wait.
+    Hub names cannot be checked without the network, so the job reports those.
+    """
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"{where}: {path} is a folder but not a model folder (no config.json)")
+        return
+    if local.exists():
+        raise ConfigError(f"{where}: {path} is a file; give the model's folder or a Hub name")
+    if not HUB_NAME.fullmatch(path):
+        raise ConfigError(f"{where}: {path} is neither a local model folder nor a Hub model name (org/model)")
 
 
 def _prm_name(name: Any, where: str, prms: dict[str, PRMSettings]) -> str:
