@@ -51,8 +51,8 @@ class QwenMathPRM(TransformersPRM):
         return Encoded(ids, tags)
 
     def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
-        out = self.forward_module(input_ids=input_ids, attention_mask=attention_mask)
-        logits = out[0] if isinstance(out, tuple) else out.logits
+        # [0]: the logits, whether the model returns a tuple (remote code) or a ModelOutput
+        logits = self.forward_module(input_ids=input_ids, attention_mask=attention_mask)[0]
         return logits[rows, cols].float().softmax(dim=-1)[:, 1]
 
 
