@@ -1,0 +1,163 @@
+"""All runs' metrics in one accuracy table (mean over seeds with a 95% CI), and the compute-optimal table.
+
+Seeds of one configuration are pooled: with two or more seeds the interval is a Student-t
+interval of the seed means; with one seed it is that run's own bootstrap interval over problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from sal_core.errors import ShardError
+
+CONFIG_KEYS = ["dataset", "model", "approach", "method", "sampling", "prm", "aggregation", "n", "vote", "level"]
+NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", "timeouts"]
+# two-sided 97.5% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond
+_T975 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
+
+
+def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataFrame:
+    """Concatenate metrics files; a missing or corrupt one raises ShardError naming it."""
+    tables = []
+    for path in tqdm(paths, desc="reading metrics", unit="file", disable=not progress):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise ShardError(f"{path}: unreadable or corrupt metrics file ({err})") from err
+        missing = [c for c in NEEDED if c not in table.column_names]
+        if missing:
+            raise ShardError(f"{path}: not a metrics file (missing {', '.join(missing)})")
+        tables.append(table.select(NEEDED).cast(pa.schema([(c, table.schema.field(c).type) for c in NEEDED])))
+    if not tables:
+        raise ShardError("no metrics files given")
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["seed"] = frame["seed"].astype(str)
+    return frame
+
+
+def _t975(df: int) -> float:
+    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
+
+
+def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (run keys but seed, n, vote, level): seed mean, std, 95% CI, seed count."""
+    dup = metrics.duplicated([*CONFIG_KEYS, "seed"])
+    if dup.any():
+        row = metrics[dup].iloc[0]
+        raise ShardError(f"the same run appears twice: {', '.join(f'{k}={row[k]}' for k in [*CONFIG_KEYS, 'seed'])}")
+    grouped = metrics.groupby(CONFIG_KEYS, sort=True, dropna=False)
+    table = grouped.agg(
+        accuracy=("accuracy", "mean"),
+        std=("accuracy", "std"),
+        num_seeds=("seed", "nunique"),
+        run_ci_low=("ci_low", "first"),
+        run_ci_high=("ci_high", "first"),
+        mean_tokens=("mean_tokens", "mean"),
+        timeouts=("timeouts", "sum"),
+    ).reset_index()
+    half = (
+        np.array([_t975(k - 1) if k > 1 else math.nan for k in table["num_seeds"]])
+        * table["std"].fillna(0)
+        / np.sqrt(table["num_seeds"])
+    )
+    many = table["num_seeds"] > 1
+    table["ci_low"] = np.where(many, table["accuracy"] - half, table["run_ci_low"])
+    table["ci_high"] = np.where(many, table["accuracy"] + half, table["run_ci_high"])
+    table["std"] = table["std"].fillna(0.0)
+    return table.drop(columns=["run_ci_low", "run_ci_high"])
+
+
+def _label(row: pd.Series) -> str:
+    return f"{row['approach']} / {row['sampling']} / {row['vote']}"
+
+
+def compute_optimal(table: pd.DataFrame) -> pd.DataFrame:
+    """For each model, level and budget, the best approach + sampling + vote (pass@k excluded: it is an oracle).
+
+    Budgets: every n (configurations at exactly that n) and token budgets at powers of two
+    (configurations whose mean generated tokens per problem fit the budget). Ties: higher accuracy,
+    then fewer tokens, then name order.
+    """
+    real = table[table["vote"] != "pass@k"]
+    rows = []
+    for (dataset, model, level), part in real.groupby(["dataset", "model", "level"], sort=True):
+        budgets = [("n", float(n), part[part["n"] == n]) for n in sorted(part["n"].unique())]
+        tokens = part["mean_tokens"].dropna()
+        if len(tokens):
+            low = 2 ** math.floor(math.log2(max(tokens.min(), 1)))
+            high = 2 ** math.ceil(math.log2(max(tokens.max(), 1)))
+            budget = low
+            while budget <= high:
+                budgets.append(("tokens", float(budget), part[part["mean_tokens"] <= budget]))
+                budget *= 2
+        for kind, budget, options in budgets:
+            if options.empty:
+                continue
+            ranked = options.assign(_label=options.apply(_label, axis=1)).sort_values(
+                ["accuracy", "mean_tokens", "_label"], ascending=[False, True, True]
+            )
+            best = ranked.iloc[0]
+            runner = ranked.iloc[1] if len(ranked) > 1 else None
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "level": level,
+                    "budget_type": kind,
+                    "budget": budget,
+                    "approach": best["approach"],
+                    "method": best["method"],
+                    "sampling": best["sampling"],
+                    "prm": best["prm"],
+                    "aggregation": best["aggregation"],
+                    "vote": best["vote"],
+                    "n": best["n"],
+                    "accuracy": best["accuracy"],
+                    "ci_low": best["ci_low"],
+                    "ci_high": best["ci_high"],
+                    "mean_tokens": best["mean_tokens"],
+                    "num_seeds": best["num_seeds"],
+                    "runner_up": runner["_label"] if runner is not None else "",
+                    "runner_up_accuracy": runner["accuracy"] if runner is not None else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
