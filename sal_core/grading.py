@@ -12,6 +12,7 @@ math-verify's own signal-based timeout is switched off: it cannot interrupt C-le
 from __future__ import annotations
 
 import cmath
+import contextlib
 import logging
 import multiprocessing as mp
 import time
@@ -283,10 +284,8 @@ def grade_all(
     finally:
         bar.close()
         for slot in slots:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 slot.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
             slot.proc.join(timeout=1)
             if slot.proc.is_alive():
                 slot.proc.kill()
