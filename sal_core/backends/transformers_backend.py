@@ -1,0 +1,231 @@
+"""Generation with plain transformers on CPU or one GPU: the engine for laptops, CI and small models.
+
+`model.generate` cannot give each row of a batch its own temperature, top_p, seed and stop
+strings, and search methods need all four, so this runs its own sampling loop over a KV cache:
+requests are sorted by prompt length and batched (left padding), each row samples with its own
+torch.Generator (so its text depends on its seed only, not on what else is in the batch), and
+finished rows are dropped from the batch so long stragglers do not pay for short ones.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.config import ModelSettings
+from sal_core.errors import ConfigError, ModelError
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' picks the GPU when there is one; anything else must be a torch device string."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as err:
+        raise ConfigError(f"model.device: {device!r} is not a torch device ({err})") from err
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' is bfloat16 on a GPU that supports it (float16 otherwise) and float32 on CPU, where
+    half-precision matmuls are slower and less reproducible."""
+    if dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    value = getattr(torch, dtype, None)
+    if not isinstance(value, torch.dtype):
+        raise ConfigError(f"model.dtype: {dtype!r} is not a torch dtype (e.g. auto, float32, bfloat16)")
+    return value
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int | None:
+    """End index of the earliest stop string in `text` (so the cut keeps the stop), or None."""
+    best: tuple[int, int] | None = None
+    for stop in stops:
+        start = text.find(stop)
+        if start >= 0 and (best is None or start < best[0]):
+            best = (start, start + len(stop))
+    return None if best is None else best[1]
+
+
+def top_p_filter(probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Zero the tail of each row's distribution beyond its nucleus (the smallest set of most
+    likely tokens whose mass reaches top_p); the most likely token is always kept."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_before >= top_p.unsqueeze(-1), 0.0)
+    return torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+
+
+@dataclass
+class _Row:
+    """Decoding state of one request inside a batch."""
+
+    index: int
+    request: GenerationRequest
+    budget: int
+    generator: torch.Generator | None
+    tokens: list[int] = field(default_factory=list)
+    reason: FinishReason | None = None
+
+
+class TransformersBackend(GenerationBackend):
+    """Batched sampling with a hand-written KV-cache loop (see module docstring)."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.settings = settings
+        path = Path(settings.path)
+        if not path.exists():
+            raise ModelError(f"model.path {settings.path}: not found (run `sal prepare-model` or fix the path)")
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelError(f"model.path {settings.path}: cannot load ({err.__class__.__name__}: {err})") from err
+        self.model.to(self.device).eval()
+        self.pad_id = self.tokenizer.pad_token_id
+        if self.pad_id is None:
+            self.pad_id = self.tokenizer.eos_token_id
+        self.eos_ids = self._eos_ids()
+        # transformers 5 renamed the cache argument; older releases call it past_key_values
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # only the last position's logits are needed (skips a vocab-sized matmul per prompt token)
+        self._logits_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in params), None)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        self.max_model_len = min(settings.max_model_len, limit) if limit else settings.max_model_len
+        if self.max_model_len < settings.max_model_len:
+            log.warning("model.max_model_len %d capped to the model's %d positions", settings.max_model_len, limit)
+
+    def _eos_ids(self) -> set[int]:
+        ids: set[int] = set()
+        for source in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if isinstance(source, int):
+                ids.add(source)
+            elif source:
+                ids.update(source)
+        return ids
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
+        """One output per request, in request order (see GenerationBackend)."""
+        if not requests:
+            return []
+        encoded = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
+        outputs: list[GenerationOutput | None] = [None] * len(requests)
+        rows: list[tuple[_Row, list[int]]] = []
+        for index, (request, ids) in enumerate(zip(requests, encoded, strict=True)):
+            budget = min(request.max_tokens, self.max_model_len - len(ids))
+            if budget <= 0:
+                outputs[index] = GenerationOutput(text="", num_tokens=0, finish_reason="length")
+                continue
+            rows.append((_Row(index, request, budget, self._generator(request)), ids))
+        rows.sort(key=lambda item: len(item[1]))
+        size = self.settings.batch_size
+        batches = [rows[i : i + size] for i in range(0, len(rows), size)]
+        for batch in tqdm(batches, desc="generate", unit="batch", disable=len(batches) < 2):
+            for row in self._run_batch(batch):
+                outputs[row.index] = self._finish(row)
+        return [out for out in outputs if out is not None]
+
+    def _generator(self, request: GenerationRequest) -> torch.Generator | None:
+        if request.temperature == 0:
+            return None
+        seed = request.seed if request.seed is not None else random.SystemRandom().randrange(2**63)
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    @torch.inference_mode()
+    def _run_batch(self, batch: list[tuple[_Row, list[int]]]) -> list[_Row]:
+        """Decode every row of `batch` to completion; rows come back with tokens and a reason set."""
+        rows = [row for row, _ in batch]
+        width = max(len(ids) for _, ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, (_, ids) in enumerate(batch):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        temperature = torch.tensor([r.request.temperature for r in rows], device=self.device)
+        top_p = torch.tensor([r.request.top_p for r in rows], device=self.device)
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        extra: dict[str, Any] = {self._cache_arg: cache}
+        if self._logits_arg:
+            extra[self._logits_arg] = 1
+        done: list[_Row] = []
+        while rows:
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+            next_tokens = self._sample(out.logits[:, -1, :].float(), rows, temperature, top_p)
+            keep: list[int] = []
+            for i, (row, token) in enumerate(zip(rows, next_tokens.tolist(), strict=True)):
+                row.tokens.append(token)
+                row.reason = self._check(row)
+                if row.reason is None:
+                    keep.append(i)
+                else:
+                    done.append(row)
+            if len(keep) < len(rows):
+                if not keep:
+                    break
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                rows = [rows[i] for i in keep]
+                next_tokens, mask, positions = next_tokens[index], mask[index], positions[index]
+                temperature, top_p = temperature[index], top_p[index]
+            input_ids = next_tokens.unsqueeze(-1)
+            mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+        return done
+
+    def _sample(
+        self, logits: torch.Tensor, rows: list[_Row], temperature: torch.Tensor, top_p: torch.Tensor
+    ) -> torch.Tensor:
+        """Next token per row: argmax for temperature 0, else a draw from that row's generator."""
+        tokens = logits.argmax(dim=-1)
+        sampled = (temperature > 0).nonzero().flatten().tolist()
+        if not sampled:
+            return tokens
+        idx = torch.tensor(sampled, device=logits.device)
+        probs = torch.softmax(logits[idx] / temperature[idx].unsqueeze(-1), dim=-1)
+        if bool((top_p[idx] < 1).any()):
+            probs = top_p_filter(probs, top_p[idx])
+        for j, i in enumerate(sampled):
+            tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+        return tokens
+
+    def _check(self, row: _Row) -> FinishReason | None:
+        """Why the row just finished, or None to keep going."""
+        if row.tokens[-1] in self.eos_ids:
+            return "eos"
+        if row.request.stop:
+            text = self.tokenizer.decode(row.tokens, skip_special_tokens=True)
+            if find_stop(text, row.request.stop) is not None:
+                return "stop"
+        if len(row.tokens) >= row.budget:
+            return "length"
+        return None
+
+    def _finish(self, row: _Row) -> GenerationOutput:
+        assert row.reason is not None, "row finished without a reason"
+        tokens = row.tokens[:-1] if row.reason == "eos" else row.tokens
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        if row.reason == "stop":
+            text = text[: find_stop(text, row.request.stop)]
+        return GenerationOutput(text=text, num_tokens=len(row.tokens), finish_reason=row.reason)
