@@ -39,7 +39,7 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
     """Score `completions_path` with the PRM of `settings` and write `problem_id` + `scores` to `out_path`."""
     from sal_core.prm import load_prm
 
-    frame = read_table(completions_path)
+    frame = read_table(completions_path, quarantine_corrupt=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ShardError(f"{completions_path}: missing column(s) {', '.join(missing)}")
