@@ -17,6 +17,7 @@ METHODS = ("best_of_n", "beam_search", "dvts")
 PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
 BACKENDS = ("transformers", "vllm")
 AGGREGATIONS = ("last", "min", "prod")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the following math problem efficiently and clearly:\n\n"
@@ -71,6 +72,8 @@ class ModelSettings:
             raise ConfigError(f"{where}.max_model_len: must be at least 16, got {self.max_model_len}")
         if self.batch_size < 1:
             raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
 
@@ -96,6 +99,10 @@ class PRMSettings:
             raise ConfigError(f"{where}.type: {self.type!r} is not one of {', '.join(PRM_TYPES)}")
         if self.batch_size < 1:
             raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.max_length < 16:
+            raise ConfigError(f"{where}.max_length: must be at least 16, got {self.max_length}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "prm") -> PRMSettings:
@@ -144,17 +151,13 @@ class SearchSettings:
             if any(r < 0 for r in self.temperature_ratios):
                 raise ConfigError(f"{where}.temperature_ratios: must be >= 0, got {self.temperature_ratios}")
             if not math.isclose(sum(self.temperature_ratios), 1.0, abs_tol=1e-6):
-                raise ConfigError(
-                    f"{where}.temperature_ratios: must sum to 1, got {sum(self.temperature_ratios):g}"
-                )
+                raise ConfigError(f"{where}.temperature_ratios: must sum to 1, got {sum(self.temperature_ratios):g}")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"{where}.top_p: must be in (0, 1], got {self.top_p}")
         if self.max_tokens < 1:
             raise ConfigError(f"{where}.max_tokens: must be at least 1, got {self.max_tokens}")
         if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(
-                f"{where}.aggregation: {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}"
-            )
+            raise ConfigError(f"{where}.aggregation: {self.aggregation!r} is not one of {', '.join(AGGREGATIONS)}")
         if self.method in ("beam_search", "dvts"):
             if self.beam_width < 1:
                 raise ConfigError(f"{where}.beam_width: must be at least 1, got {self.beam_width}")
