@@ -1,0 +1,98 @@
+"""Config checking and grid expansion: which runs a config asks for, and one clear line per mistake."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sal_core.errors import ConfigError
+from sal_core.workflow_config import check_config
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+CONFIGS = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "config" / "experiments").glob("*.yaml"))
+
+
+def smoke() -> dict:
+    return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def test_runs_per_method_follow_the_search_rules() -> None:
+    grid = check_config(smoke(), SCHEMA)
+    by_id = {}
+    for run in grid.runs:
+        by_id.setdefault(run.run_id, set()).add(run.n)
+    # Best-of-N and DVTS run once at their largest n; beam search once per n; guided ids carry the PRM.
+    assert by_id == {"bon": {4}, "beam-n2.tiny-judge": {2}, "beam-n4.tiny-judge": {4}, "dvts.tiny-judge": {4}}
+    assert len(grid.runs) == 4 * 2 * 1  # run ids x samplings x seeds x models
+    assert grid.prepared == {"resources/models/tiny-random": "tiny-random"}
+    bon = grid.run("tiny", "bon", "mix", 0)
+    assert bon.job.search.temperatures == [0.5, 1.0] and bon.job.search.temperature_ratios == [0.25, 0.75]
+    assert bon.job.prm is None
+    assert grid.run("tiny", "dvts.tiny-judge", "t1.0", "0").job.prm.name == "tiny-judge"
+
+
+def test_two_settings_never_share_a_run_id() -> None:
+    config = smoke()
+    config["prms"]["other"] = dict(config["prms"]["tiny-judge"])
+    config["approaches"]["dvts2"] = {**config["approaches"]["dvts"], "prm": "other"}
+    grid = check_config(config, SCHEMA)
+    ids = [(r.model, r.run_id, r.sampling, r.seed) for r in grid.runs]
+    assert len(ids) == len(set(ids))
+    assert "dvts2.other" in grid.run_ids()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(bogus=1), r"^bogus: unknown key \(allowed: approaches, dataset"),
+        (lambda c: c["approaches"]["bon"].update(nn=4), r"^approaches.bon.nn: unknown key"),
+        (lambda c: c["approaches"]["beam"].update(n=[3]), r"^approaches.beam.n: 3 is not a multiple of beam_width 2"),
+        (
+            lambda c: c["samplings"]["mix"].update(temperature_ratios=[0.5, 0.6]),
+            r"^samplings.mix.temperature_ratios: must sum to 1, got 1.1",
+        ),
+        (
+            lambda c: c["samplings"]["mix"].update(temperature_ratios=[1.0]),
+            r"^samplings.mix.temperature_ratios: 1 ratios for 2 temperatures",
+        ),
+        (lambda c: c.update(score_prms=["nope"]), r"^score_prms: 'nope' is not a PRM defined under prms"),
+        (lambda c: c.update(search_prm="nope"), r"^search_prm: 'nope' is not a PRM defined under prms"),
+        (lambda c: c["prms"]["tiny-judge"].update(type="orm"), r"^prms.tiny-judge.type: 'orm' is not one of rlhflow"),
+        (lambda c: c["models"]["tiny"].update(backend="tgi"), r"^models.tiny.backend: 'tgi' is not one of"),
+        (lambda c: c["approaches"]["bon"].update(n="x"), r"^approaches.bon.n: 'x' is not valid"),
+        (lambda c: c["approaches"]["bon"].update(method="mcts"), r"^approaches.bon.method: 'mcts' is not one of"),
+        (lambda c: c.pop("seeds"), r"^config: 'seeds' is a required property"),
+        (
+            lambda c: c["models"].update(other={"path": "/no/such/model"}),
+            r"^models.other.path: /no/such/model is neither a local model folder nor a Hub model name",
+        ),
+        (lambda c: c["approaches"]["bon"].update(seed=3), r"^approaches.bon.seed: unknown key \(allowed: aggregation"),
+    ],
+)
+def test_bad_config_names_the_key(edit, message: str) -> None:
+    config = smoke()
+    edit(config)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config, SCHEMA)
+
+
+def test_model_path_checks_accept_hub_names_and_model_folders(tmp_path: Path) -> None:
+    config = smoke()
+    config["models"]["hub"] = {"path": "Qwen/Qwen2.5-1.5B-Instruct"}
+    (tmp_path / "m").mkdir()
+    config["models"]["folder"] = {"path": str(tmp_path / "m")}
+    with pytest.raises(ConfigError, match="is a folder but not a model folder"):
+        check_config(copy.deepcopy(config), SCHEMA)
+    (tmp_path / "m" / "config.json").write_text("{}")
+    assert {r.model for r in check_config(config, SCHEMA).runs} == {"tiny", "hub", "folder"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path: Path) -> None:
+    config = yaml.safe_load(path.read_text())
+    grid = check_config(config, SCHEMA)
+    assert grid.runs
