@@ -27,6 +27,8 @@ NO_ANSWER = -1  # class id of a completion with no extractable final answer
 GOLD = -1  # answer index of the gold answer in heartbeats and skipped checks
 PARSE = -1  # partner id of a parse check (comparisons name the class they compare with)
 _BOXED = ("\\boxed", "\\fbox")
+# math-verify warns that its own timeout is off; here the worker watchdog replaces it
+logging.getLogger("math_verify").setLevel(logging.ERROR)
 
 
 def last_boxed(text: str | None) -> str | None:
@@ -77,27 +79,41 @@ def _parse(answer: str) -> list:
     return parse("\\boxed{" + answer + "}", config, parsing_timeout=None)
 
 
+def _point(name: str) -> float:
+    """A fixed, irrational-looking value per symbol name, the same in every process."""
+    return 0.6180339887 + 0.0931 * (sum(map(ord, name)) % 29)
+
+
 @lru_cache(maxsize=200_000)
 def _numeric(answer: str) -> complex | None:
-    """Numeric value of a closed-form number answer (no symbols, percent, relation, set), else None."""
-    from sympy import Expr, UnevaluatedExpr
+    """A numeric fingerprint of an expression answer, or None (relations, sets, bare symbols, percents).
+
+    Closed-form numbers give their value; expressions in symbols are evaluated with every symbol
+    at a fixed point, so two expressions that differ there cannot be identical functions.
+    """
+    from sympy import Expr, Symbol, UnevaluatedExpr
 
     parsed = _parse(answer)
     expr = parsed[0] if parsed else None
-    if not isinstance(expr, Expr) or expr.has(UnevaluatedExpr) or not expr.is_number:
+    if not isinstance(expr, Expr) or isinstance(expr, Symbol) or expr.has(UnevaluatedExpr):
         return None
     try:
+        if expr.free_symbols:
+            expr = expr.subs({s: _point(s.name) for s in expr.free_symbols})
+        if not expr.is_number:
+            return None
         value = complex(expr.evalf(20))
-    except (TypeError, ValueError, OverflowError, ArithmeticError):
+    except (TypeError, ValueError, OverflowError, ArithmeticError, AttributeError, RecursionError):
         return None
     return value if cmath.isfinite(value) else None
 
 
 def _surely_different(a: complex | None, b: complex | None) -> bool:
-    """Two closed-form numbers far apart are never equivalent for verify, so it is not called.
+    """Two fingerprints far apart mean verify would say "different", so it is not called.
 
-    verify treats numbers as equal only when their difference is zero or vanishes at 6 decimals;
-    a gap above 1e-4 relative (or absolute, below 1) is far outside that.
+    For these answer types verify's "equal" needs string/structural equality, a numeric difference
+    that vanishes at 6 decimals, or simplify(a - b) == 0; all imply (nearly) equal fingerprints.
+    A gap above 1e-4 relative (or absolute, below 1) is far outside that.
     """
     if a is None or b is None:
         return False
@@ -193,7 +209,6 @@ def grade_problem(
 
 def _worker(conn: Connection, beats, slot: int) -> None:
     """Grade tasks from `conn` until None; heartbeat = (answer index, check start) in `beats`."""
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
 
     def beat(answer: int, partner: int) -> None:
         beats[3 * slot] = answer

@@ -1,0 +1,67 @@
+"""Time `sal evaluate`'s work (read, grade, all votes at all n, intervals) on a 500 x 256 merged file.
+
+Needs /work/shared: without a path it writes the file with
+/work/shared/tools/synthetic_results.py from /work/shared/data/math500.jsonl.
+
+Usage: python bench/eval_speed.py [MERGED.jsonl|parquet] [--workers W] [--num-subsamples K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sal_core.evaluation import EvalOptions, compute_metrics, grade_frame, run_keys
+from sal_core.io import read_table
+
+SHARED = Path("/work/shared")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("merged", nargs="?", type=Path)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--num-subsamples", type=int, default=64)
+    args = parser.parse_args()
+    path = args.merged
+    if path is None:
+        path = Path(tempfile.gettempdir()) / "sal_bench_synth.jsonl"
+        if not path.exists():
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(SHARED / "tools/synthetic_results.py"),
+                    str(SHARED / "data/math500.jsonl"),
+                    str(path),
+                ],
+                check=True,
+            )
+    options = EvalOptions(workers=args.workers, num_subsamples=args.num_subsamples, progress=False)
+    start = time.perf_counter()
+    frame = read_table(path)
+    read_s = time.perf_counter() - start
+    graded = grade_frame(frame, path, options)
+    grade_s = time.perf_counter() - start - read_s
+    rows = compute_metrics(graded, run_keys(path, {}), options)
+    total = time.perf_counter() - start
+    n_completions = int(graded.valid.sum())
+    print(
+        f"{len(frame)} problems x {graded.valid.shape[1]} completions ({n_completions} in all), "
+        f"{args.workers} workers, {args.num_subsamples} subsamples: read {read_s:.1f}s, "
+        f"grade {grade_s:.1f}s, metrics {total - read_s - grade_s:.1f}s, total {total:.1f}s "
+        f"({len(rows)} metric rows, {int(graded.timeouts.sum())} timeouts)"
+    )
+    cpu = sum(
+        resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    print(f"CPU time, all processes: {cpu:.1f}s (wall time above depends on other load on the machine)")
+
+
+if __name__ == "__main__":
+    main()
