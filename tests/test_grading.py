@@ -68,3 +68,9 @@ def test_grade_all_matches_in_process_grading():
     got = [g.classes for g in grade_all(golds, answers, timeout=10, workers=2, progress=False)]
     assert got == expected
     assert NO_ANSWER not in got[0]
+
+
+def test_symbolic_answers_still_reach_verify():
+    grade = grade_problem("2x + 2", ["2(x+1)", "x + 2 + x", "2x + 3", "2y + 2", "4"])
+    assert grade.classes[:2] == [0, 0]
+    assert 0 not in grade.classes[2:]
