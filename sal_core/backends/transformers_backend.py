@@ -206,8 +206,12 @@ class TransformersBackend(GenerationBackend):
         probs = torch.softmax(logits[idx] / temperature[idx].unsqueeze(-1), dim=-1)
         if bool((top_p[idx] < 1).any()):
             probs = top_p_filter(probs, top_p[idx])
+        # inverse-CDF draw: one uniform per row; on CPU torch.multinomial over a 49k vocabulary
+        # took ~30 ms per row and dominated search time, this takes ~0.05 ms
+        cdf = probs.double().cumsum(dim=-1)
         for j, i in enumerate(sampled):
-            tokens[i] = torch.multinomial(probs[j], 1, generator=rows[i].generator)[0]
+            u = torch.rand(1, generator=rows[i].generator, dtype=torch.float64, device=cdf.device) * cdf[j, -1]
+            tokens[i] = torch.searchsorted(cdf[j], u, right=True).clamp(max=cdf.shape[-1] - 1)[0]
         return tokens
 
     def _check(self, row: _Row) -> FinishReason | None:
