@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sal_core.backends import GenerationRequest, load_backend
-from sal_core.backends.transformers_backend import TransformersBackend, find_stop, top_p_filter
+from sal_core.backends.transformers_backend import TransformersBackend, draw, find_stop, top_p_filter
 from sal_core.backends.vllm_backend import to_generation_output
 from sal_core.config import ModelSettings
 from sal_core.errors import ModelError
@@ -153,6 +153,16 @@ def test_top_p_filter_keeps_nucleus() -> None:
     kept = top_p_filter(probs, torch.tensor([0.75, 1.0]))
     assert kept[0].tolist() == pytest.approx([0.0, 0.5, 0.3, 0.0])
     assert kept[1].tolist() == pytest.approx([0.25] * 4)
+
+
+def test_draw_follows_distribution_and_seeds() -> None:
+    probs = torch.tensor([0.1, 0.0, 0.6, 0.3]).repeat(4000, 1)
+    generators = [torch.Generator().manual_seed(i) for i in range(4000)]
+    tokens = draw(probs, generators)
+    freq = torch.bincount(tokens, minlength=4).double() / 4000
+    assert freq.tolist() == pytest.approx([0.1, 0.0, 0.6, 0.3], abs=0.03)
+    again = draw(probs[:50], [torch.Generator().manual_seed(i) for i in range(50)])
+    assert torch.equal(again, tokens[:50])
 
 
 @pytest.mark.parametrize(
