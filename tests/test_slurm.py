@@ -83,9 +83,7 @@ def _cluster_problem() -> str | None:
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
         return "Slurm client tools not installed (run: bash tests/slurm/start_cluster.sh)"
     try:
-        out = subprocess.run(
-            ["sinfo", "-h", "-o", "%T %G"], capture_output=True, text=True, timeout=15
-        )
+        out = subprocess.run(["sinfo", "-h", "-o", "%T %G"], capture_output=True, text=True, timeout=15)
     except subprocess.TimeoutExpired:
         return "sinfo does not answer (slurmctld down? run: bash tests/slurm/start_cluster.sh)"
     if out.returncode != 0:
@@ -139,9 +137,7 @@ class SlurmJobs:
             self._stop.wait(self.interval)
 
     def poll(self) -> None:
-        out = subprocess.run(
-            ["scontrol", "-o", "show", "job"], capture_output=True, text=True, timeout=30
-        )
+        out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True, timeout=30)
         with self._lock:
             for line in out.stdout.splitlines():
                 job = _parse_scontrol(line)
@@ -154,11 +150,7 @@ class SlurmJobs:
 
     def of_rule(self, rule: str) -> list[dict[str, str]]:
         """Jobs of one rule: the plugin puts `rule_<name>[_wildcards_<values>]` in the comment."""
-        return [
-            j
-            for j in self.snapshot()
-            if re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", j.get("Comment", ""))
-        ]
+        return [j for j in self.snapshot() if re.fullmatch(rf"rule_{rule}(_wildcards_.*)?", j.get("Comment", ""))]
 
 
 def _env() -> dict[str, str]:
@@ -169,13 +161,28 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _workdir(path: Path, config: str) -> Path:
-    """A run folder: the repository's workflow and profiles, its own config, results and logs."""
+def _workdir(path: Path, config: str, models: Path | None = None) -> Path:
+    """A run folder: the repository's workflow, its own config, results and logs, and (with
+    `models`) the prepared models already in resources/models, so no prepare_model job runs."""
     path.mkdir(parents=True, exist_ok=True)
     (path / "workflow").symlink_to(REPO / "workflow")
     (path / "config").mkdir()
     (path / "config" / "config.yaml").write_text(config)
+    if models is not None:
+        shutil.copytree(models, path / "resources" / "models")
     return path
+
+
+@pytest.fixture(scope="module")
+def prepared_models(tmp_path_factory) -> Path:
+    """resources/models/tiny-random built once by the real `sal prepare-model` step (saves a job and
+    half a minute of model building per run)."""
+    models = tmp_path_factory.mktemp("prepared") / "models"
+    cmd = ["sal", "prepare-model", "--source", "tiny-random", "--out", str(models / "tiny-random")]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"sal prepare-model failed:\n{proc.stdout}\n{proc.stderr}")
+    return models
 
 
 def _snakemake(workdir: Path, *args: str, timeout: int = RUN_TIMEOUT) -> subprocess.CompletedProcess:
@@ -219,14 +226,14 @@ def _wants_one_gpu(job: dict[str, str]) -> bool:
 # --- tests ---------------------------------------------------------------------------------------
 
 
-def test_smoke_grid_on_slurm_matches_local_run(tmp_path):
+def test_smoke_grid_on_slurm_matches_local_run(tmp_path, prepared_models):
     """The smoke grid through profiles/slurm: generate/score run as Slurm jobs with one GPU each,
     and the accuracy table equals that of a local run of the same config."""
-    local = _workdir(tmp_path / "local", TINY_CONFIG)
+    local = _workdir(tmp_path / "local", TINY_CONFIG, prepared_models)
     proc = _snakemake(local, "--profile", str(LOCAL_PROFILE), "--cores", "2")
     assert proc.returncode == 0, _tail(proc)
 
-    cluster = _workdir(tmp_path / "slurm", TINY_CONFIG)
+    cluster = _workdir(tmp_path / "slurm", TINY_CONFIG, prepared_models)
     with SlurmJobs(cluster) as jobs:
         proc = _slurm_run(cluster)
     assert proc.returncode == 0, _tail(proc)
@@ -239,7 +246,7 @@ def test_smoke_grid_on_slurm_matches_local_run(tmp_path):
         assert _wants_one_gpu(job), f"job {job['JobId']} ({job['Comment']}) asked for no GPU: {job}"
         assert _mem_mb(job["MinMemoryNode"]) == 16000, job  # the profile's first attempt
     others = [j for j in jobs.snapshot() if j not in generate + score]
-    assert others, "merge/evaluate/prepare_model should run as Slurm jobs too"
+    assert jobs.of_rule("merge") and jobs.of_rule("evaluate"), "merge/evaluate run as Slurm jobs too"
     assert not any(_wants_one_gpu(j) for j in others), [j["Comment"] for j in others if _wants_one_gpu(j)]
     # aggregate and plot are local rules: they never reach Slurm.
     assert not jobs.of_rule("aggregate") and not jobs.of_rule("plot")
@@ -250,10 +257,10 @@ def test_smoke_grid_on_slurm_matches_local_run(tmp_path):
     pd.testing.assert_frame_equal(ours, theirs)
 
 
-def test_cancelled_generate_job_is_recomputed_alone(tmp_path):
+def test_cancelled_generate_job_is_recomputed_alone(tmp_path, prepared_models):
     """scancel of a running generate job: the run fails, the shard has no completions file, and a
     rerun submits that shard's generate job alone while the other shard's file stays as it was."""
-    work = _workdir(tmp_path / "run", TINY_CONFIG)
+    work = _workdir(tmp_path / "run", TINY_CONFIG, prepared_models)
     # No retries here: a retry would hide the cancellation. --keep-going lets the other shard finish.
     args = ["--until", "generate", "--retries", "0", "--keep-going"]
     cmd = [sys.executable, "-m", "snakemake", "--directory", str(work), "--profile", str(SLURM_PROFILE)]
@@ -295,7 +302,8 @@ def test_cancelled_generate_job_is_recomputed_alone(tmp_path):
     with SlurmJobs(work) as rerun_jobs:
         rerun = _slurm_run(work, "--until", "generate")
     assert rerun.returncode == 0, _tail(rerun)
-    new = [j for j in rerun_jobs.of_rule("generate") if int(j["JobId"]) > int(cancelled[0])]
+    first_run = max(jobs.jobs)  # Slurm still lists the first run's jobs: skip them
+    new = [j for j in rerun_jobs.of_rule("generate") if int(j["JobId"]) > first_run]
     assert [j["Comment"].split("_")[-2:] for j in new] == [cancelled[1].split("-")], new
     assert (kept.parent.parent / cancelled[1] / "completions.parquet").is_file()
     assert _fingerprint(kept) == before, "the untouched shard was rewritten"

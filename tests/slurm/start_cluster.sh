@@ -158,10 +158,11 @@ done
 sinfo
 
 # --- 5. smoke checks -----------------------------------------------------------------------------
-out="$(timeout 60 srun -N1 -t 1 hostname)" || die "srun -N1 hostname failed"
+out="$(timeout 60 srun -Q -N1 -t 1 hostname)" || die "srun -N1 hostname failed"
 [[ "$out" == "$node" || "$out" == "$(hostname)" ]] || die "srun ran on '$out', expected $node"
 say "srun -N1 hostname -> $out"
-out="$(timeout 60 srun -N1 -t 1 --gres=gpu:1 bash -c 'echo "${CUDA_VISIBLE_DEVICES:-unset}"')" ||
+# shellcheck disable=SC2016 # expanded by the job's shell, not here
+out="$(timeout 60 srun -Q -N1 -t 1 --gres=gpu:1 bash -c 'echo "${CUDA_VISIBLE_DEVICES:-unset}"')" ||
     die "srun --gres=gpu:1 failed"
 say "srun --gres=gpu:1 -> CUDA_VISIBLE_DEVICES=$out"
 [[ "$out" =~ ^[0-9]+$ ]] || die "a GPU job got CUDA_VISIBLE_DEVICES='$out', expected one index"
