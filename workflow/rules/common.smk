@@ -141,8 +141,21 @@ def all_metrics():
 PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
 
 
+def all_shards():
+    """Every shard file of every run. They are targets themselves, so a deleted or quarantined
+    shard is missing work: it is recomputed, and what was built from it reruns as its input changed."""
+    files = []
+    for run in GRID.runs:
+        keys = dict(dataset=DATASET, model=run.model, approach=run.run_id, sampling=run.sampling, seed=run.seed)
+        for start, end in SHARDS:
+            files.append(COMPLETIONS.format(start=start, end=end, **keys))
+            files += [SCORES.format(start=start, end=end, prm=prm, **keys) for prm in GRID.score_prms]
+    return files
+
+
 def get_final_outputs():
     return [
+        *all_shards(),
         f"results/{DATASET}/accuracy.csv",
         f"results/{DATASET}/compute_optimal.csv",
         *[f"results/{DATASET}/plots/{name}.png" for name in PLOTS],

@@ -1,0 +1,165 @@
+"""The Snakemake workflow end to end on a tiny random model, driven through Snakemake's CLI.
+
+One full run is shared by the module (copied per test that changes files): the dry runs after a
+deleted shard or a changed parameter must list exactly the jobs that depend on it, and a corrupt
+shard must be recomputed alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+RUN = "results/wf/tiny/{approach}/{sampling}/seed-0"
+
+
+def workflow_config() -> dict:
+    """The smoke config, cut to three runs so the module stays quick."""
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["dataset"].update(name="wf", limit=4, shard_size=2)
+    config["approaches"]["beam"]["n"] = [2]
+    config["samplings"] = {"mix": config["samplings"]["mix"]}
+    return config
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir)]
+    command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2", "--show-failed-logs", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def planned_jobs(workdir: Path) -> set[tuple[str, str]]:
+    """(rule, first output) of every job a dry run would execute."""
+    result = snakemake(workdir, "-n")
+    out = result.stdout + result.stderr  # Snakemake logs jobs on stderr
+    jobs = set()
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", out)
+    assert "Building DAG of jobs" in blocks[0], out[-2000:]
+    for block in blocks:
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        if not rule:
+            continue
+        output = re.search(r"\n\s+output: ([^,\n]+)", block)
+        jobs.add((rule[1], output[1] if output else ""))
+    return jobs
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
+    workdir = tmp_path_factory.mktemp("workflow")
+    write_config(workdir, workflow_config())
+    # The prepared tiny model is shared with the other tests instead of being rebuilt here.
+    shutil.copytree(tiny_model_path, workdir / "resources" / "models" / "tiny-random")
+    snakemake(workdir)
+    return workdir
+
+
+@pytest.fixture
+def run_copy(finished_run: Path, tmp_path: Path) -> Path:
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished_run, workdir, symlinks=True)  # copy2 keeps mtimes
+    return workdir
+
+
+def test_full_run_writes_tables_plots_and_then_has_nothing_left(finished_run: Path) -> None:
+    table = pd.read_csv(finished_run / "results/wf/accuracy.csv")
+    assert set(table["approach"]) == {"bon", "beam", "dvts"}
+    assert {"majority", "naive", "weighted"} <= set(table["vote"])
+    assert table["accuracy"].between(0, 1).all()
+    for name in ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]:
+        assert (finished_run / f"results/wf/plots/{name}.png").stat().st_size > 1000
+    merged = pd.read_parquet(finished_run / RUN.format(approach="bon", sampling="mix") / "merged/tiny-judge.parquet")
+    assert len(merged) == 4 and all(len(c) == 4 for c in merged["completions"])
+    assert all(sorted(t) == [0.5, 1.0, 1.0, 1.0] for t in merged["temperatures"])  # ratios 0.25 / 0.75 of n=4
+    assert planned_jobs(finished_run) == set()
+
+
+def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> None:
+    run = RUN.format(approach="dvts.tiny-judge", sampling="mix")
+    shutil.rmtree(run_copy / run / "shards/2-4")  # the shard: its completions and scores
+    assert planned_jobs(run_copy) == {
+        ("generate", f"{run}/shards/2-4/completions.parquet"),
+        ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
+        ("merge", f"{run}/merged/tiny-judge.parquet"),
+        ("evaluate", f"{run}/metrics/tiny-judge.parquet"),
+        ("aggregate", "results/wf/accuracy.csv"),
+        ("plot", "results/wf/plots/accuracy_vs_n.png"),
+        ("all", ""),
+    }
+
+
+def test_changed_search_parameter_reruns_only_that_approach(run_copy: Path) -> None:
+    config = workflow_config()
+    config["approaches"]["bon"]["max_tokens"] = 20
+    write_config(run_copy, config)
+    jobs = planned_jobs(run_copy)
+    run = RUN.format(approach="bon", sampling="mix")
+    assert {(rule, out) for rule, out in jobs if rule in ("generate", "score")} == {
+        ("generate", f"{run}/shards/0-2/completions.parquet"),
+        ("generate", f"{run}/shards/2-4/completions.parquet"),
+        ("score", f"{run}/shards/0-2/scores/tiny-judge.parquet"),
+        ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
+    }
+    assert {rule for rule, _ in jobs} == {"generate", "score", "merge", "evaluate", "aggregate", "plot", "all"}
+    assert all("beam" not in out and "dvts" not in out for _, out in jobs)
+
+
+def test_corrupt_shard_is_recomputed_alone(run_copy: Path) -> None:
+    run = run_copy / RUN.format(approach="bon", sampling="mix")
+    corrupt = run / "shards/0-2/completions.parquet"
+    intact = run / "shards/2-4/completions.parquet"
+    intact_state = (digest(intact), intact.stat().st_mtime_ns)
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    failed = snakemake(run_copy, check=False)
+    assert failed.returncode != 0
+    assert "unreadable or corrupt" in failed.stdout + failed.stderr
+    assert (run / "shards/0-2/completions.parquet.corrupt").exists()
+    assert not corrupt.exists()
+    snakemake(run_copy)
+    assert pd.read_parquet(corrupt)["problem_id"].tolist() == ["easy/00", "easy/01"]
+    assert (digest(intact), intact.stat().st_mtime_ns) == intact_state
+    assert planned_jobs(run_copy) == set()
+
+
+def test_bad_config_fails_before_any_job(tmp_path: Path) -> None:
+    config = workflow_config()
+    config["approaches"]["beam"]["n"] = [3]
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0
+    assert "invalid configuration: approaches.beam.n: 3 is not a multiple of beam_width 2" in result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_dataset_without_the_answer_field_fails_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"problem": "1+1?", "solution": "2"}\n')
+    config = workflow_config()
+    config["dataset"] = {"name": "wf", "source": "local", "path": str(tmp_path / "d.jsonl")}
+    write_config(tmp_path, config)
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0
+    assert "no column 'answer' for dataset.fields.answer" in result.stderr
+    assert not (tmp_path / "results").exists()
