@@ -138,8 +138,10 @@ def test_prompt_filling_context_does_not_crash(tiny_model_path: Path) -> None:
     assert outs[2].num_tokens == 3
 
 
-def test_empty_request_list(backend) -> None:
+def test_empty_request_list_and_empty_prompt(backend) -> None:
     assert backend.generate([]) == []
+    [out] = backend.generate([greedy("", max_tokens=3)])
+    assert out.num_tokens == 3 and out.finish_reason == "length"
 
 
 def test_find_stop_earliest_and_kept() -> None:
@@ -202,7 +204,7 @@ def test_smollm2_answers_and_throughput(smollm2_path: Path) -> None:
     prompt = build_prompt(real.tokenizer, "What is 2 + 3?", "", None)
     [answer] = real.generate([greedy(prompt, max_tokens=40)])
     assert "5" in answer.text and answer.finish_reason == "eos"
-    requests = [GenerationRequest(prompt, temperature=0.8, max_tokens=48, seed=s) for s in range(16)]
+    requests = [GenerationRequest(prompt, temperature=0.8, max_tokens=32, seed=s) for s in range(16)]
     start = time.perf_counter()
     outs = real.generate(requests)
     seconds = time.perf_counter() - start

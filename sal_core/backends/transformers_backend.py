@@ -135,10 +135,14 @@ class TransformersBackend(GenerationBackend):
         return ids
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
-        """One output per request, in request order (see GenerationBackend)."""
+        """One output per request, in request order (see GenerationBackend).
+
+        `num_tokens` counts every generated token, including an end-of-sequence token (as vLLM
+        does); a request without a seed gets a fresh random one.
+        """
         if not requests:
             return []
-        encoded = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in requests]
+        encoded = [self._encode(r.prompt) for r in requests]
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         rows: list[tuple[_Row, list[int]]] = []
         for index, (request, ids) in enumerate(zip(requests, encoded, strict=True)):
@@ -154,6 +158,15 @@ class TransformersBackend(GenerationBackend):
             for row in self._run_batch(batch):
                 outputs[row.index] = self._finish(row)
         return [out for out in outputs if out is not None]
+
+    def _encode(self, prompt: str) -> list[int]:
+        """Prompt token ids as written (the chat template already placed any special tokens); an
+        empty prompt becomes the BOS token so the model has a position to predict from."""
+        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if not ids:
+            start = self.tokenizer.bos_token_id
+            ids = [start if start is not None else self.pad_id]
+        return ids
 
     def _generator(self, request: GenerationRequest) -> torch.Generator | None:
         if request.temperature == 0:
