@@ -51,11 +51,18 @@ def test_select_beams_filters_duplicates_before_ranking():
     assert [b.text for b in select_beams(beams, 2, "last", filter_duplicates=False)] == ["same", "same"]
 
 
-def test_final_beams_first_n_or_sorted_and_refilled():
+def test_final_beams_first_n_or_sorted_then_filled():
     done = [_beam(0, str(i), s) for i, s in enumerate([0.2, 0.9, 0.5, 0.7])]
-    assert [b.text for b in final_beams(done, 3, "last", sort_completed=False)] == ["0", "1", "2"]
-    assert [b.text for b in final_beams(done, 3, "last", sort_completed=True)] == ["1", "3", "2"]
-    assert [b.text for b in final_beams(done[:2], 4, "last", sort_completed=False)] == ["0", "1", "0", "1"]
+    going = [_beam(0, "best-unfinished", 0.99), _beam(0, "next-unfinished", 0.95)]
+    assert [b.text for b in final_beams(done, going, 3, "last", sort_completed=False)] == ["0", "1", "2"]
+    assert [b.text for b in final_beams(done, going, 3, "last", sort_completed=True)] == ["1", "3", "2"]
+    # too few finished: the best unfinished beams fill in (never ranked above finished ones)
+    assert [b.text for b in final_beams(done[:1], going, 2, "last", sort_completed=True)] == [
+        "0",
+        "best-unfinished",
+    ]
+    # still too few: repeat what there is
+    assert [b.text for b in final_beams(done[:2], [], 4, "last", sort_completed=False)] == ["0", "1", "0", "1"]
 
 
 def _out(text: str, reason: str = "stop", tokens: int = 3) -> GenerationOutput:

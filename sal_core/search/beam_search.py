@@ -73,11 +73,14 @@ def select_beams(candidates: Sequence[Beam], keep: int, how: str, filter_duplica
     return ranked[:keep]
 
 
-def final_beams(completed: Sequence[Beam], n: int, how: str, sort_completed: bool) -> list[Beam]:
+def final_beams(
+    completed: Sequence[Beam], unfinished: Sequence[Beam], n: int, how: str, sort_completed: bool
+) -> list[Beam]:
     """The n completions returned for a problem: the first n finished beams (or the n best with
-    `sort_completed`); if fewer than n finished, the finished ones are repeated, as search-and-learn does."""
+    `sort_completed`). If fewer than n finished, the best unfinished beams (best first) fill in, and
+    if still short the chosen ones are repeated, as search-and-learn does."""
     chosen = sorted(completed, key=lambda b: -aggregate_steps(b.scores, how)) if sort_completed else list(completed)
-    chosen = chosen[:n]
+    chosen = (chosen[:n] + list(unfinished))[:n]
     if chosen and len(chosen) < n:
         chosen = [chosen[i % len(chosen)] for i in range(n)]
     return chosen
@@ -139,7 +142,7 @@ def beam_search(
     for p in range(len(prompts)):
         # the last iteration runs every remaining beam to the end, so n beams have normally finished;
         # otherwise the best unfinished beams fill the gap
-        chosen = final_beams(completed[p] + active[p], n, settings.aggregation, settings.sort_completed)
+        chosen = final_beams(completed[p], active[p], n, settings.aggregation, settings.sort_completed)
         results.append(
             SearchResult(
                 completions=[b.text for b in chosen],
