@@ -18,8 +18,10 @@ from sal_core.config import GenerateJob, ModelSettings, PRMSettings, SearchSetti
 from sal_core.data import DatasetSettings
 from sal_core.errors import ConfigError
 
+#: approach names carry no dot: the run id appends `.{prm}` to them
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
-SAMPLING_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+#: models, PRMs and samplings may (`qwen2.5-1.5b`, `t0.8`)
+DOTTED_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 PREPARED_SOURCES = ("smollm2-135m-instruct", "tiny-random")
 PREPARED_ROOT = "resources/models"
 GUIDED_METHODS = ("beam_search", "dvts")
@@ -140,13 +142,13 @@ def build_grid(config: dict[str, Any]) -> Grid:
     prepared: dict[str, str] = {}
     models = {}
     for name, entry in _require_mapping(config, "models").items():
-        _check_name(name, f"models.{name}")
+        _check_name(name, f"models.{name}", DOTTED_NAME_PATTERN)
         models[name] = ModelSettings.from_dict(
             {"name": name, **_prepared_path(entry or {}, f"models.{name}", prepared)}, f"models.{name}"
         )
     prms = {}
     for name, entry in (config.get("prms") or {}).items():
-        _check_name(name, f"prms.{name}")
+        _check_name(name, f"prms.{name}", DOTTED_NAME_PATTERN)
         prms[name] = PRMSettings.from_dict(
             {"name": name, **_prepared_path(entry or {}, f"prms.{name}", prepared)}, f"prms.{name}"
         )
@@ -157,12 +159,10 @@ def build_grid(config: dict[str, Any]) -> Grid:
 
     samplings = _require_mapping(config, "samplings")
     for name, entry in samplings.items():
-        _check_name(name, f"samplings.{name}", SAMPLING_PATTERN)
+        _check_name(name, f"samplings.{name}", DOTTED_NAME_PATTERN)
         unknown = sorted(set(entry or {}) - set(SAMPLING_KEYS))
         if unknown:
-            raise ConfigError(
-                f"samplings.{name}.{unknown[0]}: unknown key (allowed: {', '.join(SAMPLING_KEYS)})"
-            )
+            raise ConfigError(f"samplings.{name}.{unknown[0]}: unknown key (allowed: {', '.join(SAMPLING_KEYS)})")
         # checked on its own first, so an error names the sampling rather than an approach using it
         SearchSettings.from_dict({"method": "best_of_n", "n": 1, **(entry or {})}, f"samplings.{name}")
     seeds = config.get("seeds") or [0]
@@ -179,9 +179,7 @@ def build_grid(config: dict[str, Any]) -> Grid:
         ns = entry.pop("n", None)
         ns = ns if isinstance(ns, list) else [ns]
         if not ns or any(not isinstance(n, int) or isinstance(n, bool) for n in ns):
-            raise ConfigError(
-                f"{where}.n: must be a whole number or a list of them, got {entry.get('n', ns)}"
-            )
+            raise ConfigError(f"{where}.n: must be a whole number or a list of them, got {entry.get('n', ns)}")
         search_prm = entry.pop("prm", default_search_prm)
         if method in GUIDED_METHODS:
             if search_prm is None:
@@ -203,16 +201,10 @@ def build_grid(config: dict[str, Any]) -> Grid:
                 run_id += f".{search_prm}"
             for sampling, sampling_entry in samplings.items():
                 for seed in seeds:
-                    search = SearchSettings.from_dict(
-                        {**entry, **(sampling_entry or {}), "n": n, "seed": seed}, where
-                    )
+                    search = SearchSettings.from_dict({**entry, **(sampling_entry or {}), "n": n, "seed": seed}, where)
                     for model_name, model in models.items():
-                        job = GenerateJob(
-                            model=model, search=search, prm=prms[search_prm] if search_prm else None
-                        )
-                        runs.append(
-                            Run(model_name, approach, run_id, method, n, sampling, int(seed), search_prm, job)
-                        )
+                        job = GenerateJob(model=model, search=search, prm=prms[search_prm] if search_prm else None)
+                        runs.append(Run(model_name, approach, run_id, method, n, sampling, int(seed), search_prm, job))
     ids = {(r.model, r.run_id, r.sampling, r.seed) for r in runs}
     if len(ids) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
