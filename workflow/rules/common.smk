@@ -143,19 +143,56 @@ PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
 
 def all_shards():
     """Every shard file of every run. They are targets themselves, so a deleted or quarantined
-    shard is missing work: it is recomputed, and what was built from it reruns as its input changed."""
+    shard is missing work: it is recomputed, and what was built from it reruns as its input changed.
+    """
     files = []
     for run in GRID.runs:
-        keys = dict(dataset=DATASET, model=run.model, approach=run.run_id, sampling=run.sampling, seed=run.seed)
+        keys = dict(
+            dataset=DATASET,
+            model=run.model,
+            approach=run.run_id,
+            sampling=run.sampling,
+            seed=run.seed,
+        )
         for start, end in SHARDS:
             files.append(COMPLETIONS.format(start=start, end=end, **keys))
-            files += [SCORES.format(start=start, end=end, prm=prm, **keys) for prm in GRID.score_prms]
+            files += [
+                SCORES.format(start=start, end=end, prm=prm, **keys)
+                for prm in GRID.score_prms
+            ]
     return files
+
+
+PUSHED = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/pushed/{prm}.json"
+
+
+def pushed():
+    """Hub upload receipts, when `push.enabled` (needs `push.repo`)."""
+    settings = config.get("push", {})
+    if not settings.get("enabled"):
+        return []
+    if not settings.get("repo"):
+        raise WorkflowError(
+            "invalid configuration: push.repo: needed when push.enabled is true"
+        )
+    return [
+        PUSHED.format(
+            dataset=DATASET,
+            model=run.model,
+            approach=run.run_id,
+            sampling=run.sampling,
+            seed=run.seed,
+            prm=prm,
+        )
+        for run in GRID.runs
+        for prm in GRID.score_prms
+    ]
 
 
 def get_final_outputs():
     return [
         *all_shards(),
+        *pushed(),
         f"results/{DATASET}/accuracy.csv",
         f"results/{DATASET}/compute_optimal.csv",
         *[f"results/{DATASET}/plots/{name}.png" for name in PLOTS],
