@@ -327,3 +327,36 @@ def test_best_of_n_prompt_longer_than_the_window_gives_empty_length_completions(
     assert all(call == [] for call in run.backend.calls)
     assert all(r.completions == ["", "", ""] and r.finish_reasons == ["length"] * 3 for r in run.results)
     assert "no longer fits" in caplog.text
+
+
+# ---------------------------------------------------------------- the real SmolLM2
+
+
+@pytest.mark.slow
+def test_all_methods_on_smollm2(smollm2_path):
+    """Every method end to end on the real SmolLM2-135M, judged by SmolLM2 in RLHFlow format."""
+    problems = ["What is $2 + 3$?", "What is $4 \\times 5$?"]
+    backend = CountingBackend(load_backend(make_job(smollm2_path, "best_of_n", n=1, max_model_len=2048).model))
+    judge = CountingPRM(load_prm(make_job(smollm2_path, "dvts", n=2, beam_width=2).prm))
+    settings = {
+        "best_of_n": {"n": 4, "max_tokens": 48, "temperatures": [0.4, 1.0]},
+        "beam_search": {"n": 4, "beam_width": 2, "num_iterations": 2, "max_tokens": 32},
+        "dvts": {"n": 4, "beam_width": 2, "num_iterations": 2, "max_tokens": 32},
+    }
+    for method, search_settings in settings.items():
+        backend.calls.clear()
+        judge.calls.clear()
+        job = make_job(smollm2_path, method, max_model_len=2048, **search_settings)
+        results = run_search(problems, job, backend, judge if method != "best_of_n" else None)
+        prompts = build_prompts(problems, job, backend)
+        assert len(results) == 2
+        assert len(backend.calls) <= search_settings.get("num_iterations", 1)
+        for prompt, result in zip(prompts, results, strict=True):
+            assert (len(result.completions) == 4) if method != "dvts" else (1 <= len(result.completions) <= 4)
+            calls = backend.calls
+            whole = [req.prompt + out.text for call in calls for req, out in call if req.prompt.startswith(prompt)]
+            assert all(prompt + c in whole for c in result.completions)
+            # a real model writes real text, not an empty string
+            assert all(c.strip() for c in result.completions)
+            if method != "best_of_n":
+                assert all(0.0 <= s <= 1.0 for scores in result.search_scores for s in scores)
