@@ -9,8 +9,8 @@ rule evaluate:
         SAL_ENV
     threads: resource("evaluate", "threads", 2)
     resources:
-        mem_mb=grows_with_attempt("evaluate", "mem_mb", 4000),
-        runtime=grows_with_attempt("evaluate", "runtime", 30),
+        mem_mb=resource("evaluate", "mem_mb", 4000),
+        runtime=resource("evaluate", "runtime", 30),
     params:
         options=evaluation_options(),
     shell:

@@ -10,8 +10,8 @@ rule generate:
         SAL_ENV
     threads: resource("generate", "threads", 1)
     resources:
-        mem_mb=grows_with_attempt("generate", "mem_mb", 16000),
-        runtime=grows_with_attempt("generate", "runtime", 120),
+        mem_mb=resource("generate", "mem_mb", 16000),
+        runtime=resource("generate", "runtime", 120),
     params:
         job=generate_job,
     shell:

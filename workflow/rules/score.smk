@@ -10,8 +10,8 @@ rule score:
         SAL_ENV
     threads: resource("score", "threads", 1)
     resources:
-        mem_mb=grows_with_attempt("score", "mem_mb", 16000),
-        runtime=grows_with_attempt("score", "runtime", 60),
+        mem_mb=resource("score", "mem_mb", 16000),
+        runtime=resource("score", "runtime", 60),
     params:
         prm=prm_settings,
     shell:
