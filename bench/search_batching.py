@@ -4,8 +4,8 @@ search-and-learn runs beam search one problem at a time, so every search step pa
 and a PRM call per problem. Here a step is one generate call and one PRM call for all problems.
 This prints both modes' call counts and wall times on the same problems and settings.
 
-    python bench/search_batching.py            # 16 built-in easy problems, n=4, beam_width=2, 3 steps
-    python bench/search_batching.py --problems 4 --max-tokens 32   # quicker
+    python bench/search_batching.py --threads 1   # 16 built-in easy problems, n=4, beam_width=2, 3 steps, ~6.5 min
+    python bench/search_batching.py --problems 4                  # quicker
 
 The policy is also the in-search judge (RLHFlow format on SmolLM2, untrained for judging): the
 point is the cost of the search machinery, not accuracy.
@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--beam-width", type=int, default=2)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--max-tokens", type=int, default=48, help="tokens per step")
+    parser.add_argument("--max-tokens", type=int, default=32, help="tokens per step")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     if args.threads:
