@@ -83,7 +83,7 @@ def generate_shard(problems_path: str | Path, start: int, end: int, job: Generat
     )
 
     started = time.perf_counter()
-    results = run_search(problems["problem"].tolist(), job, backend, prm)
+    results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
     elapsed = time.perf_counter() - started
     tokens = sum(sum(r.completion_tokens) for r in results)
     log.info(

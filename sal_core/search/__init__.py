@@ -28,19 +28,22 @@ def build_prompts(problems: Sequence[str], job: GenerateJob, backend: Generation
 
 
 def run_search(
-    problems: list[str], job: GenerateJob, backend: GenerationBackend, prm: PRM | None
+    problems: list[str], job: GenerateJob, backend: GenerationBackend, prm: PRM | None, first_index: int = 0
 ) -> list[SearchResult]:
-    """Run `job.search` on all `problems` at once; one SearchResult per problem, in order."""
+    """Run `job.search` on all `problems` at once; one SearchResult per problem, in order.
+
+    `first_index` is the dataset row of `problems[0]`: request seeds derive from dataset rows, so a
+    problem gets the same samples whatever shard it falls in."""
     settings = job.search
     prompts = build_prompts(problems, job, backend)
     if settings.method == "best_of_n":
-        results = best_of_n(prompts, settings, backend)
+        results = best_of_n(prompts, settings, backend, first_index)
     elif prm is None:
         raise ConfigError(f"search.method {settings.method} needs a PRM to guide it (prm is missing)")
     elif settings.method == "beam_search":
-        results = beam_search(problems, prompts, settings, backend, prm)
+        results = beam_search(problems, prompts, settings, backend, prm, first_index)
     elif settings.method == "dvts":
-        results = dvts(problems, prompts, settings, backend, prm)
+        results = dvts(problems, prompts, settings, backend, prm, first_index)
     else:
         raise ConfigError(f"search.method: {settings.method!r} is not a search method")
     if len(results) != len(problems):

@@ -92,8 +92,10 @@ def beam_search(
     settings: SearchSettings,
     backend: GenerationBackend,
     prm: PRM,
+    first_index: int = 0,
 ) -> list[SearchResult]:
-    """Run beam search for all problems at once; one SearchResult (n completions) per problem."""
+    """Run beam search for all problems at once; one SearchResult (n completions) per problem.
+    `first_index` is the first problem's row in the dataset: seeds follow the row, not the shard."""
     n, keep = settings.n, settings.n // settings.beam_width
     temperatures = cycle_temperatures(n, settings.temperatures)
     active: list[list[Beam]] = [[Beam(problem=p) for _ in range(n)] for p in range(len(prompts))]
@@ -113,7 +115,7 @@ def beam_search(
                 completed[beam.problem].append(beam)
                 pruned.append(beam.problem)
                 continue
-            seed = derive_seed(settings.seed, beam.problem, beam.slot, it)
+            seed = derive_seed(settings.seed, first_index + beam.problem, beam.slot, it)
             stop = () if last else STEP_STOP
             requests.append(GenerationRequest(prompt, beam.temperature, settings.top_p, budget, stop, seed))
             stepping.append(beam)

@@ -17,9 +17,12 @@ from sal_core.search.common import SearchResult, new_token_budget, warn_pruned
 log = logging.getLogger(__name__)
 
 
-def best_of_n(prompts: Sequence[str], settings: SearchSettings, backend: GenerationBackend) -> list[SearchResult]:
+def best_of_n(
+    prompts: Sequence[str], settings: SearchSettings, backend: GenerationBackend, first_index: int = 0
+) -> list[SearchResult]:
     """Sample `settings.n` completions for each prompt; temperatures split by ratio, seeds per
-    (run seed, problem index, sample index). A prompt too long for the context window gets empty
+    (run seed, dataset row = first_index + problem index, sample index), so sharding never changes
+    them. A prompt too long for the context window gets empty
     completions with finish_reason 'length' (and a warning) instead of failing the shard."""
     temperatures = best_of_n_temperatures(settings.n, settings.temperatures, settings.temperature_ratios)
     requests: list[GenerationRequest] = []
@@ -31,7 +34,7 @@ def best_of_n(prompts: Sequence[str], settings: SearchSettings, backend: Generat
             too_long.extend([p] * settings.n)
             continue
         for j, temperature in enumerate(temperatures):
-            seed = derive_seed(settings.seed, p, j)
+            seed = derive_seed(settings.seed, first_index + p, j)
             requests.append(GenerationRequest(prompt, temperature, settings.top_p, budget, (), seed))
             owners.append((p, j))
     warn_pruned("best_of_n", 0, too_long, backend.max_model_len)

@@ -78,9 +78,10 @@ def dvts(
     settings: SearchSettings,
     backend: GenerationBackend,
     prm: PRM,
+    first_index: int = 0,
 ) -> list[SearchResult]:
     """Run DVTS for all problems at once; per problem, the finished completions of every subtree,
-    subtree by subtree (`groups` = subtree index)."""
+    subtree by subtree (`groups` = subtree index). `first_index`: as for beam search."""
     width = settings.beam_width
     temperatures = cycle_temperatures(settings.n // width, settings.temperatures)
     trees = [
@@ -102,7 +103,7 @@ def dvts(
                 continue
             stop = () if last else STEP_STOP
             for c in range(width):
-                seed = derive_seed(settings.seed, tree.problem, tree.index, c, it)
+                seed = derive_seed(settings.seed, first_index + tree.problem, tree.index, c, it)
                 requests.append(GenerationRequest(prompt, tree.temperature, settings.top_p, budget, stop, seed))
             stepping.append(tree)
         warn_pruned("dvts", it, pruned, backend.max_model_len)
