@@ -74,7 +74,8 @@ seeds: [0]
 evaluation:
   num_subsamples: 4
   timeout: 5
-  workers: 1
+resources:
+  evaluate: {threads: 1}
 """
 
 

@@ -110,7 +110,6 @@ def evaluation_options():
         "aggregation": "--aggregation",
         "num_subsamples": "--num-subsamples",
         "timeout": "--timeout",
-        "workers": "--workers",
     }
     return " ".join(
         f"{flag} {options[key]}" for key, flag in flags.items() if key in options
