@@ -100,8 +100,9 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
         / np.sqrt(table["num_seeds"])
     )
     many = table["num_seeds"] > 1
-    table["ci_low"] = np.where(many, table["accuracy"] - half, table["run_ci_low"])
-    table["ci_high"] = np.where(many, table["accuracy"] + half, table["run_ci_high"])
+    # accuracy lives in [0, 1]: a t-interval over few seeds can reach past it, which no reader wants
+    table["ci_low"] = np.clip(np.where(many, table["accuracy"] - half, table["run_ci_low"]), 0.0, 1.0)
+    table["ci_high"] = np.clip(np.where(many, table["accuracy"] + half, table["run_ci_high"]), 0.0, 1.0)
     table["std"] = table["std"].fillna(0.0)
     return table.drop(columns=["run_ci_low", "run_ci_high"])
 

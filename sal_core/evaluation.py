@@ -167,13 +167,26 @@ def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOption
     counts = graded.valid.sum(1)
     num_samples = int(counts.max())
     method = keys.get("method", "best_of_n")
-    sizes = metrics.n_values(num_samples, method, _group_size(graded))
     num_classes = int(max(graded.classes.max(), 0)) + 1
     orders = metrics.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
     correct = ((graded.classes == 0) & graded.valid).sum(1)
+    # DVTS: n is a budget of n / beam_width subtrees, each returning only its finished candidates,
+    # so a problem may have fewer than n completions; subsample whole subtrees by budget.
+    width = int(keys.get("beam_width") or _group_size(graded))
+    by_budget = method == "dvts" and str(keys.get("n", "")).isdigit()
+    sizes = (
+        metrics.group_budgets(int(keys["n"]), width)
+        if by_budget
+        else metrics.n_values(num_samples, method, _group_size(graded))
+    )
     labels, per_problem, tokens = [], [], []
     for n in sizes:
-        votes = metrics.subsampled_accuracy(graded.classes, graded.scores, orders, n, num_classes)
+        if by_budget:
+            votes = metrics.subsampled_group_accuracy(
+                graded.classes, graded.scores, graded.groups, graded.valid, orders, n // width, num_classes
+            )
+        else:
+            votes = metrics.subsampled_accuracy(graded.classes, graded.scores, orders, n, num_classes)
         votes["pass@k"] = metrics.pass_at_k(correct, counts, n)
         for vote, values in votes.items():
             labels.append((n, vote))

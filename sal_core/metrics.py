@@ -85,6 +85,44 @@ def subsampled_accuracy(
     return {vote: value.mean(-1) for vote, value in credit.items()}
 
 
+def subsampled_group_accuracy(
+    classes: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    valid: np.ndarray,
+    orders: np.ndarray,
+    num_groups: int,
+    num_classes: int,
+) -> dict[str, np.ndarray]:
+    """Per-problem accuracy [P] of each vote over subsamples of `num_groups` whole groups.
+
+    For DVTS, where n is a budget of n / beam_width subtrees and a subtree returns however many of
+    its candidates finished: each order lists groups contiguously in random order, and a subsample
+    keeps every finished member of its first `num_groups` groups (the rest is masked as padding).
+    """
+    shape = orders.shape
+    ordered_groups = np.take_along_axis(np.broadcast_to(groups[:, None, :], shape), orders, -1)
+    ordered_valid = np.take_along_axis(np.broadcast_to(valid[:, None, :], shape), orders, -1)
+    starts = np.ones(shape, bool)
+    starts[..., 1:] = ordered_groups[..., 1:] != ordered_groups[..., :-1]
+    group_rank = np.cumsum(starts, -1) - 1
+    keep = ordered_valid & (group_rank < num_groups)
+    sub_classes = np.take_along_axis(np.broadcast_to(classes[:, None, :], shape), orders, -1)
+    sub_classes = np.where(keep, sub_classes, PAD)
+    sub_scores = np.take_along_axis(np.broadcast_to(scores[:, None, :], shape), orders, -1)
+    credit = vote_credit(sub_classes, sub_scores, num_classes)
+    return {vote: value.mean(-1) for vote, value in credit.items()}
+
+
+def group_budgets(run_n: int, group_size: int) -> list[int]:
+    """DVTS budgets evaluated: group_size × 1, 2, 4, … up to the run's n, and the run's n."""
+    sizes, n = [], group_size
+    while n < run_n:
+        sizes.append(n)
+        n *= 2
+    return [*sizes, run_n]
+
+
 def pass_at_k(num_correct: np.ndarray, num_samples: np.ndarray, k: int) -> np.ndarray:
     """Unbiased pass@k per problem (Chen et al. 2021): 1 - C(N-c, k) / C(N, k), in its stable product form."""
     out = np.empty(len(num_correct))

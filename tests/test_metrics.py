@@ -87,3 +87,21 @@ def test_n_values():
     assert metrics.n_values(6, "best_of_n") == [1, 2, 4, 6]
     assert metrics.n_values(16, "beam_search") == [16]
     assert metrics.n_values(16, "dvts", group_size=4) == [4, 8, 16]
+
+
+def test_dvts_budgets_take_whole_subtrees_of_any_finished_size():
+    # run n = 8, beam_width 2: four subtrees that finished 2, 1, 2 and 1 candidates
+    groups = np.array([[0, 0, 1, 2, 2, 3]])
+    classes = np.array([[0, 0, 1, 2, 2, 0]])  # subtree 0 and 3 correct, 1 and 2 wrong
+    valid = np.ones_like(groups, bool)
+    scores = np.zeros(groups.shape)
+    assert metrics.group_budgets(8, 2) == [2, 4, 8]
+    orders = metrics.subsample_orders(groups, valid, 2000, np.random.default_rng(0))
+    at = {
+        n: metrics.subsampled_group_accuracy(classes, scores, groups, valid, orders, n // 2, 3)["majority"][0]
+        for n in (2, 4, 8)
+    }
+    assert at[8] == 1.0  # all subtrees: class 0 has 3 votes, class 2 has 2, class 1 has 1
+    # one subtree: right for subtrees 0 and 3; two subtrees: 3 of 6 pairs win, with two ties at 1/2
+    assert at[2] == pytest.approx(0.5, abs=0.05)
+    assert at[4] == pytest.approx(0.5, abs=0.05)
