@@ -86,9 +86,7 @@ class DatasetSettings:
 def builtin_datasets() -> list[str]:
     """Names of the problem sets shipped inside the package."""
     return sorted(
-        p.name[: -len(".jsonl")]
-        for p in resources.files("sal_core.builtin").iterdir()
-        if p.name.endswith(".jsonl")
+        p.name[: -len(".jsonl")] for p in resources.files("sal_core.builtin").iterdir() if p.name.endswith(".jsonl")
     )
 
 
@@ -147,8 +145,7 @@ def normalise(raw: pd.DataFrame, settings: DatasetSettings) -> pd.DataFrame:
         column = getattr(fields, key)
         if column not in raw.columns:
             raise DatasetError(
-                f"{where}: no column {column!r} for dataset.fields.{key} "
-                f"(columns: {', '.join(map(str, raw.columns))})"
+                f"{where}: no column {column!r} for dataset.fields.{key} (columns: {', '.join(map(str, raw.columns))})"
             )
     if settings.limit is not None:
         raw = raw.iloc[: settings.limit]
@@ -173,9 +170,7 @@ def normalise(raw: pd.DataFrame, settings: DatasetSettings) -> pd.DataFrame:
     problems = raw[fields.problem].astype(str).str.strip()
     empty = problems.eq("") | raw[fields.problem].isna()
     if empty.any():
-        raise DatasetError(
-            f"{where}: row {int(empty.to_numpy().nonzero()[0][0])} has an empty {fields.problem!r}"
-        )
+        raise DatasetError(f"{where}: row {int(empty.to_numpy().nonzero()[0][0])} has an empty {fields.problem!r}")
     duplicated = ids.duplicated()
     if duplicated.any():
         first = int(duplicated.to_numpy().nonzero()[0][0])

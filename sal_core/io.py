@@ -70,9 +70,7 @@ def quarantine(path: Path) -> Path:
     return target
 
 
-def read_table(
-    path: str | Path, columns: list[str] | None = None, quarantine_corrupt: bool = False
-) -> pd.DataFrame:
+def read_table(path: str | Path, columns: list[str] | None = None, quarantine_corrupt: bool = False) -> pd.DataFrame:
     """Read a parquet or jsonl results file; a corrupt or truncated file raises ShardError naming it.
 
     With `quarantine_corrupt`, a corrupt file is also moved aside, so that the next run recomputes

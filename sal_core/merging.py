@@ -44,16 +44,12 @@ def _join_scores(completions: pd.DataFrame, scores: pd.DataFrame, cpath: Path, s
     return completions.assign(scores=scores["scores"].to_list())
 
 
-def _check_coverage(
-    problems: pd.DataFrame, merged: pd.DataFrame, sources: list[Path], shard_size: int
-) -> None:
+def _check_coverage(problems: pd.DataFrame, merged: pd.DataFrame, sources: list[Path], shard_size: int) -> None:
     counts = merged["problem_id"].value_counts()
     duplicated = counts[counts > 1]
     if not duplicated.empty:
         pid = duplicated.index[0]
-        owners = [
-            str(src) for src, frame_pid in zip(sources, merged["problem_id"], strict=True) if frame_pid == pid
-        ]
+        owners = [str(src) for src, frame_pid in zip(sources, merged["problem_id"], strict=True) if frame_pid == pid]
         raise ShardError(f"problem {pid!r} appears {duplicated.iloc[0]} times, in {', '.join(owners)}")
     missing = problems.loc[~problems["problem_id"].isin(counts.index)]
     if not missing.empty:
@@ -69,9 +65,7 @@ def _check_coverage(
     expected = problems.set_index("problem_id")["problem"]
     stale = merged["problem"].to_numpy() != expected.loc[merged["problem_id"]].to_numpy()
     if stale.any():
-        raise ShardError(
-            f"{sources[int(stale.nonzero()[0][0])]}: its problems differ from the dataset; a stale shard"
-        )
+        raise ShardError(f"{sources[int(stale.nonzero()[0][0])]}: its problems differ from the dataset; a stale shard")
 
 
 def merge_shards(

@@ -13,18 +13,12 @@ from sal_core.merging import merge_shards
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--problems", required=True, help="the dataset snapshot, problems.parquet")
     parser.add_argument("--completions", nargs="+", required=True, help="completions shards, in shard order")
-    parser.add_argument(
-        "--scores", nargs="+", required=True, help="score shards, same order as --completions"
-    )
+    parser.add_argument("--scores", nargs="+", required=True, help="score shards, same order as --completions")
     parser.add_argument("--run", default="{}", help="run keys as JSON, stored as parquet metadata")
-    parser.add_argument(
-        "--shard-size", type=int, default=None, help="problems per shard (names missing shards)"
-    )
+    parser.add_argument("--shard-size", type=int, default=None, help="problems per shard (names missing shards)")
     parser.add_argument("--out", required=True, help="merged parquet to write")
 
 
 def run(args: argparse.Namespace) -> None:
-    merged = merge_shards(
-        args.problems, args.completions, args.scores, json.loads(args.run), args.out, args.shard_size
-    )
+    merged = merge_shards(args.problems, args.completions, args.scores, json.loads(args.run), args.out, args.shard_size)
     print(f"{args.out}: {len(merged)} problems from {len(args.completions)} shards")
