@@ -7,6 +7,7 @@ Every error names the config key it comes from.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -103,6 +104,10 @@ class PRMSettings:
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.max_length < 16:
             raise ConfigError(f"{where}.max_length: must be at least 16, got {self.max_length}")
+
+    def fingerprint(self) -> str:
+        """Every setting as stable JSON: equal fingerprints score alike."""
+        return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "prm") -> PRMSettings:
