@@ -20,39 +20,7 @@ from sal_core.errors import ShardError
 
 CONFIG_KEYS = ["dataset", "model", "approach", "method", "sampling", "prm", "aggregation", "n", "vote", "level"]
 NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", "timeouts"]
-# two-sided 97.5% Student-t quantiles for 1..30 degrees of freedom; 1.96 beyond
-_T975 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
+Z975 = 1.959964  # two-sided 95% normal quantile
 
 
 def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataFrame:
@@ -74,16 +42,14 @@ def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataF
     return frame
 
 
-def _t975(df: int) -> float:
-    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
-
-
 def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (run keys but seed, n, vote, level): seed mean, std, 95% CI, seed count."""
     dup = metrics.duplicated([*CONFIG_KEYS, "seed"])
     if dup.any():
         row = metrics[dup].iloc[0]
         raise ShardError(f"the same run appears twice: {', '.join(f'{k}={row[k]}' for k in [*CONFIG_KEYS, 'seed'])}")
+    # a run's standard error from its (bootstrap) 95% interval
+    metrics = metrics.assign(run_se=(metrics["ci_high"] - metrics["ci_low"]) / (2 * Z975))
     grouped = metrics.groupby(CONFIG_KEYS, sort=True, dropna=False)
     table = grouped.agg(
         accuracy=("accuracy", "mean"),
@@ -91,20 +57,21 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
         num_seeds=("seed", "nunique"),
         run_ci_low=("ci_low", "first"),
         run_ci_high=("ci_high", "first"),
+        run_var=("run_se", lambda se: float(np.mean(np.square(se)))),
         mean_tokens=("mean_tokens", "mean"),
         timeouts=("timeouts", "sum"),
     ).reset_index()
-    half = (
-        np.array([_t975(k - 1) if k > 1 else math.nan for k in table["num_seeds"]])
-        * table["std"].fillna(0)
-        / np.sqrt(table["num_seeds"])
-    )
+    # Two sources of uncertainty: which problems were drawn (each run's bootstrap interval; the
+    # seeds share the problems, so averaging seeds does not shrink it) and which samples each seed
+    # drew (the spread between seeds, shrinking with their number). A t-interval over 2-5 seeds
+    # alone ignores the first and is uselessly wide (t = 12.7 at 2 seeds) or zero when seeds agree.
+    between = table["std"].fillna(0.0) ** 2 / table["num_seeds"]
+    half = Z975 * np.sqrt(table["run_var"] + between)
     many = table["num_seeds"] > 1
-    # accuracy lives in [0, 1]: a t-interval over few seeds can reach past it, which no reader wants
     table["ci_low"] = np.clip(np.where(many, table["accuracy"] - half, table["run_ci_low"]), 0.0, 1.0)
     table["ci_high"] = np.clip(np.where(many, table["accuracy"] + half, table["run_ci_high"]), 0.0, 1.0)
     table["std"] = table["std"].fillna(0.0)
-    return table.drop(columns=["run_ci_low", "run_ci_high"])
+    return table.drop(columns=["run_ci_low", "run_ci_high", "run_var"])
 
 
 def _label(row: pd.Series) -> str:
