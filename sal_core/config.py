@@ -102,8 +102,8 @@ class PRMSettings:
             raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if self.max_length < 16:
-            raise ConfigError(f"{where}.max_length: must be at least 16, got {self.max_length}")
+        if self.max_length < 1:
+            raise ConfigError(f"{where}.max_length: must be at least 1, got {self.max_length}")
 
     def fingerprint(self) -> str:
         """Every setting as stable JSON: equal fingerprints score alike."""
