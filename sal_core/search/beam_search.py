@@ -24,7 +24,7 @@ from sal_core.search.common import (
     STEP_STOP,
     SearchResult,
     ends_solution,
-    lookahead_rollouts,
+    generate_step,
     new_token_budget,
     score_texts,
     warn_pruned,
@@ -121,10 +121,7 @@ def beam_search(
             stepping.append(beam)
         warn_pruned("beam_search", it, pruned, backend.max_model_len)
 
-        outputs = backend.generate(requests) if requests else []
-        rollouts = [""] * len(outputs)
-        if settings.lookahead and not last:
-            rollouts = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
+        outputs, rollouts = generate_step(backend, requests, settings, last)
         for beam, out in zip(stepping, outputs, strict=True):
             beam.text += out.text
             beam.tokens += out.num_tokens

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.config import SearchSettings
 from sal_core.prm.base import PRM, STEP_SEPARATOR
 
 log = logging.getLogger(__name__)
@@ -126,3 +127,15 @@ def score_texts(prm: PRM, problems: Sequence[str], items: Sequence[tuple[int, st
         for k, step_scores in zip(positions[p], per_problem, strict=True):
             flat[k] = [float(s) for s in step_scores]
     return flat  # type: ignore[return-value]
+
+
+def generate_step(
+    backend: GenerationBackend, requests: list[GenerationRequest], settings: SearchSettings, last: bool
+) -> tuple[list[GenerationOutput], list[str]]:
+    """One search step for every live beam at once: the sampled steps, and the greedy lookahead
+    rollouts used only to score them (empty strings without lookahead, and on the last step)."""
+    outputs = backend.generate(requests) if requests else []
+    rollouts = [""] * len(outputs)
+    if settings.lookahead and not last:
+        rollouts = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
+    return outputs, rollouts

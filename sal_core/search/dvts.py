@@ -24,7 +24,7 @@ from sal_core.search.common import (
     STEP_STOP,
     SearchResult,
     ends_solution,
-    lookahead_rollouts,
+    generate_step,
     new_token_budget,
     score_texts,
     warn_pruned,
@@ -108,10 +108,7 @@ def dvts(
             stepping.append(tree)
         warn_pruned("dvts", it, pruned, backend.max_model_len)
 
-        outputs = backend.generate(requests) if requests else []
-        rollouts = [""] * len(outputs)
-        if settings.lookahead and not last:
-            rollouts = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
+        outputs, rollouts = generate_step(backend, requests, settings, last)
         items = [
             (tree.problem, tree.text + outputs[k].text + rollouts[k])
             for t, tree in enumerate(stepping)
