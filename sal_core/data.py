@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sal_core.config import _build
 from sal_core.errors import ConfigError, DatasetError
-from sal_core.io import read_metadata, read_table, write_table_atomic
+from sal_core.io import read_table, write_table_atomic
 
 SOURCES = ("builtin", "local", "hub")
 ANSWER_FORMATS = ("plain", "gsm8k")
@@ -204,11 +205,9 @@ def snapshot_problems(settings: DatasetSettings, path: str | Path) -> int:
     path = Path(path)
     if path.exists():
         try:
-            meta = read_metadata(path)
-            if meta.get("dataset_fingerprint") == settings.fingerprint():
-                import pyarrow.parquet as pq
-
-                return pq.read_metadata(path).num_rows
+            footer = pq.read_metadata(path)  # one footer read gives the fingerprint and the row count
+            if (footer.metadata or {}).get(b"dataset_fingerprint") == settings.fingerprint().encode():
+                return footer.num_rows
         except Exception:  # a corrupt snapshot is simply rebuilt
             pass
     problems = load_problems(settings)

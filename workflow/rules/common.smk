@@ -116,21 +116,30 @@ def evaluation_options():
     )
 
 
-def all_metrics():
+def _path_keys(run):
+    """The wildcard values of a run's result paths."""
+    return dict(
+        dataset=DATASET,
+        model=run.model,
+        approach=run.run_id,
+        sampling=run.sampling,
+        seed=run.seed,
+    )
+
+
+def per_run_and_prm(template):
+    """`template` filled for every run and every scoring PRM."""
     return sorted(
         {
-            METRICS.format(
-                dataset=DATASET,
-                model=run.model,
-                approach=run.run_id,
-                sampling=run.sampling,
-                seed=run.seed,
-                prm=prm,
-            )
+            template.format(prm=prm, **_path_keys(run))
             for run in GRID.runs
             for prm in GRID.score_prms
         }
     )
+
+
+def all_metrics():
+    return per_run_and_prm(METRICS)
 
 
 PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
@@ -142,13 +151,7 @@ def all_shards():
     """
     files = []
     for run in GRID.runs:
-        keys = dict(
-            dataset=DATASET,
-            model=run.model,
-            approach=run.run_id,
-            sampling=run.sampling,
-            seed=run.seed,
-        )
+        keys = _path_keys(run)
         for start, end in SHARDS:
             files.append(COMPLETIONS.format(start=start, end=end, **keys))
             files += [
@@ -170,18 +173,7 @@ def pushed():
         raise WorkflowError(
             "invalid configuration: push.repo: needed when push.enabled is true"
         )
-    return [
-        PUSHED.format(
-            dataset=DATASET,
-            model=run.model,
-            approach=run.run_id,
-            sampling=run.sampling,
-            seed=run.seed,
-            prm=prm,
-        )
-        for run in GRID.runs
-        for prm in GRID.score_prms
-    ]
+    return per_run_and_prm(PUSHED)
 
 
 def get_final_outputs():
