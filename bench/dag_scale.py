@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import yaml
+from shared_folder import SHARED
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "math500.jsonl"
+DEFAULT_DATA = SHARED / "data" / "math500.jsonl"
 
 BARE_SNAKEFILE = r"""
 import json
@@ -110,8 +111,8 @@ def main() -> None:
         sys.exit(f"{args.dataset} not found: pass --dataset with a local MATH-500 jsonl")
 
     sys.path.insert(0, str(REPO))
-    from sal_core.data import shard_ranges
-    from sal_core.workflow_config import check_config
+    from sal_core.pipeline.prepare_dataset import shard_ranges
+    from sal_core.settings.check import check_config
 
     config = sweep_config(args.dataset)
     grid = check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")

@@ -1,7 +1,7 @@
 """Time `sal evaluate`'s work (read, grade, all votes at all n, intervals) on a 500 x 256 merged file.
 
-Needs /work/shared: without a path it writes the file with
-/work/shared/tools/synthetic_results.py from /work/shared/data/math500.jsonl.
+Reads ../shared (beside the repository): without a path it writes the file with
+../shared/tools/synthetic_results.py from ../shared/data/math500.jsonl.
 
 Usage: python bench/eval_speed.py [MERGED.jsonl|parquet] [--workers W] [--num-subsamples K]
 """
@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sal_core.evaluation import EvalOptions, compute_metrics, grade_frame, run_keys
-from sal_core.io import read_table
+from shared_folder import shared_file
 
-SHARED = Path("/work/shared")
+from sal_core.evaluation.evaluate import EvalOptions, compute_metrics, grade_frame, read_run_keys
+from sal_core.tables import read_table
 
 
 def main() -> None:
@@ -35,8 +35,8 @@ def main() -> None:
             subprocess.run(
                 [
                     sys.executable,
-                    str(SHARED / "tools/synthetic_results.py"),
-                    str(SHARED / "data/math500.jsonl"),
+                    str(shared_file("tools/synthetic_results.py")),
+                    str(shared_file("data/math500.jsonl")),
                     str(path),
                 ],
                 check=True,
@@ -47,7 +47,7 @@ def main() -> None:
     read_s = time.perf_counter() - start
     graded = grade_frame(frame, path, options)
     grade_s = time.perf_counter() - start - read_s
-    rows = compute_metrics(graded, run_keys(path, {}), options)
+    rows = compute_metrics(graded, read_run_keys(path, {}), options)
     total = time.perf_counter() - start
     n_completions = int(graded.valid.sum())
     print(

@@ -21,15 +21,16 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from shared_folder import SHARED
+
 from sal_core.backends import load_backend
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import GenerateJob
 from sal_core.prm import load_prm
 from sal_core.prm.base import PRM
 from sal_core.search import run_search
+from sal_core.settings.jobs import GenerateJob
 
 MODEL_DIR = Path("resources/models/smollm2-135m-instruct")
-FALLBACK_DATA = Path("/work/shared/data/math500.jsonl")
 
 
 class CountingBackend(GenerationBackend):
@@ -62,7 +63,7 @@ class CountingPRM(PRM):
 def load_problems(count: int) -> tuple[list[str], str]:
     """The first `count` problems of the built-in easy set (or MATH-500 when it is missing)."""
     builtin = resources.files("sal_core") / "builtin" / "easy_math.jsonl"
-    source = builtin if builtin.is_file() else FALLBACK_DATA
+    source = builtin if builtin.is_file() else SHARED / "data" / "math500.jsonl"
     lines = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     return [row["problem"] for row in lines[:count]], str(source)
 
@@ -84,7 +85,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     if not (args.model / "config.json").is_file():
-        from sal_core.models import prepare_model
+        from sal_core.pipeline.prepare_model import prepare_model
 
         prepare_model("smollm2-135m-instruct", args.model)
     problems, source = load_problems(args.problems)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sal_core.errors import ModelError
-from sal_core.models import prepare_model, smollm2_gguf_folder
+from sal_core.pipeline.prepare_model import prepare_model, smollm2_gguf_folder
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOLLM2_DIR = REPO_ROOT / "resources" / "models" / "smollm2-135m-instruct"

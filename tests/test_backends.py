@@ -15,9 +15,9 @@ import torch
 from sal_core.backends import GenerationRequest, load_backend
 from sal_core.backends.transformers_backend import TransformersBackend, draw, find_stop, top_p_filter
 from sal_core.backends.vllm_backend import to_generation_output
-from sal_core.config import ModelSettings
 from sal_core.errors import ModelError
-from sal_core.prompts import build_prompt
+from sal_core.search.prompts import build_prompt
+from sal_core.settings.jobs import ModelSettings
 
 PROMPT = "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
 LONG_PROMPT = "Count the apples in the basket and then the pears in the bowl. " * 4

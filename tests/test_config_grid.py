@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from sal_core.errors import ConfigError
-from sal_core.workflow_config import check_config
+from sal_core.settings.check import check_config
 
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -8,15 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sal_core.data import (
-    DatasetSettings,
+from sal_core.errors import ConfigError, DatasetError
+from sal_core.pipeline.prepare_dataset import (
     builtin_datasets,
     load_problems,
     read_problems,
     shard_ranges,
     snapshot_problems,
 )
-from sal_core.errors import ConfigError, DatasetError
+from sal_core.settings.dataset import DatasetSettings
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

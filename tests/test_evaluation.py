@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from sal_core.cli import main
-from sal_core.evaluation import EvalOptions, Graded, compute_metrics, normalise_level
-from sal_core.io import read_metadata, write_table_atomic
+from sal_core.evaluation.evaluate import EvalOptions, Graded, compute_metrics
+from sal_core.evaluation.levels import normalise_level
+from sal_core.tables import read_metadata, write_table_atomic
 
 KEYS = {
     "dataset": "toy",

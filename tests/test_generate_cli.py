@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sal_core.cli import main
-from sal_core.io import read_metadata, read_table, write_table_atomic
+from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 PROBLEMS = pd.DataFrame(
     {

@@ -4,7 +4,15 @@ import time
 
 import pytest
 
-from sal_core.grading import NO_ANSWER, _numeric, _parse, _surely_different, grade_all, grade_problem, last_boxed
+from sal_core.evaluation.grading import (
+    NO_ANSWER,
+    _numeric,
+    _parse,
+    _surely_different,
+    grade_all,
+    grade_problem,
+    last_boxed,
+)
 
 
 def test_last_boxed_takes_the_last_balanced_box():

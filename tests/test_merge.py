@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from sal_core.errors import ShardError
-from sal_core.io import read_metadata, read_table, write_table_atomic
-from sal_core.merging import merge_shards
+from sal_core.pipeline.merge import merge_shards
+from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 PROBLEMS = pd.DataFrame(
     {

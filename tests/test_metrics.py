@@ -6,7 +6,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from sal_core import metrics
+from sal_core.evaluation import votes as metrics
 
 
 def credit(classes, scores):

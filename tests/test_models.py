@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from sal_core.errors import ModelError
-from sal_core.models import prepare_model
+from sal_core.pipeline.prepare_model import prepare_model
 
 
 def test_tiny_random_loads_with_real_tokenizer(tiny_model_path: Path) -> None:

@@ -3,7 +3,7 @@
 import pandas as pd
 
 from sal_core.cli import main
-from sal_core.plots import FILES
+from sal_core.paths import PLOT_NAMES
 
 
 def test_plot_writes_the_three_pngs(tmp_path):
@@ -39,8 +39,8 @@ def test_plot_writes_the_three_pngs(tmp_path):
     pd.DataFrame(rows).to_csv(table, index=False)
     outdir = tmp_path / "plots"
     assert main(["plot", "--accuracy", str(table), "--outdir", str(outdir)]) == 0
-    assert sorted(p.name for p in outdir.iterdir()) == sorted(FILES)
-    for name in FILES:
+    assert sorted(p.name for p in outdir.iterdir()) == sorted(f"{name}.png" for name in PLOT_NAMES)
+    for name in (f"{stem}.png" for stem in PLOT_NAMES):
         assert (outdir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

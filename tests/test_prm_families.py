@@ -22,9 +22,10 @@ from transformers import (
     Qwen2ForTokenClassification,
 )
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ConfigError, ModelError
+from sal_core.pipeline.prepare_model import TINY_SHAPE
 from sal_core.prm import load_prm, split_steps
+from sal_core.settings.jobs import PRMSettings
 
 PROBLEM = "What is the sum of the first 4 positive odd numbers?"
 SOLUTIONS = [
@@ -36,15 +37,7 @@ SOLUTIONS = [
     "1+3=4, 4+5=9, 9+7=16.\n\nStep D. Done, answer 16 ки <extra_0> + -",
 ]
 # large weights so that scores differ clearly between positions (a wrong position would show)
-TINY = dict(
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=2048,
-    initializer_range=0.3,
-)
+TINY = dict(TINY_SHAPE, max_position_embeddings=2048, initializer_range=0.3)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sal_core.config import PRMSettings
 from sal_core.prm import load_prm, split_steps
+from sal_core.settings.jobs import PRMSettings
 
 PROBLEMS = ["What is $3 \\times 4 + 2$?", "Solve for $x$: $2x + 6 = 10$."]
 COMPLETIONS = [

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from transformers import AutoTokenizer
 
-from sal_core.config import DEFAULT_SYSTEM_PROMPT
 from sal_core.errors import ConfigError
-from sal_core.prompts import build_prompt
+from sal_core.search.prompts import build_prompt
+from sal_core.settings.jobs import DEFAULT_SYSTEM_PROMPT
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from sal_core.errors import SalError
-from sal_core.io import write_table_atomic
-from sal_core.push import config_name, push_merged, to_hub_dataset
+from sal_core.pipeline.push import config_name, push_merged, to_hub_dataset
+from sal_core.tables import write_table_atomic
 
 KEYS = {
     "dataset": "math500",

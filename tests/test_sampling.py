@@ -6,15 +6,15 @@ import random
 
 import pytest
 
-from sal_core.config import GenerateJob, SearchSettings
 from sal_core.errors import ConfigError
-from sal_core.sampling import (
+from sal_core.search.temperatures import (
     SEED_MODULUS,
     best_of_n_temperatures,
     cycle_temperatures,
     derive_seed,
     split_counts,
 )
+from sal_core.settings.jobs import GenerateJob, SearchSettings
 
 
 def test_split_counts_always_sums_to_n():

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sal_core.cli import main
-from sal_core.io import read_metadata, read_table, write_table_atomic
 from sal_core.prm import split_steps
+from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 ROWS = [
     {

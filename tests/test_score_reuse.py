@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sal_core.config import GenerateJob, ModelSettings, PRMSettings, SearchSettings
-from sal_core.generation import generate_shard
-from sal_core.io import read_metadata, read_table, write_table_atomic
-from sal_core.scoring import score_shard
+from sal_core.pipeline.generate import generate_shard
+from sal_core.pipeline.score import score_shard
+from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 
 @pytest.fixture(scope="module")

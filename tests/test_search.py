@@ -19,12 +19,12 @@ import torch
 
 from sal_core.backends import load_backend
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import GenerateJob
 from sal_core.prm import load_prm
-from sal_core.prm.aggregation import aggregate_steps
 from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.search import SearchResult, build_prompts, run_search
-from sal_core.search.common import ends_solution
+from sal_core.search.steps import ends_solution
+from sal_core.settings.jobs import GenerateJob
 
 PROBLEMS = [
     "What is $2 + 3$?",
@@ -307,7 +307,7 @@ def test_beams_that_outgrow_max_model_len_are_pruned_not_crashed(engine, judge, 
     window = min(lengths) + 7
     assert max(lengths) > window - 4
     settings = {**SETTINGS[method], "n": 4, "num_iterations": 4}
-    with caplog.at_level(logging.WARNING, logger="sal_core.search.common"):
+    with caplog.at_level(logging.WARNING, logger="sal_core.search.steps"):
         run = search(engine, judge, tiny_model_path, method, max_model_len=window, **settings)
     for call in run.backend.calls:
         for req, _ in call:
@@ -322,7 +322,7 @@ def test_beams_that_outgrow_max_model_len_are_pruned_not_crashed(engine, judge, 
 
 
 def test_best_of_n_prompt_longer_than_the_window_gives_empty_length_completions(engine, judge, tiny_model_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="sal_core.search.common"):
+    with caplog.at_level(logging.WARNING, logger="sal_core.search.steps"):
         run = search(engine, judge, tiny_model_path, "best_of_n", max_model_len=20, n=3, max_tokens=4)
     assert all(call == [] for call in run.backend.calls)
     assert all(r.completions == ["", "", ""] and r.finish_reasons == ["length"] * 3 for r in run.results)

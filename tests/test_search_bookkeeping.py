@@ -7,8 +7,9 @@ import pytest
 
 from sal_core.backends.base import GenerationOutput
 from sal_core.search.beam_search import Beam, fill_slots, final_beams, select_beams
-from sal_core.search.common import SearchResult, ends_solution
 from sal_core.search.dvts import Subtree, finish_subtree
+from sal_core.search.results import SearchResult
+from sal_core.search.steps import ends_solution
 
 
 def _beam(problem: int, text: str, score: float, slot: int = 0) -> Beam:

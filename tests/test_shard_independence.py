@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from sal_core.backends import load_backend
-from sal_core.config import GenerateJob, ModelSettings, SearchSettings
 from sal_core.search import run_search
+from sal_core.settings.jobs import GenerateJob, ModelSettings, SearchSettings
 
 
 def test_same_problem_same_samples_in_any_shard(tiny_model_path: Path) -> None:

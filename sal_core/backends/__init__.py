@@ -6,8 +6,8 @@ Engines are imported only when chosen, so a CPU-only install never imports vLLM.
 from __future__ import annotations
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import ModelSettings
 from sal_core.errors import ConfigError
+from sal_core.settings.jobs import ModelSettings
 
 __all__ = ["GenerationBackend", "GenerationOutput", "GenerationRequest", "load_backend"]
 

@@ -21,33 +21,11 @@ import torch
 from tqdm.auto import tqdm
 
 from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import ModelSettings
-from sal_core.errors import ConfigError, ModelError
+from sal_core.devices import resolve_device, resolve_dtype
+from sal_core.errors import ModelError
+from sal_core.settings.jobs import ModelSettings
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' picks the GPU when there is one; anything else must be a torch device string."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as err:
-        raise ConfigError(f"model.device: {device!r} is not a torch device ({err})") from err
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """'auto' is bfloat16 on a GPU that supports it (float16 otherwise) and float32 on CPU, where
-    half-precision matmuls are slower and less reproducible."""
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    value = getattr(torch, dtype, None)
-    if not isinstance(value, torch.dtype):
-        raise ConfigError(f"model.dtype: {dtype!r} is not a torch dtype (e.g. auto, float32, bfloat16)")
-    return value
 
 
 def find_stop(text: str, stops: Sequence[str]) -> int | None:
@@ -103,8 +81,8 @@ class TransformersBackend(GenerationBackend):
         path = Path(settings.path)
         if not path.exists():
             raise ModelError(f"model.path {settings.path}: not found (run `sal prepare-model` or fix the path)")
-        self.device = resolve_device(settings.device)
-        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self.device = resolve_device(settings.device, "model.device")
+        self.dtype = resolve_dtype(settings.dtype, self.device, "model.dtype")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)

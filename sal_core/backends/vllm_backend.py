@@ -7,15 +7,12 @@ shares the prompt prefix through its prefix cache. vLLM is imported only here, o
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 
 from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import ModelSettings
 from sal_core.errors import ModelError
-
-log = logging.getLogger(__name__)
+from sal_core.settings.jobs import ModelSettings
 
 INSTALL_HINT = "pip install 'sal-workflow[vllm]'"
 

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-from sal_core.config import PRMSettings
 from sal_core.prm.base import PRM, split_steps
+from sal_core.settings.jobs import PRMSettings
 
 __all__ = ["PRM", "load_prm", "split_steps"]
 
@@ -21,11 +21,12 @@ def load_prm(settings: PRMSettings) -> PRM:
     """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it."""
     from transformers import AutoModelForCausalLM
 
-    from sal_core.prm.hf import load_pretrained, load_tokenizer, resolve_device, resolve_dtype
+    from sal_core.devices import resolve_device, resolve_dtype
+    from sal_core.prm.hf import load_pretrained, load_tokenizer
 
     settings.validate("prm")
-    device = resolve_device(settings)
-    dtype = resolve_dtype(settings, device)
+    device = resolve_device(settings.device, "prm.device")
+    dtype = resolve_dtype(settings.dtype, device, "prm.dtype")
     tokenizer = load_tokenizer(settings)
     if settings.type == "rlhflow":
         from sal_core.prm.rlhflow import RLHFlowPRM

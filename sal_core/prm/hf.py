@@ -22,13 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sal_core.config import PRMSettings
-from sal_core.errors import ConfigError, ModelError
+from sal_core.errors import ModelError
 from sal_core.prm.base import PRM, split_steps
+from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 #: a placeholder that no tokenizer or chat template alters, replaced by the real tag after rendering
 PLACEHOLDER = "\x00PRM-TAG-{}\x00"
 
@@ -40,28 +39,6 @@ class Encoded:
 
     input_ids: list[int]
     positions: list[int]
-
-
-def resolve_device(settings: PRMSettings) -> str:
-    """`auto` means the first CUDA GPU when there is one, else the CPU."""
-    import torch
-
-    if settings.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return settings.device
-
-
-def resolve_dtype(settings: PRMSettings, device: str) -> Any:
-    """`auto` means bfloat16 on a GPU that supports it and float32 elsewhere (CPU bfloat16 is slow)."""
-    import torch
-
-    if settings.dtype not in DTYPES:
-        raise ConfigError(f"prm.dtype: {settings.dtype!r} is not one of {', '.join(DTYPES)}")
-    if settings.dtype != "auto":
-        return getattr(torch, settings.dtype)
-    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
 
 
 def load_tokenizer(settings: PRMSettings, **kwargs: Any) -> Any:
@@ -77,7 +54,7 @@ def load_tokenizer(settings: PRMSettings, **kwargs: Any) -> Any:
     return tokenizer
 
 
-def load_pretrained(settings: PRMSettings, auto_class: Any, device: str, dtype: Any, **kwargs: Any) -> Any:
+def load_pretrained(settings: PRMSettings, auto_class: Any, device: Any, dtype: Any, **kwargs: Any) -> Any:
     """`auto_class.from_pretrained(settings.path)` in eval mode on `device`, errors naming the path."""
     try:
         model = auto_class.from_pretrained(settings.path, dtype=dtype, **kwargs)
@@ -127,7 +104,7 @@ def tokenize_with_tags(
 class TransformersPRM(PRM):
     """A PRM run with transformers: batching, padding, truncation and order restoring live here."""
 
-    def __init__(self, settings: PRMSettings, tokenizer: Any, forward_module: Any, device: str) -> None:
+    def __init__(self, settings: PRMSettings, tokenizer: Any, forward_module: Any, device: Any) -> None:
         self.settings = settings
         self.tokenizer = tokenizer
         #: the module called once per batch (tests hook it to count forward passes)
@@ -213,7 +190,7 @@ class CandidateTokenPRM(TransformersPRM):
     """
 
     def __init__(
-        self, settings: PRMSettings, tokenizer: Any, model: Any, device: str, good: str = "+", bad: str = "-"
+        self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any, good: str = "+", bad: str = "-"
     ) -> None:
         super().__init__(settings, tokenizer, model.base_model, device)
         self.lm_head = model.get_output_embeddings()

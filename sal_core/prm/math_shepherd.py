@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ModelError
 from sal_core.prm.hf import PLACEHOLDER, CandidateTokenPRM, Encoded, single_token_id, tokenize_with_tags
+from sal_core.settings.jobs import PRMSettings
 
 STEP_TAG = "ки"
 GOOD, BAD = "+", "-"
@@ -20,7 +20,7 @@ GOOD, BAD = "+", "-"
 class MathShepherdPRM(CandidateTokenPRM):
     """Step scores read at the " ки" tag that ends each step."""
 
-    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: str) -> None:
+    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any) -> None:
         super().__init__(settings, tokenizer, model, device, GOOD, BAD)
         self.tag_id = single_token_id(tokenizer, STEP_TAG)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ModelError
 from sal_core.prm.hf import PLACEHOLDER, Encoded, TransformersPRM, load_pretrained, tokenize_with_tags
+from sal_core.settings.jobs import PRMSettings
 
 SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 STEP_TAG = "<extra_0>"
@@ -28,7 +28,7 @@ REMOTE_ARCHITECTURE = "Qwen2ForProcessRewardModel"
 class QwenMathPRM(TransformersPRM):
     """Step scores from a per-token good/bad classifier at the "<extra_0>" step separators."""
 
-    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: str) -> None:
+    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any) -> None:
         super().__init__(settings, tokenizer, model, device)
         if not tokenizer.chat_template:
             raise ModelError(f"prm {settings.name}: {settings.path} has no chat template")
@@ -56,7 +56,7 @@ class QwenMathPRM(TransformersPRM):
         return logits[rows, cols].float().softmax(dim=-1)[:, 1]
 
 
-def load_qwen_math(settings: PRMSettings, tokenizer: Any, device: str, dtype: Any) -> QwenMathPRM:
+def load_qwen_math(settings: PRMSettings, tokenizer: Any, device: Any, dtype: Any) -> QwenMathPRM:
     """The remote-code PRM for the released checkpoints, else a 2-label token classifier."""
     from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ModelError
 from sal_core.prm.hf import PLACEHOLDER, CandidateTokenPRM, Encoded, tokenize_with_tags
+from sal_core.settings.jobs import PRMSettings
 
 GOOD, BAD = "+", "-"
 
@@ -24,7 +24,7 @@ GOOD, BAD = "+", "-"
 class RLHFlowPRM(CandidateTokenPRM):
     """Step scores from a causal LM that answers each step of a chat with "+" (good) or "-" (bad)."""
 
-    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: str) -> None:
+    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any) -> None:
         if not tokenizer.chat_template:
             raise ModelError(f"prm {settings.name}: {settings.path} has no chat template (an rlhflow PRM needs one)")
         super().__init__(settings, tokenizer, model, device, GOOD, BAD)

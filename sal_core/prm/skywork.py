@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ModelError
 from sal_core.prm.hf import Encoded, TransformersPRM, load_pretrained, single_token_id
+from sal_core.settings.jobs import PRMSettings
 
 V_HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
 STEP_TOKEN = "\n"
@@ -62,7 +62,7 @@ def load_value_head(settings: PRMSettings) -> dict[str, Any]:
 class SkyworkPRM(TransformersPRM):
     """Step rewards from a value head on a causal LM's last hidden states."""
 
-    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: str, v_head: Any) -> None:
+    def __init__(self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any, v_head: Any) -> None:
         super().__init__(settings, tokenizer, model, device)
         self.v_head = v_head
         self.step_token_id = single_token_id(tokenizer, STEP_TOKEN)
@@ -84,7 +84,7 @@ class SkyworkPRM(TransformersPRM):
         return self.v_head(picked).squeeze(-1).float().sigmoid()
 
 
-def load_skywork(settings: PRMSettings, tokenizer: Any, device: str, dtype: Any) -> SkyworkPRM:
+def load_skywork(settings: PRMSettings, tokenizer: Any, device: Any, dtype: Any) -> SkyworkPRM:
     """Base model plus value head; the head stays in float32 (as Skywork's wrapper upcasts)."""
     import torch
     from transformers import AutoModel

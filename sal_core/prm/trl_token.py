@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sal_core.config import PRMSettings
 from sal_core.errors import ModelError
 from sal_core.prm.hf import Encoded, TransformersPRM, load_pretrained
+from sal_core.settings.jobs import PRMSettings
 
 STEP_SEPARATOR = "\n"
 
@@ -21,7 +21,7 @@ class TRLTokenPRM(TransformersPRM):
     """Step scores from a token classifier at the end of each step."""
 
     def __init__(
-        self, settings: PRMSettings, tokenizer: Any, model: Any, device: str, step_separator: str = STEP_SEPARATOR
+        self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any, step_separator: str = STEP_SEPARATOR
     ) -> None:
         super().__init__(settings, tokenizer, model, device)
         self.separator_ids = tokenizer.encode(step_separator, add_special_tokens=False)
@@ -42,7 +42,7 @@ class TRLTokenPRM(TransformersPRM):
         return logits[rows, cols].float().softmax(dim=-1)[:, 1]
 
 
-def load_trl(settings: PRMSettings, tokenizer: Any, device: str, dtype: Any) -> TRLTokenPRM:
+def load_trl(settings: PRMSettings, tokenizer: Any, device: Any, dtype: Any) -> TRLTokenPRM:
     from transformers import AutoModelForTokenClassification
 
     model = load_pretrained(settings, AutoModelForTokenClassification, device, dtype)

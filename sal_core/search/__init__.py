@@ -9,16 +9,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sal_core.backends.base import GenerationBackend
-from sal_core.config import GenerateJob
+from sal_core.constants import METHODS
 from sal_core.errors import ConfigError
 from sal_core.prm.base import PRM
-from sal_core.prompts import build_prompt
 from sal_core.search.beam_search import beam_search
 from sal_core.search.best_of_n import best_of_n
-from sal_core.search.common import SearchResult
 from sal_core.search.dvts import dvts
+from sal_core.search.prompts import build_prompt
+from sal_core.search.results import SearchResult
+from sal_core.search.steps import Shard
+from sal_core.settings.jobs import GenerateJob
 
 __all__ = ["SearchResult", "build_prompts", "run_search"]
+
+#: each search method by its config name (sal_core.constants.METHODS, in that order)
+SEARCHES = dict(zip(METHODS, (best_of_n, beam_search, dvts), strict=True))
 
 
 def build_prompts(problems: Sequence[str], job: GenerateJob, backend: GenerationBackend) -> list[str]:
@@ -35,17 +40,14 @@ def run_search(
     `first_index` is the dataset row of `problems[0]`: request seeds derive from dataset rows, so a
     problem gets the same samples whatever shard it falls in."""
     settings = job.search
-    prompts = build_prompts(problems, job, backend)
-    if settings.method == "best_of_n":
-        results = best_of_n(prompts, settings, backend, first_index)
-    elif prm is None:
-        raise ConfigError(f"search.method {settings.method} needs a PRM to guide it (prm is missing)")
-    elif settings.method == "beam_search":
-        results = beam_search(problems, prompts, settings, backend, prm, first_index)
-    elif settings.method == "dvts":
-        results = dvts(problems, prompts, settings, backend, prm, first_index)
-    else:
+    if settings.guided and prm is None:
+        job.require_prm()  # names the missing setting, when the settings lack the PRM
+        raise ValueError(f"{settings.method}: the job's PRM was not loaded")
+    shard = Shard(problems, build_prompts(problems, job, backend), settings, backend, prm, first_index)
+    method = SEARCHES.get(settings.method)
+    if method is None:
         raise ConfigError(f"search.method: {settings.method!r} is not a search method")
+    results = method(shard)
     if len(results) != len(problems):
         raise RuntimeError(f"{settings.method} returned {len(results)} results for {len(problems)} problems")
     return results

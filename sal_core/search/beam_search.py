@@ -9,28 +9,16 @@ ONE generate call (plus one per lookahead step) and ONE PRM call for all live be
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
-from sal_core.backends.base import GenerationBackend, GenerationRequest
-from sal_core.config import SearchSettings
-from sal_core.prm.aggregation import aggregate_steps
-from sal_core.prm.base import PRM
-from sal_core.sampling import cycle_temperatures, derive_seed, split_counts
-from sal_core.search.common import (
-    STEP_STOP,
-    SearchResult,
-    ends_solution,
-    generate_step,
-    new_token_budget,
-    score_texts,
-    warn_pruned,
-)
-
-log = logging.getLogger(__name__)
+from sal_core.backends.base import GenerationRequest
+from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.search.results import Completion, SearchResult, guided_result
+from sal_core.search.steps import Shard, ends_solution, generate_step, score_texts, step_requests, warn_pruned
+from sal_core.search.temperatures import cycle_temperatures, derive_seed, split_counts
 
 
 @dataclass
@@ -86,70 +74,61 @@ def final_beams(
     return chosen
 
 
-def beam_search(
-    problems: Sequence[str],
-    prompts: Sequence[str],
-    settings: SearchSettings,
-    backend: GenerationBackend,
-    prm: PRM,
-    first_index: int = 0,
-) -> list[SearchResult]:
-    """Run beam search for all problems at once; one SearchResult (n completions) per problem.
-    `first_index` is the first problem's row in the dataset: seeds follow the row, not the shard."""
+def beam_search(shard: Shard) -> list[SearchResult]:
+    """Run beam search for all problems of the shard at once; one SearchResult (n completions) per problem."""
+    settings, prompts = shard.settings, shard.prompts
     n, keep = settings.n, settings.n // settings.beam_width
     temperatures = cycle_temperatures(n, settings.temperatures)
     active: list[list[Beam]] = [[Beam(problem=p) for _ in range(n)] for p in range(len(prompts))]
     completed: list[list[Beam]] = [[] for _ in prompts]
+
+    def prune(beam: Beam) -> None:
+        beam.finish_reason = "length"
+        completed[beam.problem].append(beam)
 
     for it in tqdm(range(settings.num_iterations), desc="beam search", unit="step"):
         last = it == settings.num_iterations - 1
         live = [beam for p in range(len(prompts)) if active[p] for beam in fill_slots(active[p], n, temperatures)]
         if not live:
             break
-        stepping, requests, pruned = [], [], []
-        for beam in live:
-            prompt = prompts[beam.problem] + beam.text
-            budget = new_token_budget(backend, prompt, settings.max_tokens)
-            if budget is None:
-                beam.finish_reason = "length"
-                completed[beam.problem].append(beam)
-                pruned.append(beam.problem)
-                continue
-            seed = derive_seed(settings.seed, first_index + beam.problem, beam.slot, it)
-            stop = () if last else STEP_STOP
-            requests.append(GenerationRequest(prompt, beam.temperature, settings.top_p, budget, stop, seed))
-            stepping.append(beam)
-        warn_pruned("beam_search", it, pruned, backend.max_model_len)
 
-        outputs, rollouts = generate_step(backend, requests, settings, last)
-        for beam, out in zip(stepping, outputs, strict=True):
-            beam.text += out.text
-            beam.tokens += out.num_tokens
-            if ends_solution(out):
-                beam.finish_reason = out.finish_reason
-        scores = score_texts(prm, problems, [(b.problem, b.text + r) for b, r in zip(stepping, rollouts, strict=True)])
-        for beam, step_scores in zip(stepping, scores, strict=True):
-            beam.scores = step_scores
+        def samples(beam: Beam, it: int = it) -> list[tuple[float, int]]:
+            return [(beam.temperature, derive_seed(settings.seed, shard.first_index + beam.problem, beam.slot, it))]
 
+        stepping, requests, pruned = step_requests(shard, live, last, samples, prune)
+        warn_pruned("beam_search", it, pruned, shard.backend.max_model_len)
+        _advance(shard, stepping, requests, last)
         for p in range(len(prompts)):
             mine = [b for b in stepping if b.problem == p]
             completed[p].extend(b for b in mine if b.finish_reason is not None)
             going = [b for b in mine if b.finish_reason is None]
             active[p] = select_beams(going, keep, settings.aggregation, settings.filter_duplicates)
 
-    results = []
-    for p in range(len(prompts)):
-        # the last iteration runs every remaining beam to the end, so n beams have normally finished;
-        # otherwise the best unfinished beams fill the gap
-        chosen = final_beams(completed[p], active[p], n, settings.aggregation, settings.sort_completed)
-        results.append(
-            SearchResult(
-                completions=[b.text for b in chosen],
-                completion_tokens=[b.tokens for b in chosen],
-                temperatures=[b.temperature for b in chosen],
-                groups=list(range(len(chosen))),
-                finish_reasons=[b.finish_reason or "length" for b in chosen],
-                search_scores=[list(b.scores) for b in chosen],
-            )
+    # the last iteration runs every remaining beam to the end, so n beams have normally finished;
+    # otherwise the best unfinished beams fill the gap
+    return [
+        guided_result(
+            [
+                Completion(b.text, b.tokens, b.temperature, slot, b.finish_reason or "length", b.scores)
+                for slot, b in enumerate(
+                    final_beams(completed[p], active[p], n, settings.aggregation, settings.sort_completed)
+                )
+            ]
         )
-    return results
+        for p in range(len(prompts))
+    ]
+
+
+def _advance(shard: Shard, stepping: list[Beam], requests: list[GenerationRequest], last: bool) -> None:
+    """Extend every stepping beam by its sampled step (one generate call), then score all of them
+    (one PRM call); a beam whose step finished the solution gets its finish reason."""
+    outputs, rollouts = generate_step(shard.backend, requests, shard.settings, last)
+    for beam, out in zip(stepping, outputs, strict=True):
+        beam.text += out.text
+        beam.tokens += out.num_tokens
+        if ends_solution(out):
+            beam.finish_reason = out.finish_reason
+    texts = [(b.problem, b.text + r) for b, r in zip(stepping, rollouts, strict=True)]
+    scores = score_texts(shard.prm, shard.problems, texts)
+    for beam, step_scores in zip(stepping, scores, strict=True):
+        beam.scores = step_scores

@@ -6,24 +6,18 @@ set of samples can be judged by several PRMs.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-
-from sal_core.backends.base import GenerationBackend, GenerationRequest
-from sal_core.config import SearchSettings
-from sal_core.sampling import best_of_n_temperatures, derive_seed
-from sal_core.search.common import SearchResult, new_token_budget, warn_pruned
-
-log = logging.getLogger(__name__)
+from sal_core.backends.base import GenerationRequest
+from sal_core.search.results import SearchResult
+from sal_core.search.steps import Shard, new_token_budget, warn_pruned
+from sal_core.search.temperatures import best_of_n_temperatures, derive_seed
 
 
-def best_of_n(
-    prompts: Sequence[str], settings: SearchSettings, backend: GenerationBackend, first_index: int = 0
-) -> list[SearchResult]:
+def best_of_n(shard: Shard) -> list[SearchResult]:
     """Sample `settings.n` completions for each prompt; temperatures split by ratio, seeds per
-    (run seed, dataset row = first_index + problem index, sample index), so sharding never changes
-    them. A prompt too long for the context window gets empty
-    completions with finish_reason 'length' (and a warning) instead of failing the shard."""
+    (run seed, dataset row, sample index), so sharding never changes them. A prompt too long for
+    the context window gets empty completions with finish_reason 'length' (and a warning) instead
+    of failing the shard."""
+    prompts, settings, backend, first_index = shard.prompts, shard.settings, shard.backend, shard.first_index
     temperatures = best_of_n_temperatures(settings.n, settings.temperatures, settings.temperature_ratios)
     requests: list[GenerationRequest] = []
     owners: list[tuple[int, int]] = []

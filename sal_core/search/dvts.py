@@ -15,30 +15,11 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.config import SearchSettings
-from sal_core.prm.aggregation import aggregate_steps
-from sal_core.prm.base import PRM
-from sal_core.sampling import cycle_temperatures, derive_seed
-from sal_core.search.common import (
-    STEP_STOP,
-    SearchResult,
-    ends_solution,
-    generate_step,
-    new_token_budget,
-    score_texts,
-    warn_pruned,
-)
-
-
-@dataclass
-class Leaf:
-    """A completion returned by a subtree."""
-
-    text: str
-    tokens: int
-    scores: list[float]
-    finish_reason: str
+from sal_core.backends.base import GenerationOutput
+from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.search.results import Completion, SearchResult, guided_result
+from sal_core.search.steps import Shard, ends_solution, generate_step, score_texts, step_requests, warn_pruned
+from sal_core.search.temperatures import cycle_temperatures, derive_seed
 
 
 @dataclass
@@ -51,7 +32,7 @@ class Subtree:
     text: str = ""
     tokens: int = 0
     scores: list[float] = field(default_factory=list)
-    leaves: list[Leaf] | None = None
+    leaves: list[Completion] | None = None
 
 
 def finish_subtree(
@@ -62,7 +43,14 @@ def finish_subtree(
     best = max(range(len(candidates)), key=lambda c: (aggregate_steps(scores[c], how), -c))
     if last or ends_solution(candidates[best]):
         tree.leaves = [
-            Leaf(tree.text + out.text, tree.tokens + out.num_tokens, list(score), out.finish_reason)
+            Completion(
+                tree.text + out.text,
+                tree.tokens + out.num_tokens,
+                tree.temperature,
+                tree.index,
+                out.finish_reason,
+                list(score),
+            )
             for out, score in zip(candidates, scores, strict=True)
             if ends_solution(out)
         ]
@@ -72,64 +60,40 @@ def finish_subtree(
     tree.scores = list(scores[best])
 
 
-def dvts(
-    problems: Sequence[str],
-    prompts: Sequence[str],
-    settings: SearchSettings,
-    backend: GenerationBackend,
-    prm: PRM,
-    first_index: int = 0,
-) -> list[SearchResult]:
-    """Run DVTS for all problems at once; per problem, the finished completions of every subtree,
-    subtree by subtree (`groups` = subtree index). `first_index`: as for beam search."""
+def dvts(shard: Shard) -> list[SearchResult]:
+    """Run DVTS for all problems of the shard at once; per problem, the finished completions of every
+    subtree, subtree by subtree (`groups` = subtree index)."""
+    settings, prompts = shard.settings, shard.prompts
     width = settings.beam_width
     temperatures = cycle_temperatures(settings.n // width, settings.temperatures)
     trees = [
         [Subtree(problem=p, index=s, temperature=t) for s, t in enumerate(temperatures)] for p in range(len(prompts))
     ]
 
+    def prune(tree: Subtree) -> None:
+        tree.leaves = [Completion(tree.text, tree.tokens, tree.temperature, tree.index, "length", list(tree.scores))]
+
     for it in tqdm(range(settings.num_iterations), desc="dvts", unit="step"):
         last = it == settings.num_iterations - 1
         live = [tree for per_problem in trees for tree in per_problem if tree.leaves is None]
         if not live:
             break
-        stepping, requests, pruned = [], [], []
-        for tree in live:
-            prompt = prompts[tree.problem] + tree.text
-            budget = new_token_budget(backend, prompt, settings.max_tokens)
-            if budget is None:
-                tree.leaves = [Leaf(tree.text, tree.tokens, list(tree.scores), "length")]
-                pruned.append(tree.problem)
-                continue
-            stop = () if last else STEP_STOP
-            for c in range(width):
-                seed = derive_seed(settings.seed, first_index + tree.problem, tree.index, c, it)
-                requests.append(GenerationRequest(prompt, tree.temperature, settings.top_p, budget, stop, seed))
-            stepping.append(tree)
-        warn_pruned("dvts", it, pruned, backend.max_model_len)
 
-        outputs, rollouts = generate_step(backend, requests, settings, last)
+        def samples(tree: Subtree, it: int = it) -> list[tuple[float, int]]:
+            row = shard.first_index + tree.problem
+            return [(tree.temperature, derive_seed(settings.seed, row, tree.index, c, it)) for c in range(width)]
+
+        stepping, requests, pruned = step_requests(shard, live, last, samples, prune)
+        warn_pruned("dvts", it, pruned, shard.backend.max_model_len)
+        outputs, rollouts = generate_step(shard.backend, requests, settings, last)
         items = [
             (tree.problem, tree.text + outputs[k].text + rollouts[k])
             for t, tree in enumerate(stepping)
             for k in range(t * width, (t + 1) * width)
         ]
-        scores = score_texts(prm, problems, items)
+        scores = score_texts(shard.prm, shard.problems, items)
         for t, tree in enumerate(stepping):
             block = slice(t * width, (t + 1) * width)
             finish_subtree(tree, outputs[block], scores[block], last, settings.aggregation)
 
-    results = []
-    for per_problem in trees:
-        leaves = [(tree.index, tree.temperature, leaf) for tree in per_problem for leaf in tree.leaves or []]
-        results.append(
-            SearchResult(
-                completions=[leaf.text for _, _, leaf in leaves],
-                completion_tokens=[leaf.tokens for _, _, leaf in leaves],
-                temperatures=[t for _, t, _ in leaves],
-                groups=[g for g, _, _ in leaves],
-                finish_reasons=[leaf.finish_reason for _, _, leaf in leaves],
-                search_scores=[leaf.scores for _, _, leaf in leaves],
-            )
-        )
-    return results
+    return [guided_result([leaf for tree in per_problem for leaf in tree.leaves or []]) for per_problem in trees]

@@ -1,35 +1,26 @@
 # Config validation, the run grid, wildcard constraints and input functions.
-# All logic lives in sal_core (grid, data, workflow_config), where tests reach it directly.
+# All logic lives in sal_core (settings, paths, pipeline), where tests reach it directly; every path
+# comes from sal_core.paths.
 import re
 
 from snakemake.exceptions import WorkflowError
 
-from sal_core.data import shard_ranges, snapshot_problems
+from sal_core import paths
+from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
-from sal_core.grid import to_json
-from sal_core.workflow_config import check_config
+from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
+from sal_core.settings.build import to_json
+from sal_core.settings.check import check_config
 
 try:
     GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
     DATASET = GRID.dataset.name
-    PROBLEMS = f"results/{DATASET}/problems.parquet"
+    PROBLEMS = paths.PROBLEMS.format(dataset=DATASET)
     # The dataset is loaded (and validated) once, here, and snapshotted for the jobs.
-    SHARDS = shard_ranges(
-        snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size
-    )
+    SHARDS = shard_ranges(snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size)
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
-# Path templates: one folder per run, one sub-folder per shard; logs mirror results.
-COMPLETIONS = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/shards/{start}-{end}/completions.parquet"
-SCORES = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/shards/{start}-{end}/scores/{prm}.parquet"
-MERGED = (
-    "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/merged/{prm}.parquet"
-)
-METRICS = (
-    "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/metrics/{prm}.parquet"
-)
-LOGS = "logs/{dataset}/{model}/{approach}/{sampling}/seed-{seed}"
 SAL_ENV = "../envs/sal.yaml"
 RESOURCES = config.get("resources", {})
 
@@ -41,13 +32,13 @@ def _one_of(names):
 wildcard_constraints:
     dataset=_one_of([DATASET]),
     model=_one_of(GRID.models),
-    approach=_one_of(GRID.run_ids()),
+    run=_one_of(GRID.run_ids()),
     sampling=_one_of(config["samplings"]),
     seed=r"\d+",
     prm=_one_of(GRID.prms),
     start=r"\d+",
     end=r"\d+",
-    source=_one_of(["smollm2-135m-instruct", "tiny-random"]),
+    source=_one_of(PREPARED_SOURCES),
 
 
 def resource(rule_name, key, default):
@@ -62,18 +53,16 @@ def _prepared(path):
 
 
 def _run(wildcards):
-    return GRID.run(
-        wildcards.model, wildcards.approach, wildcards.sampling, wildcards.seed
-    )
+    return GRID.run(wildcards.model, wildcards.run, wildcards.sampling, wildcards.seed)
 
 
 def generate_model_inputs(wildcards):
     """Prepared model folders a generate job needs (none for Hub or local models)."""
     run = _run(wildcards)
-    paths = _prepared(run.job.model.path)
+    folders = _prepared(run.job.model.path)
     if run.job.prm is not None:
-        paths += _prepared(run.job.prm.path)
-    return sorted(set(paths))
+        folders += _prepared(run.job.prm.path)
+    return sorted(set(folders))
 
 
 def generate_job(wildcards):
@@ -88,20 +77,21 @@ def prm_settings(wildcards):
     return to_json(GRID.prms[wildcards.prm])
 
 
-def _shard_paths(wildcards, template):
+def _shard_files(wildcards, template):
     return [template.format(start=start, end=end, **wildcards) for start, end in SHARDS]
 
 
 def merge_completions(wildcards):
-    return _shard_paths(wildcards, COMPLETIONS)
+    return _shard_files(wildcards, paths.COMPLETIONS)
 
 
 def merge_scores(wildcards):
-    return _shard_paths(wildcards, SCORES)
+    return _shard_files(wildcards, paths.SCORES)
 
 
-def run_keys(wildcards):
-    return to_json(_run(wildcards).keys(DATASET, wildcards.prm))
+def merged_metadata(wildcards):
+    """What the merged file records about its run (read back by evaluate and push)."""
+    return to_json(_run(wildcards).metadata(DATASET, wildcards.prm))
 
 
 def evaluation_options():
@@ -111,17 +101,15 @@ def evaluation_options():
         "num_subsamples": "--num-subsamples",
         "timeout": "--timeout",
     }
-    return " ".join(
-        f"{flag} {options[key]}" for key, flag in flags.items() if key in options
-    )
+    return " ".join(f"{flag} {options[key]}" for key, flag in flags.items() if key in options)
 
 
-def _path_keys(run):
+def _run_wildcards(run):
     """The wildcard values of a run's result paths."""
     return dict(
         dataset=DATASET,
         model=run.model,
-        approach=run.run_id,
+        run=run.run_id,
         sampling=run.sampling,
         seed=run.seed,
     )
@@ -129,20 +117,11 @@ def _path_keys(run):
 
 def per_run_and_prm(template):
     """`template` filled for every run and every scoring PRM."""
-    return sorted(
-        {
-            template.format(prm=prm, **_path_keys(run))
-            for run in GRID.runs
-            for prm in GRID.score_prms
-        }
-    )
+    return sorted({template.format(prm=prm, **_run_wildcards(run)) for run in GRID.runs for prm in GRID.score_prms})
 
 
 def all_metrics():
-    return per_run_and_prm(METRICS)
-
-
-PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
+    return per_run_and_prm(paths.METRICS)
 
 
 def all_shards():
@@ -151,17 +130,11 @@ def all_shards():
     """
     files = []
     for run in GRID.runs:
-        keys = _path_keys(run)
+        keys = _run_wildcards(run)
         for start, end in SHARDS:
-            files.append(COMPLETIONS.format(start=start, end=end, **keys))
-            files += [
-                SCORES.format(start=start, end=end, prm=prm, **keys)
-                for prm in GRID.score_prms
-            ]
+            files.append(paths.COMPLETIONS.format(start=start, end=end, **keys))
+            files += [paths.SCORES.format(start=start, end=end, prm=prm, **keys) for prm in GRID.score_prms]
     return files
-
-
-PUSHED = "results/{dataset}/{model}/{approach}/{sampling}/seed-{seed}/pushed/{prm}.json"
 
 
 def pushed():
@@ -170,17 +143,27 @@ def pushed():
     if not settings.get("enabled"):
         return []
     if not settings.get("repo"):
-        raise WorkflowError(
-            "invalid configuration: push.repo: needed when push.enabled is true"
-        )
-    return per_run_and_prm(PUSHED)
+        raise WorkflowError("invalid configuration: push.repo: needed when push.enabled is true")
+    return per_run_and_prm(paths.PUSHED)
+
+
+def plot_files(folder):
+    return [f"{folder}/{name}.png" for name in paths.PLOT_NAMES]
 
 
 def get_final_outputs():
     return [
         *all_shards(),
         *pushed(),
-        f"results/{DATASET}/accuracy.csv",
-        f"results/{DATASET}/compute_optimal.csv",
-        *[f"results/{DATASET}/plots/{name}.png" for name in PLOTS],
+        paths.ACCURACY.format(dataset=DATASET),
+        paths.COMPUTE_OPTIMAL.format(dataset=DATASET),
+        *plot_files(paths.PLOTS.format(dataset=DATASET)),
     ]
+
+
+def write_path_list(files, out, log):
+    """One path per line: how a rule hands thousands of paths to a command."""
+    from sal_core.tables import write_text_atomic
+
+    write_text_atomic("".join(f"{path}\n" for path in files), out)
+    Path(log).write_text(f"{len(files)} paths in {out}\n")

@@ -1,10 +1,10 @@
 rule evaluate:
     input:
-        MERGED,
+        paths.MERGED,
     output:
-        METRICS,
+        paths.METRICS,
     log:
-        f"{LOGS}/evaluate.{{prm}}.log",
+        f"{paths.RUN_LOGS}/evaluate.{{prm}}.log",
     conda:
         SAL_ENV
     threads: resource("evaluate", "threads", 2)
@@ -14,29 +14,42 @@ rule evaluate:
     params:
         options=evaluation_options(),
     shell:
-        "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}"
-        " > {log} 2>&1"
+        "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}" " > {log} 2>&1"
+
+
+# The metrics paths go through a list file: for a sweep they are far longer than one shell
+# command may be (Linux caps a single argument at 128 KiB).
+rule metrics_list:
+    input:
+        all_metrics(),
+    output:
+        paths.METRICS_LIST,
+    log:
+        f"{paths.LOGS}/metrics_list.log",
+    localrule: True
+    run:
+        write_path_list(input, output[0], log[0])
 
 
 rule aggregate:
     input:
-        all_metrics(),
+        metrics_list=paths.METRICS_LIST,
     output:
         table=report(
-            "results/{dataset}/accuracy.csv",
+            paths.ACCURACY,
             caption="../report/accuracy.rst",
             category="Tables",
         ),
         optimal=report(
-            "results/{dataset}/compute_optimal.csv",
+            paths.COMPUTE_OPTIMAL,
             caption="../report/compute_optimal.rst",
             category="Tables",
         ),
     log:
-        "logs/{dataset}/aggregate.log",
+        f"{paths.LOGS}/aggregate.log",
     localrule: True
     conda:
         SAL_ENV
     shell:
-        "sal aggregate --metrics {input} --out {output.table}"
+        "sal aggregate --metrics-list {input.metrics_list} --out {output.table}"
         " --compute-optimal {output.optimal} > {log} 2>&1"

@@ -3,9 +3,9 @@ rule generate:
         problems=PROBLEMS,
         models=generate_model_inputs,
     output:
-        COMPLETIONS,
+        paths.COMPLETIONS,
     log:
-        f"{LOGS}/generate/{{start}}-{{end}}.log",
+        f"{paths.RUN_LOGS}/generate/{{start}}-{{end}}.log",
     conda:
         SAL_ENV
     threads: resource("generate", "threads", 1)

@@ -4,13 +4,13 @@ rule merge:
         completions=merge_completions,
         scores=merge_scores,
     output:
-        MERGED,
+        paths.MERGED,
     log:
-        f"{LOGS}/merge.{{prm}}.log",
+        f"{paths.RUN_LOGS}/merge.{{prm}}.log",
     conda:
         SAL_ENV
     params:
-        run=run_keys,
+        run=merged_metadata,
         shard_size=GRID.dataset.shard_size,
     shell:
         "sal merge --problems {input.problems} --completions {input.completions}"

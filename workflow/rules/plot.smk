@@ -1,28 +1,21 @@
 rule plot:
     input:
-        "results/{dataset}/accuracy.csv",
+        paths.ACCURACY,
     output:
-        vs_n=report(
-            "results/{dataset}/plots/accuracy_vs_n.png",
-            caption="../report/accuracy_vs_n.rst",
-            category="Plots",
-        ),
-        vs_tokens=report(
-            "results/{dataset}/plots/accuracy_vs_tokens.png",
-            caption="../report/accuracy_vs_tokens.rst",
-            category="Plots",
-        ),
-        by_level=report(
-            "results/{dataset}/plots/accuracy_by_level.png",
-            caption="../report/accuracy_by_level.rst",
-            category="Plots",
-        ),
+        [
+            report(
+                f"{paths.PLOTS}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Plots",
+            )
+            for name in paths.PLOT_NAMES
+        ],
     log:
-        "logs/{dataset}/plot.log",
+        f"{paths.LOGS}/plot.log",
     localrule: True
     conda:
         SAL_ENV
     params:
-        outdir=lambda wildcards, output: str(Path(output.vs_n).parent),
+        outdir=lambda wildcards, output: str(Path(output[0]).parent),
     shell:
         "sal plot --accuracy {input} --outdir {params.outdir} > {log} 2>&1"

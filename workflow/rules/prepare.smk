@@ -1,6 +1,6 @@
 rule prepare_model:
     output:
-        directory("resources/models/{source}"),
+        directory(paths.PREPARED_MODEL),
     log:
         "logs/prepare_model/{source}.log",
     conda:

@@ -1,10 +1,10 @@
 rule push:
     input:
-        MERGED,
+        paths.MERGED,
     output:
-        PUSHED,
+        paths.PUSHED,
     log:
-        f"{LOGS}/push.{{prm}}.log",
+        f"{paths.RUN_LOGS}/push.{{prm}}.log",
     localrule: True
     conda:
         SAL_ENV
@@ -12,5 +12,4 @@ rule push:
         repo=config.get("push", {}).get("repo", ""),
         public="" if config.get("push", {}).get("private", True) else "--public",
     shell:
-        "sal push --merged {input} --repo {params.repo} {params.public}"
-        " --receipt {output} > {log} 2>&1"
+        "sal push --merged {input} --repo {params.repo} {params.public}" " --receipt {output} > {log} 2>&1"

@@ -1,11 +1,11 @@
 rule score:
     input:
-        completions=COMPLETIONS,
+        completions=paths.COMPLETIONS,
         models=score_model_inputs,
     output:
-        SCORES,
+        paths.SCORES,
     log:
-        f"{LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
+        f"{paths.RUN_LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
     conda:
         SAL_ENV
     threads: resource("score", "threads", 1)

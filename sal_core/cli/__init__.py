@@ -1,0 +1,79 @@
+"""The `sal` command: one sub-command per workflow step, each a thin wrapper over a `sal_core` module.
+
+Sub-command modules (argparse only) live beside this file and are imported only when chosen, so
+`sal --help` stays fast and never imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from sal_core.errors import SalError
+
+# sub-command name -> (module in sal_core.cli, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare-model": (
+        "prepare_model",
+        "Build a ready-to-load model folder (SmolLM2 from its GGUF, or a tiny random model).",
+    ),
+    "prepare-dataset": (
+        "prepare_dataset",
+        "Load a dataset (Hub, local file or built-in), normalise fields, write problems.parquet.",
+    ),
+    "generate": (
+        "generate",
+        "Run one search method (Best-of-N, beam search, DVTS) on one shard of problems.",
+    ),
+    "score": ("score", "Score every reasoning step of a shard's completions with a process reward model."),
+    "merge": (
+        "merge",
+        "Join all scored shards of a run, checking that every problem is present exactly once.",
+    ),
+    "evaluate": (
+        "evaluate",
+        "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method.",
+    ),
+    "aggregate": (
+        "aggregate",
+        "Collect the metrics of all runs into one accuracy table with seed means and spread.",
+    ),
+    "plot": ("plot", "Draw accuracy-vs-n, accuracy-vs-tokens and per-level plots from the accuracy table."),
+    "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sal",
+        description="Search-and-learn steps for the Snakemake workflow. Run `sal <step> --help` for each step.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="<step>", required=True)
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = build_parser()
+    # Parse only up to the sub-command; the sub-command's own parser handles the rest (and its --help).
+    known, rest = top.parse_known_args(argv)
+    module_name, help_text = COMMANDS[known.command]
+    module = importlib.import_module(f"sal_core.cli.{module_name}")
+    sub = argparse.ArgumentParser(prog=f"sal {known.command}", description=module.__doc__ or help_text)
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    logging.basicConfig(
+        level=logging.DEBUG if known.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        module.run(args)
+    except SalError as err:
+        print(f"sal {known.command}: error: {err}", file=sys.stderr)
+        return 2
+    return 0

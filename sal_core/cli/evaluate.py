@@ -1,0 +1,59 @@
+"""Grade a merged run and write its accuracy at n = 1, 2, 4, ... for every vote and difficulty level.
+
+Votes: majority, naive and weighted best-of-n (PRM scores aggregated by --aggregation), and
+unbiased pass@k. Each n is averaged over --num-subsamples random subsamples (whole DVTS subtrees),
+with a 95% bootstrap confidence interval over problems. Every answer check runs in a worker
+process that is killed after --timeout seconds; a timed-out check counts as wrong and is
+reported in the `timeouts` column. Reads parquet (run keys from its metadata) or jsonl (run
+keys from the flags below; flags also override the metadata). See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from sal_core.constants import AGGREGATIONS
+from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions, evaluate_run, summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--merged", required=True, type=Path, help="merged run, parquet or jsonl")
+    parser.add_argument("--out", required=True, type=Path, help="metrics parquet to write (atomically)")
+    parser.add_argument(
+        "--aggregation", default=EvalOptions.aggregation, choices=AGGREGATIONS, help=EvalOptions.help("aggregation")
+    )
+    for name, kind in (("num_subsamples", int), ("timeout", float), ("seed", int), ("bootstrap", int)):
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=getattr(EvalOptions, name), help=EvalOptions.help(name))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(os.cpu_count() or 1, 8),
+        help="grading processes (default: CPU count, at most 8)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    keys = parser.add_argument_group("run keys (for files without metadata, or to override it)")
+    for key in RUN_KEYS:
+        flag = "--run-seed" if key == "seed" else f"--{key}"  # --seed seeds the subsampling
+        keys.add_argument(flag, dest=f"run_{key}", default=None)
+    keys.add_argument("--n", default=None, help="the run's n (recorded only)")
+    keys.add_argument("--beam-width", default=None, help="the run's beam width (recorded only)")
+
+
+def run(args: argparse.Namespace) -> None:
+    options = EvalOptions(
+        aggregation=args.aggregation,
+        num_subsamples=args.num_subsamples,
+        timeout=args.timeout,
+        workers=args.workers,
+        seed=args.seed,
+        bootstrap=args.bootstrap,
+        progress=not args.no_progress,
+    )
+    overrides = {key: getattr(args, f"run_{key}") for key in RUN_KEYS}
+    start = time.perf_counter()
+    rows = evaluate_run(args.merged, args.out, overrides, options, {"n": args.n, "beam_width": args.beam_width})
+    print(f"{args.out}: {len(rows)} rows in {time.perf_counter() - start:.1f}s ({summary(rows)})")

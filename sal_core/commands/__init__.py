@@ -1,1 +1,0 @@
-"""`sal` sub-commands: argument parsing only; each calls into a logic module of `sal_core`."""

@@ -1,0 +1,26 @@
+"""Names the whole project agrees on: search methods, PRM types, engines, step-score aggregations,
+dtypes, prepared model sources, votes and dataset options.
+
+Code imports them from here; workflow/schemas/config.schema.yaml repeats them as enums (JSON schema
+cannot import), and tests/test_constants.py checks that the two agree.
+"""
+
+from __future__ import annotations
+
+METHODS = ("best_of_n", "beam_search", "dvts")
+#: methods whose search is guided step by step by a PRM (they need one in the generate job)
+GUIDED_METHODS = ("beam_search", "dvts")
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
+BACKENDS = ("transformers", "vllm")
+#: how a completion's step scores become one score (search ranking and naive / weighted votes)
+AGGREGATIONS = ("last", "min", "prod")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: model folders `sal prepare-model` builds without network access, into resources/models/<source>
+PREPARED_SOURCES = ("smollm2-135m-instruct", "tiny-random")
+#: the votes over one subsample of completions; pass@k (an oracle) is reported beside them
+VOTES = ("majority", "naive", "weighted")
+PASS_AT_K = "pass@k"
+DATASET_SOURCES = ("builtin", "local", "hub")
+ANSWER_FORMATS = ("plain", "gsm8k")
+#: the columns of a problems table, in order: every dataset is normalised to them
+PROBLEM_COLUMNS = ("problem_id", "problem", "answer", "level")

@@ -1,0 +1,156 @@
+"""All runs' metrics in one accuracy table (mean over seeds with a 95% CI), and the compute-optimal table.
+
+Seeds of one configuration are pooled: with two or more seeds the interval is a Student-t
+interval of the seed means; with one seed it is that run's own bootstrap interval over problems.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from sal_core.errors import ConfigError, ShardError
+from sal_core.tables import write_text_atomic
+
+CONFIG_KEYS = ["dataset", "model", "approach", "method", "sampling", "prm", "aggregation", "n", "vote", "level"]
+NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", "timeouts"]
+Z975 = 1.959964  # two-sided 95% normal quantile
+
+
+def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataFrame:
+    """Concatenate metrics files; a missing or corrupt one raises ShardError naming it."""
+    tables = []
+    for path in tqdm(paths, desc="reading metrics", unit="file", disable=not progress):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as err:
+            raise ShardError(f"{path}: unreadable or corrupt metrics file ({err})") from err
+        missing = [c for c in NEEDED if c not in table.column_names]
+        if missing:
+            raise ShardError(f"{path}: not a metrics file (missing {', '.join(missing)})")
+        tables.append(table.select(NEEDED).cast(pa.schema([(c, table.schema.field(c).type) for c in NEEDED])))
+    if not tables:
+        raise ShardError("no metrics files given")
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["seed"] = frame["seed"].astype(str)
+    return frame
+
+
+def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (run keys but seed, n, vote, level): seed mean, std, 95% CI, seed count."""
+    dup = metrics.duplicated([*CONFIG_KEYS, "seed"])
+    if dup.any():
+        row = metrics[dup].iloc[0]
+        raise ShardError(f"the same run appears twice: {', '.join(f'{k}={row[k]}' for k in [*CONFIG_KEYS, 'seed'])}")
+    # a run's standard error from its (bootstrap) 95% interval
+    metrics = metrics.assign(run_se=(metrics["ci_high"] - metrics["ci_low"]) / (2 * Z975))
+    grouped = metrics.groupby(CONFIG_KEYS, sort=True, dropna=False)
+    table = grouped.agg(
+        accuracy=("accuracy", "mean"),
+        std=("accuracy", "std"),
+        num_seeds=("seed", "nunique"),
+        run_ci_low=("ci_low", "first"),
+        run_ci_high=("ci_high", "first"),
+        run_var=("run_se", lambda se: float(np.mean(np.square(se)))),
+        mean_tokens=("mean_tokens", "mean"),
+        timeouts=("timeouts", "sum"),
+    ).reset_index()
+    # Two sources of uncertainty: which problems were drawn (each run's bootstrap interval; the
+    # seeds share the problems, so averaging seeds does not shrink it) and which samples each seed
+    # drew (the spread between seeds, shrinking with their number). A t-interval over 2-5 seeds
+    # alone ignores the first and is uselessly wide (t = 12.7 at 2 seeds) or zero when seeds agree.
+    between = table["std"].fillna(0.0) ** 2 / table["num_seeds"]
+    half = Z975 * np.sqrt(table["run_var"] + between)
+    many = table["num_seeds"] > 1
+    table["ci_low"] = np.clip(np.where(many, table["accuracy"] - half, table["run_ci_low"]), 0.0, 1.0)
+    table["ci_high"] = np.clip(np.where(many, table["accuracy"] + half, table["run_ci_high"]), 0.0, 1.0)
+    table["std"] = table["std"].fillna(0.0)
+    return table.drop(columns=["run_ci_low", "run_ci_high", "run_var"])
+
+
+def _label(row: pd.Series) -> str:
+    return f"{row['approach']} / {row['sampling']} / {row['vote']}"
+
+
+def compute_optimal(table: pd.DataFrame) -> pd.DataFrame:
+    """For each model, level and budget, the best approach + sampling + vote (pass@k excluded: it is an oracle).
+
+    Budgets: every n (configurations at exactly that n) and token budgets at powers of two
+    (configurations whose mean generated tokens per problem fit the budget). Ties: higher accuracy,
+    then fewer tokens, then name order.
+    """
+    real = table[table["vote"] != "pass@k"]
+    rows = []
+    for (dataset, model, level), part in real.groupby(["dataset", "model", "level"], sort=True):
+        budgets = [("n", float(n), part[part["n"] == n]) for n in sorted(part["n"].unique())]
+        tokens = part["mean_tokens"].dropna()
+        if len(tokens):
+            low = 2 ** math.floor(math.log2(max(tokens.min(), 1)))
+            high = 2 ** math.ceil(math.log2(max(tokens.max(), 1)))
+            budget = low
+            while budget <= high:
+                budgets.append(("tokens", float(budget), part[part["mean_tokens"] <= budget]))
+                budget *= 2
+        for kind, budget, options in budgets:
+            if options.empty:
+                continue
+            ranked = options.assign(_label=options.apply(_label, axis=1)).sort_values(
+                ["accuracy", "mean_tokens", "_label"], ascending=[False, True, True]
+            )
+            best = ranked.iloc[0]
+            runner = ranked.iloc[1] if len(ranked) > 1 else None
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "model": model,
+                    "level": level,
+                    "budget_type": kind,
+                    "budget": budget,
+                    "approach": best["approach"],
+                    "method": best["method"],
+                    "sampling": best["sampling"],
+                    "prm": best["prm"],
+                    "aggregation": best["aggregation"],
+                    "vote": best["vote"],
+                    "n": best["n"],
+                    "accuracy": best["accuracy"],
+                    "ci_low": best["ci_low"],
+                    "ci_high": best["ci_high"],
+                    "mean_tokens": best["mean_tokens"],
+                    "num_seeds": best["num_seeds"],
+                    "runner_up": runner["_label"] if runner is not None else "",
+                    "runner_up_accuracy": runner["accuracy"] if runner is not None else math.nan,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def read_path_list(list_file: str | Path) -> list[str]:
+    """The paths of a list file, one per line (how the workflow hands over thousands of paths)."""
+    list_file = Path(list_file)
+    if not list_file.exists():
+        raise ConfigError(f"--metrics-list: {list_file} not found")
+    return [line.strip() for line in list_file.read_text().splitlines() if line.strip()]
+
+
+def aggregate_runs(
+    paths: Sequence[str | Path], out: str | Path, optimal_out: str | Path | None, progress: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """`sal aggregate`: the accuracy table of all runs' metrics (and the compute-optimal table),
+    written atomically as CSV."""
+    if not paths:
+        raise ConfigError("give metrics files with --metrics or --metrics-list")
+    table = accuracy_table(read_metrics(paths, progress=progress))
+    write_text_atomic(table.to_csv(index=False), out)
+    best = None
+    if optimal_out is not None:
+        best = compute_optimal(table)
+        write_text_atomic(best.to_csv(index=False), optimal_out)
+    return table, best

@@ -1,0 +1,269 @@
+"""Evaluate one merged run: grade every completion, then accuracy at each n for every vote and level.
+
+Grading (sal_core.evaluation.grading) runs once per distinct final answer; everything after it is integer
+array work in sal_core.evaluation.votes, done for all problems at once.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sal_core.constants import AGGREGATIONS, PASS_AT_K
+from sal_core.errors import ConfigError, ShardError
+from sal_core.evaluation import votes
+from sal_core.evaluation.grading import NO_ANSWER, grade_all, last_boxed
+from sal_core.evaluation.levels import level_sort_key, normalise_level
+from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.settings.build import require_at_least, require_one_of
+from sal_core.tables import read_metadata, read_table, write_table_atomic
+
+RUN_KEYS = ("dataset", "model", "approach", "method", "sampling", "seed", "prm")
+#: used when neither the file's metadata nor a CLI flag gives a run key
+DEFAULTS = {
+    "dataset": "unknown",
+    "model": "unknown",
+    "approach": "bon",
+    "method": "best_of_n",
+    "sampling": "default",
+    "seed": "0",
+    "prm": "none",
+}
+REQUIRED = ("problem_id", "answer", "completions")
+
+
+def _option(default: object, help: str) -> Any:
+    """A field of EvalOptions with its command-line help, so `sal evaluate`'s flags and the
+    defaults used by code that calls the evaluation directly are one definition."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class EvalOptions:
+    """How `sal evaluate` grades and estimates; each option is also a command-line flag."""
+
+    aggregation: str = _option("last", "how step scores become one score for naive/weighted best-of-n")
+    num_subsamples: int = _option(64, "random subsamples averaged per problem and n")
+    timeout: float = _option(5.0, "wall-clock seconds allowed for one parse or comparison")
+    workers: int = _option(2, "grading processes")
+    seed: int = _option(0, "seed for subsamples and the bootstrap")
+    bootstrap: int = _option(2000, "bootstrap resamples over problems for the 95%% interval")
+    progress: bool = True
+
+    @classmethod
+    def help(cls, name: str) -> str:
+        """The option's help text with its default, for argparse."""
+        option = next(f for f in fields(cls) if f.name == name)
+        return f"{option.metadata['help']} (default: {option.default})"
+
+    def validate(self) -> None:
+        """One clear line per bad option, before any grading starts."""
+        require_one_of(self.aggregation, AGGREGATIONS, "--aggregation")
+        require_at_least(self.num_subsamples, 1, "--num-subsamples")
+        if self.timeout <= 0:
+            raise ConfigError(f"--timeout: must be positive, got {self.timeout}")
+        require_at_least(self.workers, 1, "--workers")
+
+
+@dataclass
+class Graded:
+    """Padded per-problem arrays after grading (see sal_core.evaluation.votes for the encoding)."""
+
+    classes: np.ndarray
+    scores: np.ndarray
+    groups: np.ndarray
+    valid: np.ndarray
+    mean_tokens: np.ndarray  # per problem: mean tokens per completion (nan when unknown)
+    levels: list[str | None]
+    timeouts: np.ndarray  # per problem: timed-out checks
+
+
+def read_run_keys(path: str | Path, overrides: Mapping[str, object | None]) -> dict[str, str]:
+    """Run keys from the parquet metadata, overridden by CLI flags, defaulted when absent."""
+    path = Path(path)
+    meta = read_metadata(path) if path.suffix not in {".jsonl", ".json"} else {}
+    keys = {**DEFAULTS, **{k: v for k, v in meta.items() if v not in (None, "")}}
+    keys.update({k: str(v) for k, v in overrides.items() if v is not None})
+    return keys
+
+
+def _distinct(answers: list[str | None]) -> tuple[list[str], list[int]]:
+    """Distinct answers, most frequent first (ties: first seen), and each completion's index (-1: none)."""
+    counts = Counter(a for a in answers if a is not None)
+    first = {}
+    for i, a in enumerate(answers):
+        if a is not None and a not in first:
+            first[a] = i
+    order = sorted(counts, key=lambda a: (-counts[a], first[a]))
+    position = {a: i for i, a in enumerate(order)}
+    return order, [position[a] if a is not None else -1 for a in answers]
+
+
+def _check_columns(frame: pd.DataFrame, path: Path) -> None:
+    missing = [c for c in (*REQUIRED, "scores") if c not in frame.columns]
+    if missing:
+        raise ShardError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame["problem_id"].duplicated().any():
+        dup = frame.loc[frame["problem_id"].duplicated(), "problem_id"].iloc[0]
+        raise ShardError(f"{path}: problem {dup!r} appears more than once")
+
+
+def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded:
+    """Grade all completions of a merged table into padded arrays."""
+    options.validate()
+    _check_columns(frame, path)
+    num = len(frame)
+    lengths = [len(c) for c in frame["completions"]]
+    width = max(lengths, default=0)
+    if width == 0:
+        raise ShardError(f"{path}: no completions to evaluate")
+    distinct, positions = [], []
+    for texts in frame["completions"]:
+        order, pos = _distinct([last_boxed(t) for t in texts])
+        distinct.append(order)
+        positions.append(pos)
+    grades = grade_all(
+        [str(a) for a in frame["answer"]],
+        distinct,
+        timeout=options.timeout,
+        workers=options.workers,
+        progress=options.progress,
+    )
+    classes = np.full((num, width), votes.PAD, dtype=np.int64)
+    scores = np.zeros((num, width))
+    groups = np.tile(np.arange(width), (num, 1))
+    mean_tokens = np.full(num, np.nan)
+    has_groups = "groups" in frame.columns
+    has_tokens = "completion_tokens" in frame.columns
+    for p, row in enumerate(frame.itertuples(index=False)):
+        size, pid = lengths[p], row.problem_id
+        lookup = np.asarray(grades[p].classes + [NO_ANSWER], dtype=np.int64)
+        classes[p, :size] = lookup[np.asarray(positions[p], dtype=np.int64)] if size else []
+        step_scores = row.scores
+        if step_scores is None or len(step_scores) != size:
+            got = 0 if step_scores is None else len(step_scores)
+            raise ShardError(f"{path}: problem {pid!r} has {size} completions but {got} score lists")
+        scores[p, :size] = [aggregate_steps(s if s is not None else [], options.aggregation) for s in step_scores]
+        if has_groups and row.groups is not None and len(row.groups) > 0:
+            if len(row.groups) != size:
+                raise ShardError(f"{path}: problem {pid!r} has {size} completions but {len(row.groups)} groups")
+            groups[p, :size] = np.asarray(row.groups, dtype=np.int64)
+        if has_tokens and row.completion_tokens is not None and len(row.completion_tokens) == size and size:
+            mean_tokens[p] = float(np.mean(np.asarray(row.completion_tokens, dtype=float)))
+    valid = classes != votes.PAD
+    groups[~valid] = -1  # padding never shares a group with a real completion
+    levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * num
+    timeouts = np.array([g.timeouts for g in grades], dtype=np.int64)
+    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts)
+
+
+def _group_size(graded: Graded) -> int:
+    """Typical subtree size (1 unless completions share groups, as in DVTS)."""
+    sizes = [
+        np.unique(g[v], return_counts=True)[1].max()
+        for g, v in zip(graded.groups, graded.valid, strict=True)
+        if v.any()
+    ]
+    return int(np.median(sizes)) if sizes else 1
+
+
+def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOptions) -> pd.DataFrame:
+    """Metric rows (schema in docs/architecture.md) for every n, vote and level."""
+    rng = np.random.default_rng(options.seed)
+    orders = votes.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
+    labels, matrix, token_matrix = _credit_matrix(graded, keys, orders)
+    rows = []
+    level_names = sorted({lv for lv in graded.levels if lv is not None}, key=level_sort_key)
+    for level in ["all", *level_names]:
+        mask = np.ones(len(graded.levels), bool) if level == "all" else np.array([lv == level for lv in graded.levels])
+        sub = matrix[:, mask]
+        low, high = votes.bootstrap_ci(sub, rng, options.bootstrap)
+        sub_tokens = token_matrix[:, mask]
+        for r, (n, vote) in enumerate(labels):
+            rows.append(
+                {
+                    **{k: str(keys[k]) for k in RUN_KEYS},
+                    "aggregation": options.aggregation,
+                    "n": n,
+                    "vote": vote,
+                    "level": level,
+                    "accuracy": float(sub[r].mean()),
+                    "ci_low": float(low[r]),
+                    "ci_high": float(high[r]),
+                    "mean_tokens": float(np.nanmean(sub_tokens[r])) if np.isfinite(sub_tokens[r]).any() else np.nan,
+                    "timeouts": int(graded.timeouts[mask].sum()),
+                    "num_problems": int(mask.sum()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _credit_matrix(
+    graded: Graded, keys: Mapping[str, str], orders: np.ndarray
+) -> tuple[list[tuple[int, str]], np.ndarray, np.ndarray]:
+    """Per (n, vote) label: each problem's credit [labels, P] and generated tokens [labels, P]."""
+    counts = graded.valid.sum(1)
+    method = keys.get("method", "best_of_n")
+    num_classes = int(max(graded.classes.max(), 0)) + 1
+    correct = ((graded.classes == 0) & graded.valid).sum(1)
+    # DVTS: n is a budget of n / beam_width subtrees, each returning only its finished candidates,
+    # so a problem may have fewer than n completions; subsample whole subtrees by budget.
+    width = int(keys.get("beam_width") or _group_size(graded))
+    by_budget = method == "dvts" and str(keys.get("n", "")).isdigit()
+    sizes = (
+        votes.group_budgets(int(keys["n"]), width)
+        if by_budget
+        else votes.n_values(int(counts.max()), method, _group_size(graded))
+    )
+    labels, per_problem, tokens = [], [], []
+    for n in sizes:
+        if by_budget:
+            credit = votes.subsampled_group_accuracy(
+                graded.classes, graded.scores, graded.groups, graded.valid, orders, n // width, num_classes
+            )
+        else:
+            credit = votes.subsampled_accuracy(graded.classes, graded.scores, orders, n, num_classes)
+        credit[PASS_AT_K] = votes.pass_at_k(correct, counts, n)
+        for vote, values in credit.items():
+            labels.append((n, vote))
+            per_problem.append(values)
+            tokens.append(np.minimum(n, counts) * graded.mean_tokens)
+    return labels, np.vstack(per_problem), np.vstack(tokens)
+
+
+def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], options: EvalOptions) -> pd.DataFrame:
+    """Read a merged parquet/jsonl run and return its metric rows."""
+    path = Path(path)
+    keys = read_run_keys(path, overrides)
+    frame = read_table(path)
+    graded = grade_frame(frame, path, options)
+    return compute_metrics(graded, keys, options)
+
+
+def evaluate_run(
+    merged: str | Path,
+    out: str | Path,
+    overrides: Mapping[str, object | None],
+    options: EvalOptions,
+    recorded: Mapping[str, object | None] | None = None,
+) -> pd.DataFrame:
+    """`sal evaluate`: the metric rows of one merged run, written atomically to `out` with the run's
+    keys (and `recorded` extras such as n and beam width) as parquet metadata."""
+    options.validate()
+    rows = evaluate_file(merged, overrides, options)
+    meta = {k: str(rows[k].iloc[0]) for k in RUN_KEYS} if len(rows) else {}
+    meta.update({k: str(v) for k, v in (recorded or {}).items() if v is not None})
+    write_table_atomic(rows, out, metadata=meta)
+    return rows
+
+
+def summary(rows: pd.DataFrame) -> str:
+    """Each vote's accuracy at the largest n over all problems, for the job log."""
+    overall = rows[(rows["level"] == "all")].sort_values("n").groupby("vote").tail(1)
+    return ", ".join(f"{r.vote}@{r.n}={r.accuracy:.3f}" for r in overall.itertuples())

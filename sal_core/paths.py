@@ -1,0 +1,59 @@
+"""Every file the workflow writes, from one set of templates that build and parse its paths.
+
+The Snakefile's rules use these templates as their inputs and outputs (wildcards in braces), the
+steps use them to read a shard's range back from its path, and tests use them to find results, so a
+path is spelled exactly once. One folder per dataset, one per run (model x run id x sampling x
+seed) inside it, one per shard inside that; logs mirror results.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+# One dataset: its snapshot and the tables and figures over all of its runs.
+RESULTS = "results/{dataset}"
+PROBLEMS = f"{RESULTS}/problems.parquet"
+"""The dataset snapshot, written when the workflow is parsed; every job reads its problems from it."""
+METRICS_LIST = f"{RESULTS}/metrics_files.txt"
+"""The metrics files of all runs, one per line: a sweep has too many for one command line."""
+ACCURACY = f"{RESULTS}/accuracy.csv"
+COMPUTE_OPTIMAL = f"{RESULTS}/compute_optimal.csv"
+PLOTS = f"{RESULTS}/plots"
+#: the figures `sal plot` draws into PLOTS, by file stem (report captions: workflow/report/{stem}.rst)
+PLOT_NAMES = ("accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level")
+
+# One run: `{run}` is the run id (`bon`, `beam-n4.judge`), not the approach's name.
+RUN = f"{RESULTS}/{{model}}/{{run}}/{{sampling}}/seed-{{seed}}"
+MERGED = f"{RUN}/merged/{{prm}}.parquet"
+METRICS = f"{RUN}/metrics/{{prm}}.parquet"
+PUSHED = f"{RUN}/pushed/{{prm}}.json"
+"""Receipt of an upload of the merged file to the Hub (optional)."""
+SHARD_FOLDER = "{start}-{end}"
+
+
+def shard_range(path: str | Path) -> tuple[int, int] | None:
+    """The [start, end) range a shard file is named after (its `{start}-{end}` folder), if any."""
+    for part in reversed(Path(path).parts):
+        match = _SHARD_FOLDER.fullmatch(part)
+        if match:
+            return int(match[1]), int(match[2])
+    return None
+
+
+# One shard of a run: `sal generate` writes its completions, `sal score` one file per scoring PRM.
+COMPLETIONS = f"{RUN}/shards/{SHARD_FOLDER}/completions.parquet"
+SCORES = f"{RUN}/shards/{SHARD_FOLDER}/scores/{{prm}}.parquet"
+_SHARD_FOLDER = re.compile(SHARD_FOLDER.replace("{start}", r"(\d+)").replace("{end}", r"(\d+)"))
+
+# Logs mirror results.
+LOGS = "logs/{dataset}"
+RUN_LOGS = f"{LOGS}/{{model}}/{{run}}/{{sampling}}/seed-{{seed}}"
+
+
+def prepared_model(source: str) -> str:
+    """The folder `sal prepare-model --source SOURCE` writes in the workflow."""
+    return PREPARED_MODEL.format(source=source)
+
+
+PREPARED_MODEL = "resources/models/{source}"

@@ -1,0 +1,110 @@
+"""One `generate` job: a shard of problems through one search method, written as completions.parquet.
+
+The job and the shard are validated before any model is loaded, so a bad range or setting fails in
+a second, not after minutes of model loading. Rows keep the problems' order and identity.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sal_core.constants import PROBLEM_COLUMNS
+from sal_core.errors import ConfigError
+from sal_core.pipeline.prepare_dataset import read_problems
+from sal_core.search.results import SearchResult
+from sal_core.settings.jobs import GenerateJob
+from sal_core.tables import write_table_atomic
+
+log = logging.getLogger(__name__)
+
+RESULT_COLUMNS = ["completions", "completion_tokens", "temperatures", "groups", "finish_reasons"]
+
+
+def parse_job(text: str) -> GenerateJob:
+    """A GenerateJob from its JSON text (as the workflow passes it), or from a JSON file's path."""
+    source = text
+    path = Path(text)
+    if not text.lstrip().startswith("{") and path.is_file():
+        source = path.read_text()
+    try:
+        data = json.loads(source)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--job: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError("--job: must be a JSON object with 'model', 'search' and (optionally) 'prm'")
+    for key in ("model", "search"):
+        if not isinstance(data.get(key), dict):
+            raise ConfigError(f"--job: missing the {key!r} settings object")
+    return GenerateJob.from_dict(data)
+
+
+def completion_rows(problems: pd.DataFrame, results: list[SearchResult], with_scores: bool) -> list[dict[str, Any]]:
+    """One output row per problem: its identity columns next to its own search result."""
+    if len(results) != len(problems):
+        raise RuntimeError(f"{len(results)} search results for {len(problems)} problems")
+    rows = []
+    for record, result in zip(problems[list(PROBLEM_COLUMNS)].to_dict("records"), results, strict=True):
+        row = dict(record)
+        row.update({column: list(getattr(result, column)) for column in RESULT_COLUMNS})
+        if with_scores:
+            row["search_scores"] = [list(s) for s in result.search_scores or []]
+        rows.append(row)
+    return rows
+
+
+def generate_shard(problems_path: str | Path, start: int, end: int, job: GenerateJob, out: str | Path) -> Path:
+    """Run `job` on problems [start, end) of `problems_path` and write the completions table to `out`."""
+    problems = read_problems(problems_path, start, end)
+    settings = job.search
+    guided = settings.guided
+
+    # imported here: torch and transformers load only once the inputs are known to be good
+    from sal_core.backends import load_backend
+    from sal_core.search import run_search
+
+    load_started = time.perf_counter()
+    backend = load_backend(job.model)
+    prm = None
+    if guided:
+        from sal_core.prm import load_prm
+
+        prm = load_prm(job.prm)
+    log.info(
+        "loaded %s%s in %.1f s",
+        job.model.name,
+        f" and PRM {job.prm.name}" if prm else "",
+        time.perf_counter() - load_started,
+    )
+
+    started = time.perf_counter()
+    results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
+    elapsed = time.perf_counter() - started
+    tokens = sum(sum(r.completion_tokens) for r in results)
+    log.info(
+        "%s n=%d on problems %d-%d: %d completions, %d tokens in %.1f s (%.1f tokens/s)",
+        settings.method,
+        settings.n,
+        start,
+        end,
+        sum(len(r.completions) for r in results),
+        tokens,
+        elapsed,
+        tokens / elapsed if elapsed > 0 else float("nan"),
+    )
+
+    metadata = {
+        "method": settings.method,
+        "n": str(settings.n),
+        "beam_width": str(settings.beam_width),
+        "seed": str(settings.seed),
+    }
+    if job.prm is not None:
+        # lets `sal score` reuse the in-search step scores when it is asked for the same PRM
+        metadata["search_prm"] = job.prm.fingerprint()
+    return write_table_atomic(completion_rows(problems, results, guided), out, metadata=metadata)

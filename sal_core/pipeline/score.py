@@ -1,0 +1,83 @@
+"""The `score` step: every reasoning step of a shard's completions scored by one PRM.
+
+All problems of the shard go to the PRM in one call, so it can batch completions of similar length
+across problems. The settings are validated before any model is loaded, and the output is written
+atomically, so a failed or killed job leaves no scores file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sal_core.errors import ConfigError, ShardError
+from sal_core.prm.base import split_steps
+from sal_core.settings.jobs import PRMSettings
+from sal_core.tables import read_metadata, read_table, write_table_atomic
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("problem_id", "problem", "completions")
+
+
+def parse_prm_settings(text: str) -> PRMSettings:
+    """PRMSettings from the JSON given to `--prm`; bad JSON or values raise ConfigError naming `prm`."""
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"prm: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"prm: expected a JSON object of PRM settings, got {type(data).__name__}")
+    return PRMSettings.from_dict(data, "prm")
+
+
+def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settings: PRMSettings) -> list | None:
+    """The in-search step scores, when the same PRM (every setting equal) guided the search and
+    they cover every step of every final completion; otherwise None and the PRM runs."""
+    if metadata.get("search_prm") != settings.fingerprint() or "search_scores" not in frame.columns:
+        return None
+    scores = []
+    for comps, step_scores in zip(frame["completions"], frame["search_scores"], strict=True):
+        if step_scores is None or len(step_scores) != len(comps):
+            return None
+        if any(len(s) != len(split_steps(str(c))) for c, s in zip(comps, step_scores, strict=True)):
+            return None
+        scores.append([[float(x) for x in s] for s in step_scores])
+    return scores
+
+
+def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: str | Path) -> Path:
+    """Score `completions_path` with the PRM of `settings` and write `problem_id` + `scores` to `out_path`."""
+    frame = read_table(completions_path, quarantine_corrupt=True)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ShardError(f"{completions_path}: missing column(s) {', '.join(missing)}")
+    rows = {"problem_id": [str(p) for p in frame["problem_id"]]}
+    reused = reusable_search_scores(frame, read_metadata(completions_path), settings)
+    if reused is not None:
+        log.info("%s guided this search: reusing its step scores, no model loaded", settings.name)
+        rows["scores"] = reused
+        return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name, "reused": "search"})
+
+    from sal_core.prm import load_prm  # imports torch: only when the PRM really runs
+
+    problems = [str(p) for p in frame["problem"]]
+    completions = [[str(c) for c in comps] for comps in frame["completions"]]
+    prm = load_prm(settings)
+    start = time.perf_counter()
+    scores = prm.score(problems, completions)
+    total = sum(len(c) for c in completions)
+    log.info(
+        "scored %d completions of %d problems with %s in %.1fs",
+        total,
+        len(problems),
+        settings.name,
+        time.perf_counter() - start,
+    )
+    rows["scores"] = scores
+    return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name})

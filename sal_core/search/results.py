@@ -1,0 +1,53 @@
+"""What a search returns for one problem: its completions as parallel lists, one entry per completion."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class SearchResult:
+    """All completions of one problem, parallel lists (one entry per completion).
+
+    `groups` is the DVTS subtree of each completion (Best-of-N and beam search: its own index);
+    `search_scores` the in-search PRM's step scores (None for Best-of-N, which uses no PRM).
+    """
+
+    completions: list[str]
+    completion_tokens: list[int]
+    temperatures: list[float]
+    groups: list[int]
+    finish_reasons: list[str]
+    search_scores: list[list[float]] | None = None
+
+    def __post_init__(self) -> None:
+        lengths = {len(self.completion_tokens), len(self.temperatures), len(self.groups), len(self.finish_reasons)}
+        if self.search_scores is not None:
+            lengths.add(len(self.search_scores))
+        if lengths != {len(self.completions)}:
+            raise ValueError(f"SearchResult lists differ in length: {lengths | {len(self.completions)}}")
+
+
+@dataclass
+class Completion:
+    """One finished path of a guided search (a beam, or a DVTS subtree's candidate)."""
+
+    text: str
+    tokens: int
+    temperature: float
+    group: int
+    finish_reason: str
+    scores: list[float]
+
+
+def guided_result(completions: Sequence[Completion]) -> SearchResult:
+    """The SearchResult of a beam search or DVTS problem, in the order given."""
+    return SearchResult(
+        completions=[c.text for c in completions],
+        completion_tokens=[c.tokens for c in completions],
+        temperatures=[c.temperature for c in completions],
+        groups=[c.group for c in completions],
+        finish_reasons=[c.finish_reason for c in completions],
+        search_scores=[list(c.scores) for c in completions],
+    )

@@ -1,0 +1,166 @@
+"""One search step, shared by the search methods: requests for every partial solution that still
+fits the context window, step termination, greedy lookahead rollouts and PRM scoring of many
+problems in one call.
+
+Everything here works on whole search steps (all beams of all problems of a shard), because the
+point of this package is that one step costs one generate call and one PRM call, not one per problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.prm.base import PRM, STEP_SEPARATOR
+from sal_core.settings.jobs import SearchSettings
+
+log = logging.getLogger(__name__)
+
+#: a request must leave at least this many tokens to generate, or its beam is pruned
+MIN_NEW_TOKENS = 4
+#: a step containing this has written its final answer; search-and-learn stops such beams
+ANSWER_MARKER = "\\boxed{"
+STEP_STOP = (STEP_SEPARATOR,)
+
+
+def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> int | None:
+    """Tokens a request on `prompt` may generate: `wanted`, clipped to what is left of the context
+    window; None when fewer than MIN_NEW_TOKENS are left (the caller prunes the beam)."""
+    room = backend.max_model_len - backend.count_tokens(prompt)
+    if room < MIN_NEW_TOKENS:
+        return None
+    return min(wanted, room)
+
+
+def ends_solution(output: GenerationOutput) -> bool:
+    """Whether a generated step finishes its solution: end-of-sequence, the token limit, an empty
+    step (the model has nothing more to say), or a step that states the boxed answer."""
+    return output.finish_reason in ("eos", "length") or output.text == "" or ANSWER_MARKER in output.text
+
+
+def warn_pruned(method: str, iteration: int, pruned: Sequence[int], max_model_len: int) -> None:
+    """One warning per step naming the problems whose beams no longer fit the context window."""
+    if pruned:
+        problems = sorted(set(pruned))
+        log.warning(
+            "%s step %d: pruned %d beam(s) of problem(s) %s: prompt + partial solution no longer fits "
+            "max_model_len=%d (finish_reason 'length')",
+            method,
+            iteration,
+            len(pruned),
+            problems,
+            max_model_len,
+        )
+
+
+def lookahead_rollouts(
+    backend: GenerationBackend,
+    requests: Sequence[GenerationRequest],
+    outputs: Sequence[GenerationOutput],
+    steps: int,
+    max_tokens: int,
+) -> list[str]:
+    """Greedy (temperature 0) continuations of `steps` further steps after each sampled step, used
+    only to score the step by where it leads. Finished steps get no rollout. One generate call per
+    lookahead step, covering all requests that are still going."""
+    rollouts = [""] * len(requests)
+    going = [i for i, out in enumerate(outputs) if not ends_solution(out)]
+    for _ in range(steps):
+        batch: list[tuple[int, GenerationRequest]] = []
+        for i in going:
+            prompt = requests[i].prompt + outputs[i].text + rollouts[i]
+            budget = new_token_budget(backend, prompt, max_tokens)
+            if budget is not None:
+                batch.append((i, GenerationRequest(prompt, 0.0, 1.0, budget, STEP_STOP, requests[i].seed)))
+        if not batch:
+            break
+        results = backend.generate([req for _, req in batch])
+        going = []
+        for (i, _), out in zip(batch, results, strict=True):
+            rollouts[i] += out.text
+            if not ends_solution(out):
+                going.append(i)
+    return rollouts
+
+
+def score_texts(prm: PRM, problems: Sequence[str], items: Sequence[tuple[int, str]]) -> list[list[float]]:
+    """Step scores for (problem index, solution text) pairs, in item order, with ONE prm.score call
+    for all problems (items grouped by problem, as the PRM interface takes them)."""
+    if not items:
+        return []
+    positions: dict[int, list[int]] = {}
+    for k, (problem, _) in enumerate(items):
+        positions.setdefault(problem, []).append(k)
+    order = list(positions)
+    scores = prm.score(
+        [problems[p] for p in order],
+        [[items[k][1] for k in positions[p]] for p in order],
+    )
+    if len(scores) != len(order):
+        raise ValueError(f"PRM returned scores for {len(scores)} problems, expected {len(order)}")
+    flat: list[list[float] | None] = [None] * len(items)
+    for p, per_problem in zip(order, scores, strict=True):
+        for k, step_scores in zip(positions[p], per_problem, strict=True):
+            flat[k] = [float(s) for s in step_scores]
+    return flat  # type: ignore[return-value]
+
+
+def generate_step(
+    backend: GenerationBackend, requests: list[GenerationRequest], settings: SearchSettings, last: bool
+) -> tuple[list[GenerationOutput], list[str]]:
+    """One search step for every live beam at once: the sampled steps, and the greedy lookahead
+    rollouts used only to score them (empty strings without lookahead, and on the last step)."""
+    outputs = backend.generate(requests) if requests else []
+    rollouts = [""] * len(outputs)
+    if settings.lookahead and not last:
+        rollouts = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
+    return outputs, rollouts
+
+
+@dataclass
+class Shard:
+    """What a search method runs on: one shard's problems and their prompts, the search settings,
+    the engine, the guiding PRM (None for Best-of-N), and the dataset row of the first problem (request
+    seeds follow dataset rows, so a problem gets the same samples whatever shard it falls in)."""
+
+    problems: Sequence[str]
+    prompts: Sequence[str]
+    settings: SearchSettings
+    backend: GenerationBackend
+    prm: PRM | None = None
+    first_index: int = 0
+
+
+class Partial(Protocol):
+    """A partial solution a search extends by one step (a beam, a DVTS subtree)."""
+
+    problem: int
+    text: str
+
+
+def step_requests(
+    shard: Shard,
+    partials: Sequence[Partial],
+    last: bool,
+    samples: Callable[[Any], list[tuple[float, int]]],
+    prune: Callable[[Any], None],
+) -> tuple[list[Any], list[GenerationRequest], list[int]]:
+    """Requests for one step of every partial solution, in order: one per (temperature, seed) that
+    `samples(partial)` gives. A partial whose prompt no longer leaves room to generate is handed to
+    `prune` instead. Returns the partials that step, their requests, and the pruned ones' problems."""
+    stepping, requests, pruned = [], [], []
+    stop = () if last else STEP_STOP
+    for partial in partials:
+        prompt = shard.prompts[partial.problem] + partial.text
+        budget = new_token_budget(shard.backend, prompt, shard.settings.max_tokens)
+        if budget is None:
+            prune(partial)
+            pruned.append(partial.problem)
+            continue
+        for temperature, seed in samples(partial):
+            requests.append(GenerationRequest(prompt, temperature, shard.settings.top_p, budget, stop, seed))
+        stepping.append(partial)
+    return stepping, requests, pruned

@@ -1,0 +1,58 @@
+"""Building settings dataclasses from config mappings, with errors that name the config key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from typing import Any, TypeVar
+
+from sal_core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def build_settings(cls: type[T], data: dict[str, Any], where: str) -> T:
+    """Construct dataclass `cls` from `data` and validate it, naming `where.key` for unknown keys."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (allowed: {', '.join(sorted(known))})")
+    try:
+        obj = cls(**data)
+    except TypeError as err:
+        raise ConfigError(f"{where}: {err}") from err
+    obj.validate(where)  # type: ignore[attr-defined]
+    return obj
+
+
+class Settings:
+    """Base of the settings dataclasses: built from a config mapping, validated, errors naming `where`."""
+
+    #: the config key errors name when the caller gives none
+    KEY = "settings"
+
+    def validate(self, where: str) -> None:
+        """Raise ConfigError naming `where.<field>` for a value that is not allowed."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str | None = None) -> Any:
+        return build_settings(cls, data, where or cls.KEY)
+
+
+def require_one_of(value: Any, allowed: Sequence[Any], key: str) -> None:
+    """ConfigError `key: 'value' is not one of a, b, c` unless `value` is allowed."""
+    if value not in allowed:
+        raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def require_at_least(value: int, minimum: int, key: str) -> None:
+    """ConfigError `key: must be at least M, got V` when `value` is below `minimum`."""
+    if value < minimum:
+        raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+
+
+def to_json(obj: Any) -> str:
+    """Compact, key-sorted JSON of a settings object or dict: stable, so Snakemake's params check is exact."""
+    data = asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))

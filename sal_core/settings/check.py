@@ -1,0 +1,53 @@
+"""Checking a workflow config: its JSON schema first, then the grid's cross-key rules, one clear line.
+
+Snakemake's own `validate` prints the whole schema on an error; users need the key and what is
+allowed, so the Snakefile calls `check_config` and stops with that single line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from sal_core.errors import ConfigError
+from sal_core.settings.grid import Grid, build_grid
+
+
+def _key_path(path: Any) -> str:
+    return ".".join(str(part) for part in path) or "config"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = _key_path(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        key = f"{where}.{unexpected[0]}" if where != "config" else unexpected[0]
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{key}: unknown key{hint}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "required":
+        return f"{where}: {error.message}"
+    if error.validator == "oneOf":
+        return f"{where}: {error.instance!r} is not valid ({error.schema.get('description', 'see config/README.md')})"
+    return f"{where}: {error.message}"
+
+
+def validate_schema(config: dict[str, Any], schema_path: str | Path) -> None:
+    """Raise ConfigError naming the first offending key (most specific error first)."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), e.message))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(_describe(best))
+
+
+def check_config(config: dict[str, Any], schema_path: str | Path) -> Grid:
+    """Validate a config (schema, then cross-key rules) and expand it into the run grid."""
+    validate_schema(config, schema_path)
+    return build_grid(config)

@@ -1,0 +1,214 @@
+"""The experiment grid: every run a config asks for, validated before any job starts.
+
+The Snakefile imports this module at parse time. A run is one model × approach (× n for beam
+search) × sampling × seed; its `run_id` is the `{run}` wildcard value. Best-of-N and DVTS run
+once at their largest n (evaluation subsamples smaller n); beam search runs once per n. For methods
+guided by a PRM, the PRM's name is part of the run id, so two in-search PRMs never share a path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sal_core.constants import GUIDED_METHODS, PREPARED_SOURCES
+from sal_core.errors import ConfigError
+from sal_core.paths import prepared_model
+from sal_core.settings.build import require_one_of
+from sal_core.settings.dataset import DatasetSettings
+from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+
+#: approach names carry no dot: the run id appends `.{prm}` to them
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+#: models, PRMs and samplings may (`qwen2.5-1.5b`, `t0.8`)
+DOTTED_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+SAMPLING_KEYS = ("temperatures", "temperature_ratios", "top_p")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One generation run: the unit of `generate` jobs (one per shard) and of evaluation."""
+
+    model: str
+    approach: str
+    run_id: str
+    method: str
+    n: int
+    sampling: str
+    seed: int
+    search_prm: str | None
+    job: GenerateJob
+
+    def metadata(self, dataset: str, prm: str) -> dict[str, Any]:
+        """What a merged file records about its run (parquet metadata), read back by evaluate and push."""
+        return {
+            "dataset": dataset,
+            "model": self.model,
+            "approach": self.approach,
+            "run_id": self.run_id,
+            "method": self.method,
+            "n": self.n,
+            "beam_width": self.job.search.beam_width,
+            "sampling": self.sampling,
+            "seed": self.seed,
+            "search_prm": self.search_prm or "",
+            "prm": prm,
+        }
+
+
+@dataclass
+class Grid:
+    dataset: DatasetSettings
+    models: dict[str, ModelSettings]
+    prms: dict[str, PRMSettings]
+    #: prepared model folder -> prepare source
+    prepared: dict[str, str]
+    score_prms: list[str]
+    runs: list[Run]
+
+    def __post_init__(self) -> None:
+        self._by_key = {(r.model, r.run_id, r.sampling, r.seed): r for r in self.runs}
+
+    def run(self, model: str, run_id: str, sampling: str, seed: int | str) -> Run:
+        return self._by_key[(model, run_id, sampling, int(seed))]
+
+    def run_ids(self) -> list[str]:
+        return sorted({r.run_id for r in self.runs})
+
+
+def _check_name(name: str, where: str, pattern: str = NAME_PATTERN) -> None:
+    if not re.fullmatch(pattern, str(name)):
+        raise ConfigError(f"{where}: name {name!r} must match {pattern} (it becomes part of file paths)")
+
+
+def _require_mapping(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(f"{key}: needs at least one entry")
+    return value
+
+
+def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) -> dict[str, Any]:
+    """Resolve `prepare: SOURCE` into the folder the prepare_model rule writes."""
+    entry = dict(entry)
+    source = entry.pop("prepare", None)
+    if source is None:
+        if "path" not in entry:
+            raise ConfigError(f"{where}.path: missing (a Hub name or a local folder)")
+        check_model_path(str(entry["path"]), f"{where}.path")
+        return entry
+    require_one_of(source, PREPARED_SOURCES, f"{where}.prepare")
+    folder = prepared_model(source)
+    if entry.setdefault("path", folder) != folder:
+        raise ConfigError(f"{where}.path: a prepared model lives in {folder}; drop `path` or `prepare`")
+    prepared[folder] = source
+    return entry
+
+
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def check_model_path(path: str, where: str) -> None:
+    """A model path must be a local model folder or look like a Hub name (`org/model`).
+
+    Caught here, at parse time, a typo costs nothing; caught in a job, it costs a queue wait.
+    Hub names cannot be checked without the network, so the job reports those.
+    """
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"{where}: {path} is a folder but not a model folder (no config.json)")
+        return
+    if local.exists():
+        raise ConfigError(f"{where}: {path} is a file; give the model's folder or a Hub name")
+    if not HUB_NAME.fullmatch(path):
+        raise ConfigError(f"{where}: {path} is neither a local model folder nor a Hub model name (org/model)")
+
+
+def _prm_name(name: Any, where: str, prms: dict[str, PRMSettings]) -> str:
+    if name not in prms:
+        raise ConfigError(f"{where}: {name!r} is not a PRM defined under prms (defined: {', '.join(prms)})")
+    return name
+
+
+def build_grid(config: dict[str, Any]) -> Grid:
+    """Validate the whole config and expand it into runs; raises ConfigError naming the bad key."""
+    dataset = DatasetSettings.from_dict(dict(config.get("dataset") or {}), "dataset")
+    prepared: dict[str, str] = {}
+    models = _named_settings(config, "models", ModelSettings, prepared, required=True)
+    prms = _named_settings(config, "prms", PRMSettings, prepared, required=False)
+    score_prms = [_prm_name(p, "score_prms", prms) for p in config.get("score_prms") or []]
+    if not score_prms:
+        raise ConfigError("score_prms: name at least one PRM to score completions with")
+    samplings = _samplings(config)
+    seeds = config.get("seeds") or [0]
+    runs: list[Run] = []
+    for approach, entry in _require_mapping(config, "approaches").items():
+        for run_id, n, search_prm, search in _approach_runs(config, approach, entry, prms):
+            for sampling, sampling_entry in samplings.items():
+                for seed in seeds:
+                    settings = SearchSettings.from_dict(
+                        {**search, **(sampling_entry or {}), "n": n, "seed": seed}, f"approaches.{approach}"
+                    )
+                    for model_name, model in models.items():
+                        job = GenerateJob(model=model, search=settings, prm=prms.get(search_prm or ""))
+                        runs.append(
+                            Run(model_name, approach, run_id, search["method"], n, sampling, int(seed), search_prm, job)
+                        )
+    if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
+        raise ConfigError("approaches: two approaches produce the same run name; rename one")
+    return Grid(dataset, models, prms, prepared, score_prms, runs)
+
+
+def _named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
+    """The `models:` or `prms:` block as settings objects by name, with `prepare:` resolved."""
+    entries = _require_mapping(config, key) if required else (config.get(key) or {})
+    settings = {}
+    for name, entry in entries.items():
+        where = f"{key}.{name}"
+        _check_name(name, where, DOTTED_NAME_PATTERN)
+        settings[name] = cls.from_dict({"name": name, **_prepared_path(entry or {}, where, prepared)}, where)
+    return settings
+
+
+def _samplings(config: dict[str, Any]) -> dict[str, Any]:
+    """The `samplings:` block, each entry checked on its own first, so an error names the sampling
+    rather than an approach using it."""
+    samplings = _require_mapping(config, "samplings")
+    for name, entry in samplings.items():
+        _check_name(name, f"samplings.{name}", DOTTED_NAME_PATTERN)
+        unknown = sorted(set(entry or {}) - set(SAMPLING_KEYS))
+        if unknown:
+            raise ConfigError(f"samplings.{name}.{unknown[0]}: unknown key (allowed: {', '.join(SAMPLING_KEYS)})")
+        SearchSettings.from_dict({"method": "best_of_n", "n": 1, **(entry or {})}, f"samplings.{name}")
+    return samplings
+
+
+def _approach_runs(
+    config: dict[str, Any], approach: str, entry: Any, prms: dict[str, PRMSettings]
+) -> list[tuple[str, int, str | None, dict[str, Any]]]:
+    """(run id, n, in-search PRM, search settings without n) for each run of one approach: Best-of-N
+    and DVTS once at their largest n, beam search once per n; guided run ids end in `.{prm}`."""
+    where = f"approaches.{approach}"
+    _check_name(approach, where)
+    entry = dict(entry or {})
+    for key in ("seed", *SAMPLING_KEYS[:2]):
+        if key in entry:
+            raise ConfigError(f"{where}.{key}: set this under seeds / samplings, not per approach")
+    method = entry.get("method")
+    ns = entry.pop("n", None)
+    ns = ns if isinstance(ns, list) else [ns]
+    if not ns or any(not isinstance(n, int) or isinstance(n, bool) for n in ns):
+        raise ConfigError(f"{where}.n: must be a whole number or a list of them, got {ns}")
+    own_prm = "prm" in entry
+    search_prm = entry.pop("prm", config.get("search_prm"))
+    if method not in GUIDED_METHODS:
+        return [(approach, max(ns), None, entry)]
+    if search_prm is None:
+        raise ConfigError(f"{where}.prm: {method} needs a PRM (set `search_prm` or `{where}.prm`)")
+    search_prm = _prm_name(search_prm, f"{where}.prm" if own_prm else "search_prm", prms)
+    if method == "beam_search":
+        return [(f"{approach}-n{n}.{search_prm}", n, search_prm, entry) for n in sorted(set(ns))]
+    return [(f"{approach}.{search_prm}", max(ns), search_prm, entry)]

@@ -1,0 +1,178 @@
+"""Resolved settings of one job, validated before any model is loaded.
+
+The workflow turns the user's config into these objects at DAG-build time (so a bad value stops
+the run before any job starts), and passes them to `sal generate` / `sal score` as JSON.
+Every error names the config key it comes from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sal_core.constants import AGGREGATIONS, BACKENDS, DTYPES, GUIDED_METHODS, METHODS, PRM_TYPES
+from sal_core.errors import ConfigError
+from sal_core.settings.build import Settings, require_at_least, require_one_of
+
+DEFAULT_SYSTEM_PROMPT = (
+    "Solve the following math problem efficiently and clearly:\n\n"
+    "- For simple problems (2 steps or fewer):\nProvide a concise solution with minimal explanation.\n\n"
+    "- For complex problems (3 steps or more):\nUse this step-by-step format:\n\n"
+    "## Step 1: [Concise description]\n[Brief explanation and calculations]\n\n"
+    "## Step 2: [Concise description]\n[Brief explanation and calculations]\n\n...\n\n"
+    "Regardless of the approach, always conclude with:\n\n"
+    "Therefore, the final answer is: $\\boxed{answer}$. I hope it is correct.\n\n"
+    "Where [answer] is just the final number or expression that solves the problem."
+)
+
+
+@dataclass
+class ModelSettings(Settings):
+    """A policy (generator) model and how to run it."""
+
+    KEY = "model"
+
+    name: str
+    path: str
+    backend: str = "transformers"
+    #: None: the model's own chat template; "none": raw text, no template; else a Jinja template string
+    chat_template: str | None = None
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_model_len: int = 4096
+    dtype: str = "auto"
+    device: str = "auto"
+    #: transformers: sequences per forward batch
+    batch_size: int = 64
+    #: vllm only
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int | None = None
+    enable_prefix_caching: bool = True
+
+    def validate(self, where: str) -> None:
+        require_one_of(self.backend, BACKENDS, f"{where}.backend")
+        require_at_least(self.max_model_len, 16, f"{where}.max_model_len")
+        require_at_least(self.batch_size, 1, f"{where}.batch_size")
+        require_one_of(self.dtype, DTYPES, f"{where}.dtype")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
+
+
+@dataclass
+class PRMSettings(Settings):
+    """A process reward model and how to run it."""
+
+    KEY = "prm"
+
+    name: str
+    type: str
+    path: str
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    max_length: int = 4096
+
+    def validate(self, where: str) -> None:
+        require_one_of(self.type, PRM_TYPES, f"{where}.type")
+        require_at_least(self.batch_size, 1, f"{where}.batch_size")
+        require_one_of(self.dtype, DTYPES, f"{where}.dtype")
+        require_at_least(self.max_length, 1, f"{where}.max_length")
+
+    def fingerprint(self) -> str:
+        """Every setting as stable JSON: equal fingerprints score alike."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class SearchSettings(Settings):
+    """One search method at one n with one temperature scheme and seed.
+
+    Best-of-N splits n samples across `temperatures` by `temperature_ratios`; beam search and DVTS
+    cycle `temperatures` across beams / subtrees (ratios are not used there).
+    """
+
+    KEY = "search"
+
+    method: str
+    n: int
+    temperatures: list[float] = field(default_factory=lambda: [0.8])
+    temperature_ratios: list[float] | None = None
+    top_p: float = 1.0
+    #: tokens per completion (Best-of-N) or per step (beam search, DVTS)
+    max_tokens: int = 2048
+    beam_width: int = 4
+    num_iterations: int = 40
+    lookahead: int = 0
+    filter_duplicates: bool = False
+    sort_completed: bool = False
+    #: how step scores become one beam score during search
+    aggregation: str = "last"
+    seed: int = 0
+
+    @property
+    def guided(self) -> bool:
+        """Whether a PRM guides this search step by step (beam search, DVTS)."""
+        return self.method in GUIDED_METHODS
+
+    def validate(self, where: str) -> None:
+        require_one_of(self.method, METHODS, f"{where}.method")
+        require_at_least(self.n, 1, f"{where}.n")
+        self._validate_sampling(where)
+        require_at_least(self.max_tokens, 1, f"{where}.max_tokens")
+        require_one_of(self.aggregation, AGGREGATIONS, f"{where}.aggregation")
+        if self.guided:
+            require_at_least(self.beam_width, 1, f"{where}.beam_width")
+            if self.n % self.beam_width:
+                raise ConfigError(
+                    f"{where}.n: {self.n} is not a multiple of beam_width {self.beam_width} "
+                    f"({self.method} needs n / beam_width whole beams)"
+                )
+            require_at_least(self.num_iterations, 1, f"{where}.num_iterations")
+            require_at_least(self.lookahead, 0, f"{where}.lookahead")
+
+    def _validate_sampling(self, where: str) -> None:
+        if not self.temperatures:
+            raise ConfigError(f"{where}.temperatures: needs at least one temperature")
+        if any(t < 0 for t in self.temperatures):
+            raise ConfigError(f"{where}.temperatures: must be >= 0, got {self.temperatures}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"{where}.top_p: must be in (0, 1], got {self.top_p}")
+        ratios = self.temperature_ratios
+        if ratios is None:
+            return
+        if len(ratios) != len(self.temperatures):
+            raise ConfigError(
+                f"{where}.temperature_ratios: {len(ratios)} ratios for "
+                f"{len(self.temperatures)} temperatures; give one ratio per temperature"
+            )
+        if any(r < 0 for r in ratios):
+            raise ConfigError(f"{where}.temperature_ratios: must be >= 0, got {ratios}")
+        if not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
+            raise ConfigError(f"{where}.temperature_ratios: must sum to 1, got {sum(ratios):g}")
+
+
+@dataclass
+class GenerateJob:
+    """Everything a `sal generate` job needs: the policy model, the search, and (for beam search
+    and DVTS) the in-search PRM."""
+
+    model: ModelSettings
+    search: SearchSettings
+    prm: PRMSettings | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerateJob:
+        prm = data.get("prm")
+        job = cls(
+            model=ModelSettings.from_dict(data["model"], "model"),
+            search=SearchSettings.from_dict(data["search"], "search"),
+            prm=PRMSettings.from_dict(prm, "prm") if prm else None,
+        )
+        job.require_prm()
+        return job
+
+    def require_prm(self) -> None:
+        """Beam search and DVTS cannot run without the PRM that guides them: say so before any model loads."""
+        if self.search.guided and self.prm is None:
+            raise ConfigError(f"search.method {self.search.method} needs a PRM to guide it (prm is missing)")
