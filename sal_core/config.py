@@ -61,8 +61,8 @@ class ModelSettings:
     device: str = "auto"
     #: transformers: sequences per forward batch
     batch_size: int = 64
-    #: vllm only
-    gpu_memory_utilization: float = 0.9
+    #: vllm only; None: 0.9, or 0.5 when the job loads a guiding PRM beside it (backends.gpu_memory)
+    gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
     enable_prefix_caching: bool = True
 
@@ -75,7 +75,7 @@ class ModelSettings:
             raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
-        if not 0 < self.gpu_memory_utilization <= 1:
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
 
     @classmethod
