@@ -72,7 +72,9 @@ def favour_steps(backend: GenerationBackend, separator_bias: float = 7.0, eos_bi
     tokenizer = backend.tokenizer
     (separator,) = tokenizer.encode("\n\n", add_special_tokens=False)
     head = model.lm_head
-    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True, dtype=head.weight.dtype)
+    biased = torch.nn.Linear(
+        head.in_features, head.out_features, bias=True, dtype=head.weight.dtype, device=head.weight.device
+    )
     with torch.no_grad():
         biased.weight.copy_(head.weight)
         biased.bias.zero_()
