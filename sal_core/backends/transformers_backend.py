@@ -20,7 +20,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.tokens import prepare_prompts
 from sal_core.devices import resolve_device, resolve_dtype
 from sal_core.errors import ModelError
 from sal_core.settings.jobs import ModelSettings
@@ -115,20 +116,19 @@ class TransformersBackend(GenerationBackend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
         """One output per request, in request order (see GenerationBackend).
 
-        `num_tokens` counts every generated token, including an end-of-sequence token (as vLLM
-        does); a request without a seed gets a fresh random one.
+        Prompt ids and budgets come from `tokens.prepare_prompts`, as for vLLM. `num_tokens` counts
+        every generated token, including an end-of-sequence token (as vLLM does); a request
+        without a seed gets a fresh random one.
         """
         if not requests:
             return []
-        encoded = [self._encode(r.prompt) for r in requests]
+        prepared, no_room = prepare_prompts(self.tokenizer, requests, self.max_model_len)
         outputs: list[GenerationOutput | None] = [None] * len(requests)
-        rows: list[tuple[_Row, list[int]]] = []
-        for index, (request, ids) in enumerate(zip(requests, encoded, strict=True)):
-            budget = min(request.max_tokens, self.max_model_len - len(ids))
-            if budget <= 0:
-                outputs[index] = GenerationOutput(text="", num_tokens=0, finish_reason="length")
-                continue
-            rows.append((_Row(index, request, budget, self._generator(request)), ids))
+        for index in no_room:
+            outputs[index] = NO_ROOM
+        rows = [
+            (_Row(p.index, p.request, p.max_tokens, self._generator(p.request)), p.prompt_token_ids) for p in prepared
+        ]
         rows.sort(key=lambda item: len(item[1]))
         size = self.settings.batch_size
         batches = [rows[i : i + size] for i in range(0, len(rows), size)]
@@ -136,15 +136,6 @@ class TransformersBackend(GenerationBackend):
             for row in self._run_batch(batch):
                 outputs[row.index] = self._finish(row)
         return [out for out in outputs if out is not None]
-
-    def _encode(self, prompt: str) -> list[int]:
-        """Prompt token ids as written (the chat template already placed any special tokens); an
-        empty prompt becomes the BOS token so the model has a position to predict from."""
-        ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        if not ids:
-            start = self.tokenizer.bos_token_id
-            ids = [start if start is not None else self.pad_id]
-        return ids
 
     def _generator(self, request: GenerationRequest) -> torch.Generator | None:
         if request.temperature == 0:

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from sal_core.backends.gpu_memory import check_prm_fits, gpu_memory_utilization
 from sal_core.constants import PROBLEM_COLUMNS
 from sal_core.errors import ConfigError
 from sal_core.pipeline.prepare_dataset import read_problems
@@ -69,11 +71,13 @@ def generate_shard(problems_path: str | Path, start: int, end: int, job: Generat
     from sal_core.search import run_search
 
     load_started = time.perf_counter()
-    backend = load_backend(job.model)
+    utilization = gpu_memory_utilization(job.model, prm_in_process=guided)
+    backend = load_backend(replace(job.model, gpu_memory_utilization=utilization))
     prm = None
     if guided:
         from sal_core.prm import load_prm
 
+        check_prm_fits(job.model, job.prm, utilization)
         prm = load_prm(job.prm)
     log.info(
         "loaded %s%s in %.1f s",

@@ -29,7 +29,7 @@ STEP_STOP = (STEP_SEPARATOR,)
 def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> int | None:
     """Tokens a request on `prompt` may generate: `wanted`, clipped to what is left of the context
     window; None when fewer than MIN_NEW_TOKENS are left (the caller prunes the beam)."""
-    room = backend.max_model_len - backend.count_tokens(prompt)
+    room = backend.max_model_len - backend.prompt_length(prompt)
     if room < MIN_NEW_TOKENS:
         return None
     return min(wanted, room)

@@ -45,8 +45,8 @@ class ModelSettings(Settings):
     device: str = "auto"
     #: transformers: sequences per forward batch
     batch_size: int = 64
-    #: vllm only
-    gpu_memory_utilization: float = 0.9
+    #: vllm only; None: 0.9, or 0.5 when the job loads a guiding PRM beside it (backends.gpu_memory)
+    gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
     enable_prefix_caching: bool = True
 
@@ -55,7 +55,7 @@ class ModelSettings(Settings):
         require_at_least(self.max_model_len, 16, f"{where}.max_model_len")
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
-        if not 0 < self.gpu_memory_utilization <= 1:
+        if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
 
 

@@ -1,0 +1,83 @@
+"""vLLM's share of the GPU depends on the job, and a PRM that cannot fit beside it fails in one line
+before it is loaded. The decision and the message are pure functions, tested with given numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sal_core.backends.gpu_memory import (
+    ALONE,
+    BESIDE_PRM,
+    GIB,
+    check_prm_fits,
+    gpu_memory_utilization,
+    prm_fit_error,
+    weight_bytes,
+)
+from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings
+
+PRM = PRMSettings(name="rlhflow-8b", type="rlhflow", path="unused")
+
+
+def job(method: str, **model) -> GenerateJob:
+    data = {
+        "model": {"name": "llama-1b", "path": "unused", "backend": "vllm", **model},
+        "search": {"method": method, "n": 4},
+        "prm": {"name": "rlhflow-8b", "type": "rlhflow", "path": "unused"},
+    }
+    return GenerateJob.from_dict(data)
+
+
+@pytest.mark.parametrize(("method", "expected"), [("best_of_n", 0.9), ("beam_search", 0.5), ("dvts", 0.5)])
+def test_default_leaves_room_only_when_a_prm_is_loaded_beside_vllm(method: str, expected: float) -> None:
+    settings = job(method)
+    assert settings.model.gpu_memory_utilization is None
+    in_process = method in ("beam_search", "dvts")
+    assert gpu_memory_utilization(settings.model, prm_in_process=in_process) == expected
+
+
+@pytest.mark.parametrize("method", ["best_of_n", "beam_search"])
+def test_a_configured_value_always_wins(method: str) -> None:
+    model = job(method, gpu_memory_utilization=0.7).model
+    assert gpu_memory_utilization(model, prm_in_process=True) == 0.7
+    assert gpu_memory_utilization(model, prm_in_process=False) == 0.7
+
+
+def test_an_8b_prm_does_not_fit_beside_vllm_at_0_9_of_an_80_gb_gpu_but_does_at_0_5() -> None:
+    model = job("beam_search").model
+    needed = 8_030_000_000 * 2  # Llama-3.1-8B in bfloat16
+    gpu = 80 * 10**9
+    at = {u: prm_fit_error(int(gpu * (1 - u)), needed, model, PRM, u) for u in (ALONE, BESIDE_PRM)}
+    assert at[BESIDE_PRM] is None
+    message = at[ALONE]
+    assert message is not None and "\n" not in message
+    assert "models.llama-1b.gpu_memory_utilization=0.9" in message
+    assert "7.5 GiB free, 15.0 GiB needed" in message
+    assert message.startswith("prms.rlhflow-8b:")
+
+
+def test_transformers_backend_message_names_the_prm_device_not_vllm() -> None:
+    model = ModelSettings(name="small", path="unused", backend="transformers")
+    message = prm_fit_error(1 * GIB, 2 * GIB, model, PRM, 0.9)
+    assert message is not None and "gpu_memory_utilization" not in message and "prms.rlhflow-8b.device" in message
+    assert prm_fit_error(2 * GIB, 2 * GIB, model, PRM, 0.9) is None
+
+
+def test_weight_size_comes_from_safetensors_headers(tmp_path: Path) -> None:
+    save_file({"a": torch.zeros(10, 100), "b": torch.zeros(50)}, tmp_path / "model-00001-of-00002.safetensors")
+    save_file({"c": torch.zeros(3, dtype=torch.int64)}, tmp_path / "model-00002-of-00002.safetensors")
+    floats, ints = 10 * 100 + 50, 3
+    assert weight_bytes(tmp_path, None) == floats * 4 + ints * 8  # as stored
+    assert weight_bytes(tmp_path, 2) == floats * 2 + ints * 8  # loaded in bfloat16: integers keep their size
+    assert weight_bytes(tmp_path / "missing", 2) is None
+    assert weight_bytes("RLHFlow/Llama3.1-8B-PRM-Deepseek-Data", 2) is None  # a hub name: no check
+
+
+def test_no_check_for_a_prm_on_the_cpu(tmp_path: Path) -> None:
+    save_file({"a": torch.zeros(1000)}, tmp_path / "model.safetensors")
+    prm = PRMSettings(name="p", type="rlhflow", path=str(tmp_path), device="cpu")
+    check_prm_fits(job("dvts").model, prm, BESIDE_PRM)  # nothing to check: no error
