@@ -208,7 +208,19 @@ def build_grid(config: dict[str, Any]) -> Grid:
     ids = {(r.model, r.run_id, r.sampling, r.seed) for r in runs}
     if len(ids) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
-    return Grid(dataset, models, prms, prepared, score_prms, runs, dict(config.get("evaluation") or {}))
+    return Grid(dataset, models, prms, prepared, score_prms, runs, _evaluation(config, list(samplings)))
+
+
+def _evaluation(config: dict[str, Any], samplings: list[str]) -> dict[str, Any]:
+    """`evaluation` with `baseline_sampling` resolved (default: the first sampling listed)."""
+    evaluation = dict(config.get("evaluation") or {})
+    baseline = evaluation.setdefault("baseline_sampling", samplings[0])
+    if baseline not in samplings:
+        raise ConfigError(
+            f"evaluation.baseline_sampling: {baseline!r} is not a sampling defined under samplings"
+            f" (defined: {', '.join(samplings)})"
+        )
+    return evaluation
 
 
 def to_json(obj: Any) -> str:
