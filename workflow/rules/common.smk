@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from sal_core.data import shard_ranges, snapshot_problems
 from sal_core.errors import SalError
 from sal_core.grid import to_json
+from sal_core.plots import plot_files
 from sal_core.workflow_config import check_config
 
 try:
@@ -142,7 +143,8 @@ def all_metrics():
     return per_run_and_prm(METRICS)
 
 
-PLOTS = ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]
+# one figure set per model: results/{dataset}/plots/{model}/{figure}.png (sal_core.plots.plot_files)
+PLOTS = plot_files(GRID.models)
 
 
 def all_shards():
@@ -182,5 +184,5 @@ def get_final_outputs():
         *pushed(),
         f"results/{DATASET}/accuracy.csv",
         f"results/{DATASET}/compute_optimal.csv",
-        *[f"results/{DATASET}/plots/{name}.png" for name in PLOTS],
+        *[f"results/{DATASET}/plots/{path}" for path in PLOTS],
     ]

@@ -2,27 +2,23 @@ rule plot:
     input:
         "results/{dataset}/accuracy.csv",
     output:
-        vs_n=report(
-            "results/{dataset}/plots/accuracy_vs_n.png",
-            caption="../report/accuracy_vs_n.rst",
-            category="Plots",
-        ),
-        vs_tokens=report(
-            "results/{dataset}/plots/accuracy_vs_tokens.png",
-            caption="../report/accuracy_vs_tokens.rst",
-            category="Plots",
-        ),
-        by_level=report(
-            "results/{dataset}/plots/accuracy_by_level.png",
-            caption="../report/accuracy_by_level.rst",
-            category="Plots",
-        ),
+        [
+            report(
+                f"results/{{dataset}}/plots/{path}",
+                caption=f"../report/{Path(path).stem}.rst",
+                category="Plots",
+                subcategory=Path(path).parent.name,
+            )
+            for path in PLOTS
+        ],
     log:
         "logs/{dataset}/plot.log",
     localrule: True
     conda:
         SAL_ENV
     params:
-        outdir=lambda wildcards, output: str(Path(output.vs_n).parent),
+        outdir=lambda wildcards: f"results/{wildcards.dataset}/plots",
+        baseline=GRID.evaluation["baseline_sampling"],
     shell:
-        "sal plot --accuracy {input} --outdir {params.outdir} > {log} 2>&1"
+        "sal plot --accuracy {input} --outdir {params.outdir}"
+        " --baseline-sampling {params.baseline} > {log} 2>&1"
