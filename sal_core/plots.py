@@ -1,10 +1,9 @@
 """Figures from the accuracy table alone (no model needed), one set per model, built to answer one
 question: does a sampling scheme (e.g. hot/cold) beat the baseline sampling, for which approach and n?
 
-Every figure is a grid of small panels: a row per approach family (beam search runs of different
-n, `beam-n4`, `beam-n16`, …, are one family), a column per vote, a line per sampling scheme. A
-sampling keeps its colour and marker in every figure (`sampling_styles`), legends sit outside the
-panels. `sampling_gain` draws each sampling's accuracy minus the baseline sampling's.
+Every figure is a grid of small panels: a row per approach family (beam runs of any n are one), a
+column per vote, a line per sampling in one colour and marker everywhere (`sampling_styles`), the
+legend outside the panels. `sampling_gain` is each sampling's accuracy minus the baseline sampling's.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator  # noqa: E402
 
 from sal_core.errors import ConfigError, ShardError  # noqa: E402
 
@@ -112,7 +111,7 @@ def sampling_gain(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     does not keep. Rows with no baseline counterpart are dropped; the baseline's own gain is 0 ± 0.
     """
     check_baseline(table, baseline)
-    keys = [k for k in PAIR_KEYS if k in table.columns]
+    keys = list(PAIR_KEYS)
     base = table[table["sampling"] == baseline].assign(base_acc=table["accuracy"], base_half=_half_width(table))
     merged = table.merge(base[[*keys, "base_acc", "base_half"]], on=keys, how="inner", validate="many_to_one")
     gain = merged["accuracy"] - merged["base_acc"]
@@ -173,8 +172,7 @@ def _share(axes: np.ndarray) -> None:
 
 def _clip_accuracy(ax) -> None:
     """Keep the (shared) accuracy axis within [0, 1] plus a little room for the markers."""
-    low, high = ax.get_ylim()
-    ax.set_ylim(max(low, -0.02), min(high, 1.02))
+    ax.set_ylim(max(ax.get_ylim()[0], -0.02), min(ax.get_ylim()[1], 1.02))
 
 
 def _label_axes(axes: np.ndarray, rows: list[str], xlabel: str, ylabel: str) -> None:
@@ -227,6 +225,19 @@ def _log2_ticks(axes: np.ndarray, values: Iterable[float]) -> None:
     first.xaxis.set_major_locator(FixedLocator(ticks))
     first.xaxis.set_minor_locator(NullLocator())
     first.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def _token_ticks(ax) -> None:
+    """Log x axis with plain numbers (1,000 not 10³); within a narrow range also 2, 3, 5 × 10^k."""
+    plain = FuncFormatter(lambda value, _: f"{value:,.0f}")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plain)
+    low, high = ax.get_xlim()
+    if high / max(low, 1e-9) < 30:
+        ax.xaxis.set_minor_locator(LogLocator(subs=(2, 3, 5)))
+        ax.xaxis.set_minor_formatter(plain)
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _check_lines(panel: pd.DataFrame, x: str, where: str) -> None:
@@ -282,7 +293,7 @@ def accuracy_figure(table: pd.DataFrame, model: str, x: str = "n", styles: dict 
             _log2_ticks(axes, part["n"])
             _label_axes(axes, rows, "n, samples per problem (log2)", "accuracy")
         else:
-            axes.flat[0].set_xscale("log")
+            _token_ticks(axes.flat[0])
             _label_axes(axes, rows, X_TOKENS_LABEL if x == X_TOKENS else x, "accuracy")
         fig.suptitle(_title(table, model, f"accuracy vs {what} (band: 95% CI)"))
     return fig
@@ -300,6 +311,8 @@ def gain_figure(table: pd.DataFrame, model: str, baseline: str, styles: dict | N
         fig, axes, rows = _line_grid(gains, "n", ("gain", "gain_low", "gain_high"), styles, model, legend)
         for ax in axes.flat:
             ax.axhline(0.0, color="0.4", linewidth=0.8, zorder=0)
+            for line in ax.get_lines():  # the baseline under the others: a sampling equal to it stays visible
+                line.set_zorder(1.9 if line.get_gid() == baseline else line.get_zorder())
         _log2_ticks(axes, part["n"])
         _label_axes(axes, rows, "n, samples per problem (log2)", f"accuracy − {baseline}")
         fig.suptitle(_title(table, model, f"gain over sampling {baseline} (band: 95% CI, conservative)"))
@@ -346,6 +359,7 @@ def level_figure(table: pd.DataFrame, model: str, styles: dict | None = None) ->
         _share(axes)
         _clip_accuracy(axes.flat[0])
         axes.flat[0].set_xticks(range(len(levels)), levels)
+        axes.flat[0].set_xlim(-0.5, len(levels) - 0.5)  # one level: not zoomed onto the sideways nudges
         for ax in axes[-1]:
             ax.set_xlabel("difficulty level")
         fig.suptitle(_title(table, model, "accuracy by level at each approach's largest n (bars: 95% CI)"))
