@@ -36,6 +36,7 @@ DEFAULTS = {
     "prm": "none",
 }
 REQUIRED = ("problem_id", "answer", "completions")
+PROTOCOLS = ("default", "sal")
 
 
 @dataclass
@@ -47,6 +48,7 @@ class EvalOptions:
     seed: int = 0
     bootstrap: int = 2000
     progress: bool = True
+    protocol: str = "default"  # or "sal": search-and-learn's own scoring (sal_core.evaluation_sal)
 
 
 @dataclass
@@ -229,5 +231,9 @@ def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], opti
     path = Path(path)
     keys = run_keys(path, overrides)
     frame = read_table(path)
+    if options.protocol == "sal":
+        from sal_core.evaluation_sal import sal_metrics
+
+        return sal_metrics(frame, keys, options, str(path))
     graded = grade_frame(frame, path, options)
     return compute_metrics(graded, keys, options)

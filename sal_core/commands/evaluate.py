@@ -5,7 +5,9 @@ unbiased pass@k. Each n is averaged over --num-subsamples random subsamples (who
 with a 95% bootstrap confidence interval over problems. Every answer check runs in a worker
 process that is killed after --timeout seconds; a timed-out check counts as wrong and is
 reported in the `timeouts` column. Reads parquet (run keys from its metadata) or jsonl (run
-keys from the flags below; flags also override the metadata). See docs/evaluation.md.
+keys from the flags below; flags also override the metadata). `--protocol sal` scores as
+search-and-learn does instead (first n completions, first group wins ties; see sal_core/evaluation_sal.py).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import time
 from pathlib import Path
 
 from sal_core.errors import ConfigError
-from sal_core.evaluation import RUN_KEYS, EvalOptions, evaluate_file
+from sal_core.evaluation import PROTOCOLS, RUN_KEYS, EvalOptions, evaluate_file
 from sal_core.io import write_table_atomic
 from sal_core.prm.aggregation import AGGREGATIONS
 
@@ -24,6 +26,13 @@ from sal_core.prm.aggregation import AGGREGATIONS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merged", required=True, type=Path, help="merged run, parquet or jsonl")
     parser.add_argument("--out", required=True, type=Path, help="metrics parquet to write (atomically)")
+    parser.add_argument(
+        "--protocol",
+        default="default",
+        choices=PROTOCOLS,
+        help="default: random subsamples, fractional ties (sound); sal: search-and-learn's own scoring, "
+        "first n completions, first group wins ties (to compare with published numbers)",
+    )
     parser.add_argument(
         "--aggregation",
         default="last",
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> None:
         workers=args.workers,
         seed=args.seed,
         progress=not args.no_progress,
+        protocol=args.protocol,
     )
     overrides = {key: getattr(args, f"run_{key}") for key in RUN_KEYS}
     start = time.perf_counter()

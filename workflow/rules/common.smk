@@ -107,6 +107,7 @@ def run_keys(wildcards):
 def evaluation_options():
     options = config.get("evaluation", {})
     flags = {
+        "protocol": "--protocol",
         "aggregation": "--aggregation",
         "num_subsamples": "--num-subsamples",
         "timeout": "--timeout",
