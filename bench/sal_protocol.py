@@ -53,26 +53,21 @@ def main() -> None:
     args = parser.parse_args()
     if not (SHARED / "tools/synthetic_results.py").exists():
         sys.exit(f"needs {SHARED}/tools/synthetic_results.py and {SHARED}/data/math500.jsonl")
-    folder = args.keep or Path(tempfile.mkdtemp(prefix="sal_protocol_"))
-    folder.mkdir(parents=True, exist_ok=True)
+    if args.keep is None:
+        with tempfile.TemporaryDirectory(prefix="sal_protocol_") as scratch:
+            sys.exit(check(Path(scratch), args.workers))
+    args.keep.mkdir(parents=True, exist_ok=True)
+    sys.exit(check(args.keep, args.workers))
+
+
+def check(folder: Path, workers: int) -> int:
+    """Write the synthetic file into `folder`, evaluate it, print the tables; 0 when every cell is within tolerance."""
     merged, out = folder / "synthetic.jsonl", folder / "metrics_sal.parquet"
     tool = [sys.executable, str(SHARED / "tools/synthetic_results.py"), str(SHARED / "data/math500.jsonl")]
     subprocess.run([*tool, str(merged)], check=True)
     start, cpu = time.perf_counter(), cpu_seconds()
-    sal(
-        [
-            "evaluate",
-            "--merged",
-            str(merged),
-            "--out",
-            str(out),
-            "--protocol",
-            "sal",
-            "--workers",
-            str(args.workers),
-            "--no-progress",
-        ]
-    )
+    flags = ["--protocol", "sal", "--workers", str(workers), "--no-progress"]
+    sal(["evaluate", "--merged", str(merged), "--out", str(out), *flags])
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu
     rows = read_table(out)
     at = rows[rows["level"] == "all"].set_index(["vote", "n"])["accuracy"]
@@ -83,7 +78,7 @@ def main() -> None:
     print("\n" + table("ours - sal", diffs, cell=">+7.3f"))
     print(f"\nmax |ours - sal| = {worst:.3f} (tolerance {TOLERANCE}); timeouts: {int(rows['timeouts'].max())}")
     print(f"sal evaluate --protocol sal: {wall:.1f}s wall, {cpu:.1f}s CPU (all processes)")
-    sys.exit(0 if worst <= TOLERANCE else 1)
+    return 0 if worst <= TOLERANCE else 1
 
 
 if __name__ == "__main__":
