@@ -20,6 +20,8 @@ PREPARED_SOURCES = ("smollm2-135m-instruct", "tiny-random")
 #: the votes over one subsample of completions; pass@k (an oracle) is reported beside them
 VOTES = ("majority", "naive", "weighted")
 PASS_AT_K = "pass@k"
+#: how `sal evaluate` estimates accuracy: ours (random subsamples, fractional ties) or search-and-learn's
+PROTOCOLS = ("default", "sal")
 DATASET_SOURCES = ("builtin", "local", "hub")
 ANSWER_FORMATS = ("plain", "gsm8k")
 #: the columns of a problems table, in order: every dataset is normalised to them

@@ -97,6 +97,7 @@ def merged_metadata(wildcards):
 def evaluation_options():
     options = config.get("evaluation", {})
     flags = {
+        "protocol": "--protocol",
         "aggregation": "--aggregation",
         "num_subsamples": "--num-subsamples",
         "timeout": "--timeout",
