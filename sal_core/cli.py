@@ -42,6 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plot": ("plot", "Draw accuracy-vs-n, accuracy-vs-tokens and per-level plots from the accuracy table."),
     "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
+    "serve": (
+        "serve",
+        "Serve a policy model behind the OpenAI completions API, for `backend: openai` jobs to share.",
+    ),
+    "serve-prm": (
+        "serve_prm",
+        "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
+    ),
 }
 
 

@@ -15,8 +15,14 @@ from typing import Any
 from sal_core.errors import ConfigError
 
 METHODS = ("best_of_n", "beam_search", "dvts")
-PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
-BACKENDS = ("transformers", "vllm")
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
+BACKENDS = ("transformers", "vllm", "openai")
+#: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API (Qwen2.5-Math-PRM)
+SERVER_APIS = ("sal", "vllm-pooling")
+#: where a server lives and how to reach it: they change no result, so they are not part of a job's identity
+ENDPOINT_KEYS = ("url", "service_file", "api_key_env", "timeout", "retries", "wait", "max_in_flight")
+#: what a server serves: part of a job's identity, but left out of it at their defaults (no server)
+SERVED_KEYS = ("served_model", "revision", "api")
 AGGREGATIONS = ("last", "min", "prod")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -46,9 +52,65 @@ def _build(cls, data: dict[str, Any], where: str):
     return obj
 
 
+@dataclass(kw_only=True)
+class EndpointSettings:
+    """How a job reaches a model server (`backend: openai`, PRM `type: server`) instead of loading weights.
+
+    `url` (http://host:port) or `service_file` (JSON written by `sal serve` / `sal serve-prm` when ready)
+    says where it lives; `served_model` (and `revision`, when the server reports one) is checked against
+    the server at job start. The API key is read from the environment variable named by `api_key_env`,
+    so it never lands in a config, a result or a log.
+    """
+
+    url: str | None = None
+    service_file: str | None = None
+    served_model: str | None = None
+    revision: str | None = None
+    api_key_env: str | None = None
+    #: seconds per HTTP request; a request that failed to connect or timed out is retried `retries` times
+    timeout: float = 600.0
+    retries: int = 3
+    #: seconds to wait at job start for the service file to appear and the server to become ready
+    wait: float = 0.0
+    #: HTTP requests in flight at once from one job
+    max_in_flight: int = 32
+
+    def validate_endpoint(self, where: str, remote: bool, what: str) -> None:
+        """Remote settings need a location and a served model; in-process ones must not set any."""
+        if not remote:
+            for key in ("url", "service_file", "served_model", "revision", "api_key_env"):
+                if getattr(self, key) is not None:
+                    raise ConfigError(f"{where}.{key}: only for {what}")
+            return
+        if (self.url is None) == (self.service_file is None):
+            raise ConfigError(f"{where}.url: give exactly one of `url` and `service_file` for {what}")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.url: {self.url!r} must start with http:// or https://")
+        if not self.served_model:
+            raise ConfigError(f"{where}.served_model: name the model the server must serve (checked at job start)")
+        if self.timeout <= 0 or self.wait < 0:
+            raise ConfigError(f"{where}.timeout / wait: timeout must be > 0 and wait >= 0")
+        if self.retries < 0 or self.max_in_flight < 1:
+            raise ConfigError(f"{where}.retries / max_in_flight: need retries >= 0 and max_in_flight >= 1")
+
+
+def identity(settings: Any) -> dict[str, Any]:
+    """The settings that decide a job's results: all but ENDPOINT_KEYS, and SERVED_KEYS only when set,
+    so a server moving elsewhere reruns nothing and configs without servers keep their fingerprints."""
+    data = asdict(settings)
+    defaults = {f.name: f.default for f in fields(settings)}
+    for key in ENDPOINT_KEYS:
+        data.pop(key, None)
+    for key in SERVED_KEYS:
+        if key in data and data[key] == defaults[key]:
+            data.pop(key)
+    return data
+
+
 @dataclass
-class ModelSettings:
-    """A policy (generator) model and how to run it."""
+class ModelSettings(EndpointSettings):
+    """A policy (generator) model and how to run it. With `backend: openai`, `path` is where the
+    tokenizer comes from (prompts are sent as token ids) and the endpoint settings say where the server is."""
 
     name: str
     path: str
@@ -77,6 +139,7 @@ class ModelSettings:
             raise ConfigError(f"{where}.dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
+        self.validate_endpoint(where, self.backend == "openai", "backend openai")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "model") -> ModelSettings:
@@ -84,20 +147,28 @@ class ModelSettings:
 
 
 @dataclass
-class PRMSettings:
-    """A process reward model and how to run it."""
+class PRMSettings(EndpointSettings):
+    """A process reward model and how to run it. `type: server` scores through a server (see
+    EndpointSettings and `api`); `path` is then only needed by `api: vllm-pooling`, for the tokenizer."""
 
     name: str
     type: str
-    path: str
+    path: str = ""
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
     max_length: int = 4096
+    api: str = "sal"
 
     def validate(self, where: str) -> None:
         if self.type not in PRM_TYPES:
             raise ConfigError(f"{where}.type: {self.type!r} is not one of {', '.join(PRM_TYPES)}")
+        remote = self.type == "server"
+        self.validate_endpoint(where, remote, "type server")
+        if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
+            raise ConfigError(f"{where}.api: {self.api!r} is not one of {', '.join(SERVER_APIS)} (type server only)")
+        if not self.path and (not remote or self.api == "vllm-pooling"):
+            raise ConfigError(f"{where}.path: missing (the PRM's weights, or its tokenizer for api vllm-pooling)")
         if self.batch_size < 1:
             raise ConfigError(f"{where}.batch_size: must be at least 1, got {self.batch_size}")
         if self.dtype not in DTYPES:
@@ -106,8 +177,8 @@ class PRMSettings:
             raise ConfigError(f"{where}.max_length: must be at least 1, got {self.max_length}")
 
     def fingerprint(self) -> str:
-        """Every setting as stable JSON: equal fingerprints score alike."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Every setting that decides scores as stable JSON: equal fingerprints score alike."""
+        return json.dumps(identity(self), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "prm") -> PRMSettings:

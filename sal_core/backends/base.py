@@ -17,7 +17,9 @@ FinishReason = Literal["stop", "length", "eos"]
 @dataclass(frozen=True)
 class GenerationRequest:
     """One sampling request. `prompt` is the full text fed to the model (chat template applied,
-    plus any partial solution); `stop` strings end generation and are kept in the output text."""
+    plus any partial solution); `stop` strings end generation and are kept in the output text.
+    `prompt_token_ids`, when given, are the prompt's tokens as the engine must see them (a server
+    receives token prompts from its clients); `prompt` is then only for reading."""
 
     prompt: str
     temperature: float
@@ -25,6 +27,7 @@ class GenerationRequest:
     max_tokens: int = 2048
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ class TransformersBackend(GenerationBackend):
         """
         if not requests:
             return []
-        encoded = [self._encode(r.prompt) for r in requests]
+        encoded = [list(r.prompt_token_ids) if r.prompt_token_ids else self._encode(r.prompt) for r in requests]
         outputs: list[GenerationOutput | None] = [None] * len(requests)
         rows: list[tuple[_Row, list[int]]] = []
         for index, (request, ids) in enumerate(zip(requests, encoded, strict=True)):
