@@ -122,7 +122,13 @@ def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options
 
     @app.get("/v1/info")
     async def info() -> dict[str, Any]:
-        return {"model": model, "limits": options.limits(), "queued": batcher.queued, "stats": batcher.stats.as_dict()}
+        return {
+            "model": model,
+            "limits": options.limits(),
+            "pending": batcher.pending,
+            "queued": batcher.queued,
+            "stats": batcher.stats.as_dict(),
+        }
 
     return app
 

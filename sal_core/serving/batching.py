@@ -82,6 +82,8 @@ class MicroBatcher:
         self.window_s = window_s
         self.max_queue = max_queue
         self.stats = BatchStats(unit)
+        #: requests accepted and not yet answered
+        self.pending = 0
         self._queue: asyncio.Queue[_Pending] | None = None
         self._held: _Pending | None = None
         self._task: asyncio.Task | None = None
@@ -106,6 +108,7 @@ class MicroBatcher:
 
     @property
     def queued(self) -> int:
+        """Requests waiting for a batch (not counting those in the batch being collected or run)."""
         return (self._queue.qsize() if self._queue else 0) + (self._held is not None)
 
     async def submit(self, payload: Any, size: int) -> Any:
@@ -117,7 +120,11 @@ class MicroBatcher:
         except asyncio.QueueFull:
             self.stats.rejected += 1
             raise QueueFullError(f"queue full ({self.max_queue} requests waiting)") from None
-        return await future
+        self.pending += 1
+        try:
+            return await future
+        finally:
+            self.pending -= 1
 
     async def _next(self, timeout: float | None) -> _Pending | None:
         """The next queued request, or None after `timeout` seconds. The pending `get` is kept for the
