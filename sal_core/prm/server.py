@@ -6,8 +6,9 @@ Two APIs (`api` setting):
 - `vllm-pooling`: `vllm serve Qwen/Qwen2.5-Math-PRM-7B` (as the seed's prm-toolkit used it). The client
   builds the Qwen2.5-Math-PRM input exactly as sal_core/prm/qwen_math.py does (chat template, steps
   joined by "<extra_0>", truncation to `max_length`) from the tokenizer at `path`, sends token ids to
-  POST /pooling, and reads P(good) at each step tag from the answer: one [p_bad, p_good] row per
-  step-tag token (vLLM's step pooling), or one row per token. The seed sent text with a hand-written
+  POST /pooling with task "token_classify", and reads P(good) at each step tag from the answer: one
+  [p_bad, p_good] row per step-tag token (vLLM 0.33's STEP pooling for Qwen2ForProcessRewardModel,
+  softmax applied), or one row per token. The seed sent text with a hand-written
   "<im_start>" template, which is not the model's "<|im_start|>" chat format.
 
 At start the client checks that the server serves `served_model` (and `revision`, when the server
@@ -35,6 +36,8 @@ WHO = "prm server"
 SAL_CHUNK = 256
 #: inputs per request to vLLM's /pooling
 POOLING_CHUNK = 64
+#: vLLM's pooling task for per-token (here: per step tag) classification
+POOLING_TASK = "token_classify"
 
 
 def run_chunks(chunks: Sequence[Any], send: Callable[[Any], Any], in_flight: int) -> list[Any]:
@@ -188,7 +191,8 @@ class VLLMPoolingPRM(ServerPRM):
 
     def send(self, chunk: list[tuple[int, int, int, Any]]) -> list[list[float]]:
         """P(good) at the step tags of each encoding in `chunk`, from one /pooling request."""
-        request = {"model": self.settings.served_model, "input": [job[3].input_ids for job in chunk]}
+        inputs = [job[3].input_ids for job in chunk]
+        request = {"model": self.settings.served_model, "input": inputs, "task": POOLING_TASK}
         answer = self.http.post("/pooling", request)
         data = answer.get("data") if isinstance(answer, dict) else None
         if not isinstance(data, list) or len(data) != len(chunk):

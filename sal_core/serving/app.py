@@ -72,9 +72,7 @@ def error_body(status: int, message: str, kind: str) -> dict[str, Any]:
 
 def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options: ServerOptions) -> Any:
     """A FastAPI app with the shared endpoints; each server adds its own work endpoint."""
-    from fastapi import FastAPI, Request
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse
+    from fastapi import FastAPI
 
     key = options.api_key()
     created = int(time.time())
@@ -86,6 +84,37 @@ def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options
         await batcher.stop()
 
     app = FastAPI(title=title, lifespan=lifespan)
+
+    _install_guards(app, options, key)
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ready", "model": model}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        card = {"id": model["name"], "object": "model", "created": created, "owned_by": "sal", "root": model["path"]}
+        extra = {k: model[k] for k in ("max_model_len", "revision") if model.get(k) is not None}
+        return {"object": "list", "data": [{**card, **extra}]}
+
+    @app.get("/v1/info")
+    async def info() -> dict[str, Any]:
+        return {
+            "model": model,
+            "limits": options.limits(),
+            "pending": batcher.pending,
+            "queued": batcher.queued,
+            "stats": batcher.stats.as_dict(),
+        }
+
+    return app
+
+
+def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
+    """Size limit and API key on every request; OpenAI-shaped bodies for every error answer."""
+    from fastapi import Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -109,28 +138,6 @@ def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"malformed request: {where or 'body'}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body(400, message, "invalid_request_error"), status_code=400)
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ready", "model": model}
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        card = {"id": model["name"], "object": "model", "created": created, "owned_by": "sal", "root": model["path"]}
-        extra = {k: model[k] for k in ("max_model_len", "revision") if model.get(k) is not None}
-        return {"object": "list", "data": [{**card, **extra}]}
-
-    @app.get("/v1/info")
-    async def info() -> dict[str, Any]:
-        return {
-            "model": model,
-            "limits": options.limits(),
-            "pending": batcher.pending,
-            "queued": batcher.queued,
-            "stats": batcher.stats.as_dict(),
-        }
-
-    return app
 
 
 def check_model_name(requested: str | None, served: str) -> None:

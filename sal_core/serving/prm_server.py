@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,6 +50,7 @@ class PoolingRequest(BaseModel):
 
     model: str | None = None
     input: list[int] | list[list[int]]
+    task: Literal["token_classify"] | None = None
 
 
 def score_batch(prm: PRM, payloads: list[tuple[str, Any]]) -> list[Any]:
