@@ -46,6 +46,24 @@ def finish_reason(
     return "stop" if any(text.endswith(s) for s in stops) else "eos"
 
 
+def completion_arguments(model: str | None, request: GenerationRequest, ids: list[int], budget: int) -> dict[str, Any]:
+    """Keyword arguments of `client.completions.create` for one request (token-id prompt, one sample)."""
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "prompt": ids,
+        "max_tokens": budget,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+        "n": 1,
+        "extra_body": {"include_stop_str_in_output": True},
+    }
+    if request.stop:
+        kwargs["stop"] = list(request.stop)
+    if request.seed is not None:
+        kwargs["seed"] = request.seed
+    return kwargs
+
+
 class OpenAIBackend(GenerationBackend):
     """Sends each GenerationRequest as one /v1/completions request (see the module docstring)."""
 
@@ -134,19 +152,7 @@ class OpenAIBackend(GenerationBackend):
         return [out for out in outputs if out is not None]
 
     def _complete(self, request: GenerationRequest, ids: list[int], budget: int) -> GenerationOutput:
-        kwargs: dict[str, Any] = {
-            "model": self.settings.served_model,
-            "prompt": ids,
-            "max_tokens": budget,
-            "temperature": request.temperature,
-            "top_p": request.top_p,
-            "n": 1,
-            "extra_body": {"include_stop_str_in_output": True},
-        }
-        if request.stop:
-            kwargs["stop"] = list(request.stop)
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
+        kwargs = completion_arguments(self.settings.served_model, request, ids, budget)
         response = self._call("POST /v1/completions", self.client.completions.create, **kwargs)
         choices = getattr(response, "choices", None)
         if not choices or not isinstance(getattr(choices[0], "text", None), str):

@@ -191,39 +191,52 @@ class VLLMPoolingPRM(ServerPRM):
 
     def send(self, chunk: list[tuple[int, int, int, Any]]) -> list[list[float]]:
         """P(good) at the step tags of each encoding in `chunk`, from one /pooling request."""
-        inputs = [job[3].input_ids for job in chunk]
-        request = {"model": self.settings.served_model, "input": inputs, "task": POOLING_TASK}
-        answer = self.http.post("/pooling", request)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, list) or len(data) != len(chunk):
-            raise self.malformed(f"expected {len(chunk)} pooling results")
-        items = sorted(data, key=lambda item: item.get("index", 0) if isinstance(item, dict) else 0)
-        return [self.step_probs(item, job[3]) for item, job in zip(items, chunk, strict=True)]
+        encoded = [job[3] for job in chunk]
+        answer = self.http.post("/pooling", pooling_request(self.settings.served_model, encoded))
+        try:
+            return pooled_step_probs(answer, encoded, self.layout.tag_id)
+        except ValueError as err:
+            raise self.malformed(str(err)) from None
 
-    def step_probs(self, item: Any, encoded: Any) -> list[float]:
-        """P(good) at the encoding's step positions from one pooling result (rows per step tag or per token)."""
+
+def pooling_request(model: str | None, encoded: Sequence[Any]) -> dict[str, Any]:
+    """vLLM's /pooling request body (PoolingCompletionRequest) for token-id inputs."""
+    return {"model": model, "input": [e.input_ids for e in encoded], "task": POOLING_TASK}
+
+
+def pooled_step_probs(answer: Any, encoded: Sequence[Any], tag_id: int) -> list[list[float]]:
+    """P(good) at each encoding's step positions from a /pooling answer (PoolingResponse): rows per
+    step-tag token (vLLM's STEP pooler) or per token; ValueError naming what is wrong."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    if not isinstance(data, list) or len(data) != len(encoded):
+        raise ValueError(f"expected {len(encoded)} pooling results")
+    items = sorted(data, key=lambda item: item.get("index", 0) if isinstance(item, dict) else 0)
+    probs = []
+    for item, enc in zip(items, encoded, strict=True):
         rows = item.get("data") if isinstance(item, dict) else None
         if not isinstance(rows, list):
-            raise self.malformed("a pooling result without `data`")
-        ids = encoded.input_ids
+            raise ValueError("a pooling result without `data`")
+        ids = enc.input_ids
         if len(rows) == len(ids):
-            picked = [rows[p] for p in encoded.positions]
+            picked = [rows[p] for p in enc.positions]
         else:
-            tags = [k for k, token in enumerate(ids) if token == self.layout.tag_id]
+            tags = [k for k, token in enumerate(ids) if token == tag_id]
             if len(rows) != len(tags):
-                raise self.malformed(f"{len(rows)} rows for an input of {len(ids)} tokens with {len(tags)} step tags")
+                raise ValueError(f"{len(rows)} rows for an input of {len(ids)} tokens with {len(tags)} step tags")
             index = {position: n for n, position in enumerate(tags)}
-            picked = [rows[index[p]] for p in encoded.positions]
-        return [self.good(row) for row in picked]
+            picked = [rows[index[p]] for p in enc.positions]
+        probs.append([good_probability(row) for row in picked])
+    return probs
 
-    def good(self, row: Any) -> float:
-        """P(good) from a [bad, good] row: probabilities as vLLM's step pooler returns them, or logits."""
-        if not isinstance(row, list) or len(row) != 2 or not all(isinstance(x, int | float) for x in row):
-            raise self.malformed(f"expected a [p_bad, p_good] row, got {str(row)[:80]}")
-        bad, good = float(row[0]), float(row[1])
-        if 0.0 <= bad <= 1.0 and 0.0 <= good <= 1.0 and abs(bad + good - 1.0) < 1e-3:
-            return good
-        return 1.0 / (1.0 + math.exp(bad - good))
+
+def good_probability(row: Any) -> float:
+    """P(good) from a [bad, good] row: probabilities as vLLM's step pooler returns them, or logits."""
+    if not isinstance(row, list) or len(row) != 2 or not all(isinstance(x, int | float) for x in row):
+        raise ValueError(f"expected a [p_bad, p_good] row, got {str(row)[:80]}")
+    bad, good = float(row[0]), float(row[1])
+    if 0.0 <= bad <= 1.0 and 0.0 <= good <= 1.0 and abs(bad + good - 1.0) < 1e-3:
+        return good
+    return 1.0 / (1.0 + math.exp(bad - good))
 
 
 def load_server_prm(settings: PRMSettings) -> ServerPRM:
