@@ -10,8 +10,12 @@ from __future__ import annotations
 METHODS = ("best_of_n", "beam_search", "dvts")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
 GUIDED_METHODS = ("beam_search", "dvts")
-PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
-BACKENDS = ("transformers", "vllm")
+#: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
+#: `openai`: any OpenAI-compatible completions server (`vllm serve`, `sal serve`)
+BACKENDS = ("transformers", "vllm", "openai")
+#: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API
+SERVER_APIS = ("sal", "vllm-pooling")
 #: how a completion's step scores become one score (search ranking and naive / weighted votes)
 AGGREGATIONS = ("last", "min", "prod")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

@@ -6,7 +6,7 @@ with a 95% bootstrap confidence interval over problems. Every answer check runs 
 process that is killed after --timeout seconds; a timed-out check counts as wrong and is
 reported in the `timeouts` column. Reads parquet (run keys from its metadata) or jsonl (run
 keys from the flags below; flags also override the metadata). `--protocol sal` scores as
-search-and-learn does instead (first n completions, first group wins ties; see sal_core/evaluation_sal.py).
+search-and-learn does instead (first n completions, first group wins ties; see sal_core/evaluation/sal_protocol.py).
 See docs/evaluation.md.
 """
 

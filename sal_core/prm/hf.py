@@ -122,16 +122,14 @@ class TransformersPRM(PRM):
         """One forward pass over a padded batch; the probability that the step is good at each
         (row, col) score position, as a 1-D float tensor."""
 
-    def _truncate(self, encoded: Encoded) -> tuple[Encoded, bool]:
+    def truncate(self, encoded: Encoded) -> tuple[Encoded, bool]:
+        """`encoded` cut to `max_length` tokens (score positions beyond the cut dropped), and whether it was cut."""
         limit = self.settings.max_length
         if len(encoded.input_ids) <= limit:
             return encoded, False
         return Encoded(encoded.input_ids[:limit], [p for p in encoded.positions if p < limit]), True
 
     def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
-        import torch
-        from tqdm import tqdm
-
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
@@ -141,24 +139,29 @@ class TransformersPRM(PRM):
             for j, completion in enumerate(comps):
                 steps = split_steps(completion)
                 if steps:
-                    encoded, cut = self._truncate(self.encode(problem, steps))
+                    encoded, cut = self.truncate(self.encode(problem, steps))
                     truncated += cut
                     jobs.append((i, j, len(steps), encoded))
         if truncated:
-            log.warning(
-                "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
-                "their unscored steps take the score of the last scored step",
-                self.settings.name,
-                truncated,
-                len(jobs),
-                self.settings.max_length,
-            )
-        order = sorted(range(len(jobs)), key=lambda k: len(jobs[k][3].input_ids))
+            warn_truncated(self.settings, truncated, len(jobs))
+        probs = self.score_encoded([job[3] for job in jobs])
+        for (i, j, n_steps, _), got in zip(jobs, probs, strict=True):
+            scores[i][j] = fill_steps(got, n_steps)
+        return scores
+
+    def score_encoded(self, encoded: Sequence[Encoded]) -> list[list[float]]:
+        """The probability at every score position of each encoding: batches of similar length, one
+        forward pass each (`sal serve-prm` also calls this for token inputs it receives)."""
+        import torch
+        from tqdm import tqdm
+
+        results: list[list[float]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].input_ids))
         batches = [order[s : s + self.settings.batch_size] for s in range(0, len(order), self.settings.batch_size)]
         for batch in tqdm(
             batches, desc=f"prm {self.settings.name}", unit="batch", leave=False, disable=len(batches) < 2
         ):
-            encs = [jobs[k][3] for k in batch]
+            encs = [encoded[k] for k in batch]
             width = max(len(e.input_ids) for e in encs)
             ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(encs), width), dtype=torch.long)
@@ -174,12 +177,26 @@ class TransformersPRM(PRM):
             flat = probs.float().clamp(0.0, 1.0).cpu().tolist()
             start = 0
             for k, e in zip(batch, encs, strict=True):
-                i, j, n_steps, _ = jobs[k]
-                got = flat[start : start + len(e.positions)]
+                results[k] = flat[start : start + len(e.positions)]
                 start += len(e.positions)
-                fill = got[-1] if got else 0.0
-                scores[i][j] = got + [fill] * (n_steps - len(got))
-        return scores
+        return results
+
+
+def fill_steps(got: list[float], n_steps: int) -> list[float]:
+    """Scores for all `n_steps` steps from those that fit: the rest repeat the last one (0.0 if none fit)."""
+    fill = got[-1] if got else 0.0
+    return got + [fill] * (n_steps - len(got))
+
+
+def warn_truncated(settings: PRMSettings, truncated: int, total: int) -> None:
+    log.warning(
+        "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
+        "their unscored steps take the score of the last scored step",
+        settings.name,
+        truncated,
+        total,
+        settings.max_length,
+    )
 
 
 class CandidateTokenPRM(TransformersPRM):
