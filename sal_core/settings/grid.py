@@ -9,7 +9,7 @@ guided by a PRM, the PRM's name is part of the run id, so two in-search PRMs nev
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from sal_core.errors import ConfigError
 from sal_core.paths import prepared_model
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
+from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
 
 #: approach names carry no dot: the run id appends `.{prm}` to them
@@ -69,6 +70,8 @@ class Grid:
     runs: list[Run]
     #: the sampling the `sampling_gain` figure subtracts (evaluation.baseline_sampling)
     baseline_sampling: str = ""
+    #: where the served models and PRMs are, by name: given to jobs apart from their settings
+    servers: Servers = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_key = {(r.model, r.run_id, r.sampling, r.seed): r for r in self.runs}
@@ -161,7 +164,30 @@ def build_grid(config: dict[str, Any]) -> Grid:
                         )
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
-    return Grid(dataset, models, prms, prepared, score_prms, runs, _baseline_sampling(config, list(samplings)))
+    baseline = _baseline_sampling(config, list(samplings))
+    return Grid(dataset, models, prms, prepared, score_prms, runs, baseline, _servers(config, models, prms))
+
+
+def _servers(config: dict[str, Any], models: dict[str, ModelSettings], prms: dict[str, PRMSettings]) -> Servers:
+    """The `servers:` block: one location for every served model and PRM, and none for anything else."""
+    served = {name: "model" for name, model in models.items() if model.served}
+    for name, prm in prms.items():
+        if prm.served and name in served:
+            raise ConfigError(f"{SERVERS_KEY}.{name}: names both a served model and a served PRM; rename one")
+        if prm.served:
+            served[name] = "PRM"
+    servers = build_servers(config.get(SERVERS_KEY))
+    for name in servers:
+        if name not in served:
+            listed = ", ".join(served) or "none in this config"
+            raise ConfigError(
+                f"{SERVERS_KEY}.{name}: not a model with backend openai nor a PRM of type server (served: {listed})"
+            )
+    for name, what in served.items():
+        if name not in servers:
+            kind = "models" if what == "model" else "prms"
+            raise ConfigError(f"{SERVERS_KEY}.{name}: missing: {kind}.{name} is served, so say where its server is")
+    return servers
 
 
 def _baseline_sampling(config: dict[str, Any], samplings: list[str]) -> str:

@@ -17,4 +17,4 @@ rule generate:
     shell:
         "OMP_NUM_THREADS={threads} sal generate --problems {input.problems}"
         " --start {wildcards.start} --end {wildcards.end}"
-        " --job {params.job:q} --out {output} > {log} 2>&1"
+        " --job {params.job:q} --servers {SERVERS} --out {output} > {log} 2>&1"

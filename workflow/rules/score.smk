@@ -16,4 +16,4 @@ rule score:
         prm=prm_settings,
     shell:
         "OMP_NUM_THREADS={threads} sal score --completions {input.completions}"
-        " --prm {params.prm:q} --out {output} > {log} 2>&1"
+        " --prm {params.prm:q} --servers {SERVERS} --out {output} > {log} 2>&1"
