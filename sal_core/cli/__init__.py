@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve_prm",
         "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
     ),
+    "with-servers": (
+        "with_servers",
+        "Run a command (snakemake) with model and PRM servers started around it on this machine.",
+    ),
 }
 
 
@@ -83,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        module.run(args)
+        status = module.run(args)
     except SalError as err:
         print(f"sal {known.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)  # with-servers passes on its command's exit status

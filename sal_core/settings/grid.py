@@ -100,9 +100,10 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
     entry = dict(entry)
     source = entry.pop("prepare", None)
     if source is None:
-        if "path" not in entry:
+        if "path" in entry:
+            check_model_path(str(entry["path"]), f"{where}.path")
+        elif entry.get("type") != "server":  # a served PRM needs no weights (PRMSettings checks api vllm-pooling)
             raise ConfigError(f"{where}.path: missing (a Hub name or a local folder)")
-        check_model_path(str(entry["path"]), f"{where}.path")
         return entry
     require_one_of(source, PREPARED_SOURCES, f"{where}.prepare")
     folder = prepared_model(source)
@@ -142,8 +143,8 @@ def build_grid(config: dict[str, Any]) -> Grid:
     """Validate the whole config and expand it into runs; raises ConfigError naming the bad key."""
     dataset = DatasetSettings.from_dict(dict(config.get("dataset") or {}), "dataset")
     prepared: dict[str, str] = {}
-    models = _named_settings(config, "models", ModelSettings, prepared, required=True)
-    prms = _named_settings(config, "prms", PRMSettings, prepared, required=False)
+    models = named_settings(config, "models", ModelSettings, prepared, required=True)
+    prms = named_settings(config, "prms", PRMSettings, prepared, required=False)
     score_prms = [_prm_name(p, "score_prms", prms) for p in config.get("score_prms") or []]
     if not score_prms:
         raise ConfigError("score_prms: name at least one PRM to score completions with")
@@ -201,7 +202,7 @@ def _baseline_sampling(config: dict[str, Any], samplings: list[str]) -> str:
     return baseline
 
 
-def _named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
+def named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
     """The `models:` or `prms:` block as settings objects by name, with `prepare:` resolved."""
     entries = _require_mapping(config, key) if required else (config.get(key) or {})
     settings = {}
