@@ -30,7 +30,18 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
         (DATASET["answer_format"]["enum"], constants.ANSWER_FORMATS),
         (SCHEMA["properties"]["evaluation"]["properties"]["protocol"]["enum"], constants.PROTOCOLS),
     ],
-    ids=["methods", "prm types", "backends", "server apis", "aggregations", "dtypes", "prepared", "sources", "formats", "protocols"],
+    ids=[
+        "methods",
+        "prm types",
+        "backends",
+        "server apis",
+        "aggregations",
+        "dtypes",
+        "prepared",
+        "sources",
+        "formats",
+        "protocols",
+    ],
 )
 def test_schema_enum_matches_the_code(schema_enum: list, code: tuple) -> None:
     assert list(schema_enum) == list(code)

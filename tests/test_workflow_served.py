@@ -23,7 +23,8 @@ import pytest
 from http_faults import broken_server
 from workflow_runs import RUN, new_workdir, planned_jobs, shard_states, snakemake, workflow_config, write_config
 
-from sal_core.serving.launch import ServerSpec, server_specs, spawn_server, stop_server, wait_for_server
+from sal_core.serving.around import ServerSpec, server_specs
+from sal_core.serving.launch import spawn, stop_server, wait_for_server
 
 KEY_ENV = "SAL_TEST_SERVE_KEY"
 SECRET = "sk-test-5f0c9e1d7a2b"
@@ -60,9 +61,9 @@ def specs(tiny_model_path: Path) -> dict[str, ServerSpec]:
 def start(spec: ServerSpec, services: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
     """One server requiring the API key; its process and service record once it answers."""
     service, log = services / f"{spec.name}.json", services / f"{spec.name}.log"
-    args = [*spec.arguments(), "--api-key-env", KEY_ENV, *extra]
-    process = spawn_server(spec.command, args, service, log, {KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"})
-    return process, wait_for_server(process, spec.command, service, log)
+    argv = [*spec.argv(service), "--api-key-env", KEY_ENV, *extra]
+    process = spawn(argv, service, log, {KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"})
+    return process, wait_for_server(process, spec.kind, service, log)
 
 
 @pytest.fixture(scope="module")

@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve_prm",
         "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
     ),
+    "announce": (
+        "announce",
+        "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
+    ),
     "with-servers": (
         "with_servers",
         "Run a command (snakemake) with model and PRM servers started around it on this machine.",

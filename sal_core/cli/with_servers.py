@@ -1,16 +1,18 @@
-"""Run a command (typically `snakemake`) with model and PRM servers around it, on this machine.
+"""Run a command (typically `snakemake`) with model and PRM servers around it, then stop them.
 
-Starts `sal serve` for each named `models:` entry and `sal serve-prm` for each named `prms:` entry of
-a workflow config (the in-process entries: their weights, dtype and batch sizes), each on a free
-port, writing its service file to SERVICES/<name>.json and its log to LOGS/<name>.log, and serving
-under the entry's name. Once all answer, runs the command; then stops the servers, also when the
-command fails or is interrupted, and exits with the command's status. A served config points its
-`servers:` block at those service files, e.g. `make demo-served`:
+Serves named entries of a workflow config (the in-process ones: weights, dtype, batch sizes): a
+`models:` entry with backend transformers through `sal serve`, with backend vllm through `vllm serve`
+(via `sal announce`), a `prms:` entry through `sal serve-prm`; each under its entry's name, on a
+free port, writing SERVICES/<name>.json once it answers and logging to LOGS/<name>.log. Here by
+default; with `--sbatch FLAGS` each server is a Slurm job (`sbatch FLAGS --wrap ...`). Once all
+answer, runs the command; then stops the servers (or scancels their jobs), also when the command
+fails or is interrupted, and exits with the command's status. The served config points its
+`servers:` block at those service files. `make demo-served` runs:
 
     sal with-servers --config config/config.yaml --serve smollm2-135m --serve smollm2-judge \\
         -- snakemake --configfile config/served.yaml
 
-On a cluster, servers run as their own Slurm jobs instead (docs/slurm.md).
+On Slurm (docs/slurm.md): --sbatch "--gpus=1 --time=2-0" ... -- snakemake --profile profiles/slurm-served ...
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from sal_core.errors import ConfigError
-from sal_core.serving.launch import run_with_servers, server_specs
+from sal_core.serving.around import run_with_servers, server_specs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--services", type=Path, default=Path("services"), help="folder of the service files")
     parser.add_argument("--logs", type=Path, default=Path("logs/servers"), help="folder of the server logs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server (default: 1)")
+    parser.add_argument(
+        "--sbatch", metavar="FLAGS", help='run each server as a Slurm job: sbatch FLAGS (e.g. "--gpus=1")'
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=1800.0, help="seconds to wait for the servers to answer (default: 1800)"
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
 
 
@@ -44,4 +52,4 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, yaml.YAMLError) as err:
         raise ConfigError(f"--config: cannot read {args.config} ({err})") from err
     specs = server_specs(config or {}, args.serve)
-    return run_with_servers(specs, command, args.services, args.logs, args.threads)
+    return run_with_servers(specs, command, args.services, args.logs, args.threads, args.sbatch, args.timeout)
