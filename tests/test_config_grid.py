@@ -182,3 +182,20 @@ def test_served_config_is_the_embedded_default_behind_servers() -> None:
     assert set(served["servers"]) == {name, judge}
     grid = check_config(served, SCHEMA)
     assert len(grid.runs) == len(check_config(default, SCHEMA).runs)
+
+
+def test_the_served_slurm_profile_is_the_slurm_profile_without_gpus_for_clients() -> None:
+    slurm, served = (
+        yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text()) for name in ("slurm", "slurm-served")
+    )
+    clients = ("generate", "score")
+    assert {k: v for k, v in served.items() if k not in ("set-resources", "set-threads")} == {
+        k: v for k, v in slurm.items() if k not in ("set-resources", "set-threads")
+    }
+    for block in ("set-resources", "set-threads"):
+        assert {r: v for r, v in served[block].items() if r not in clients} == {
+            r: v for r, v in slurm[block].items() if r not in clients
+        }
+    assert all(
+        slurm["set-resources"][rule]["gpu"] == 1 and "gpu" not in served["set-resources"][rule] for rule in clients
+    )
