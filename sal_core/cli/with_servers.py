@@ -12,7 +12,7 @@ fails or is interrupted, and exits with the command's status. The served config 
     sal with-servers --config config/config.yaml --serve smollm2-135m --serve smollm2-judge \\
         -- snakemake --configfile config/served.yaml
 
-On Slurm (docs/slurm.md): --sbatch "--gpus=1 --time=2-0" ... -- snakemake --profile profiles/slurm-served ...
+On Slurm (docs/slurm.md): --sbatch="--gpus=1 --time=2-0" ... -- snakemake --profile profiles/slurm-served ...
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--logs", type=Path, default=Path("logs/servers"), help="folder of the server logs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per server (default: 1)")
     parser.add_argument(
-        "--sbatch", metavar="FLAGS", help='run each server as a Slurm job: sbatch FLAGS (e.g. "--gpus=1")'
+        "--sbatch", metavar="FLAGS", help='run each server as a Slurm job: sbatch FLAGS (write --sbatch="--gpus=1 ...")'
     )
     parser.add_argument(
         "--timeout", type=float, default=1800.0, help="seconds to wait for the servers to answer (default: 1800)"
