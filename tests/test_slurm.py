@@ -28,7 +28,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SLURM_PROFILE = REPO / "profiles" / "slurm"
-SERVED_PROFILE = REPO / "profiles" / "slurm-served"
 LOCAL_PROFILE = REPO / "profiles" / "default"
 # What the CI cluster needs on top of the profile: no slurmdbd (so no sacct, no accounts).
 CLUSTER_FLAGS = [
@@ -78,17 +77,6 @@ evaluation:
 resources:
   evaluate: {threads: 1}
 """
-
-
-# The same grid with its model and PRM behind servers (docs/slurm.md, "Model servers next to the grid").
-SERVED_CONFIG = (
-    TINY_CONFIG.replace("    backend: transformers\n", "    backend: openai\n    served_model: tiny\n").replace(
-        "    type: rlhflow\n    prepare: tiny-random\n    batch_size: 8\n    max_length: 512\n",
-        "    type: server\n    served_model: tiny-judge\n",
-    )
-    + "servers:\n  tiny: {service_file: services/tiny.json, wait: 300}\n"
-    + "  tiny-judge: {service_file: services/tiny-judge.json, wait: 300}\n"
-)
 
 
 def _cluster_problem() -> str | None:
@@ -320,33 +308,6 @@ def test_cancelled_generate_job_is_recomputed_alone(tmp_path, prepared_models):
     assert [j["Comment"].split("_")[-2:] for j in new] == [cancelled[1].split("-")], new
     assert (kept.parent.parent / cancelled[1] / "completions.parquet").is_file()
     assert _fingerprint(kept) == before, "the untouched shard was rewritten"
-
-
-def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):
-    """`sal with-servers --sbatch` around profiles/slurm-served: the servers are Slurm jobs with a GPU,
-    generate/score jobs ask for none and reach them through service files, and when the run ends the
-    server jobs are cancelled and their service files gone."""
-    work = _workdir(tmp_path / "served", SERVED_CONFIG, prepared_models)
-    (work / "config" / "in-process.yaml").write_text(TINY_CONFIG)
-    serve = ["with-servers", "--sbatch=--gpus=1", "--config", "config/in-process.yaml"]
-    serve += ["--serve", "tiny", "--serve", "tiny-judge", "--timeout", "300", "--"]
-    grid = [sys.executable, "-m", "snakemake", "--directory", str(work), "--profile", str(SERVED_PROFILE)]
-    cmd = [sys.executable, "-m", "sal_core.cli", *serve, *grid, *CLUSTER_FLAGS]
-    with SlurmJobs(work) as jobs:
-        proc = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
-    assert proc.returncode == 0, _tail(proc)
-
-    servers = [j for j in jobs.snapshot() if j.get("JobName", "").startswith("sal-server-")]
-    assert sorted(j["JobName"] for j in servers) == ["sal-server-tiny", "sal-server-tiny-judge"]
-    assert all(_wants_one_gpu(j) and j["JobState"] == "CANCELLED" for j in servers), servers
-    clients = jobs.of_rule("generate") + jobs.of_rule("score")
-    assert len(clients) == 4, [j.get("Comment") for j in jobs.snapshot()]
-    for job in clients:
-        assert job["JobState"] == "COMPLETED" and not _wants_one_gpu(job), job
-        assert _mem_mb(job["MinMemoryNode"]) == 4000, job  # profiles/slurm-served's first attempt
-    assert not list((work / "services").glob("*.json")), "the servers removed their service files"
-    assert len(pd.read_csv(work / "results" / "tiny" / "accuracy.csv")) > 0
-    assert "loaded PRM tiny-judge" in (work / "logs" / "servers" / "tiny-judge.log").read_text()
 
 
 TOY_SNAKEFILE = """\
