@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from sal_core.cli.announce import add_command_arguments, trailing_command
 from sal_core.errors import ConfigError
 from sal_core.serving.around import run_with_servers, server_specs
 
@@ -37,16 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sbatch", metavar="FLAGS", help='run each server as a Slurm job: sbatch FLAGS (write --sbatch="--gpus=1 ...")'
     )
-    parser.add_argument(
-        "--timeout", type=float, default=1800.0, help="seconds to wait for the servers to answer (default: 1800)"
-    )
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the command to run")
+    add_command_arguments(parser, 1800.0, "the servers to answer", "the command to run")
 
 
 def run(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if not command:
-        raise ConfigError("with-servers: give the command to run after `--`")
+    command = trailing_command(args, "with-servers")
     try:
         config = yaml.safe_load(args.config.read_text())
     except (OSError, yaml.YAMLError) as err:
