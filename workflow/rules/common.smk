@@ -19,8 +19,8 @@ try:
     PROBLEMS = paths.PROBLEMS.format(dataset=DATASET)
     # The dataset is loaded (and validated) once, here, and snapshotted for the jobs.
     SHARDS = shard_ranges(snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size)
-    # Server locations reach jobs through this file (`--servers`), never through their params: moving a
-    # server changes no job's settings, so it reruns nothing (paths.SERVERS).
+    # Server locations reach jobs through this file (`--servers`; its path, a constant, is their only
+    # param): moving a server changes no job's settings, so it reruns nothing (paths.SERVERS).
     SERVERS = str(write_servers_file(GRID.servers, paths.SERVERS.format(dataset=DATASET)))
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
