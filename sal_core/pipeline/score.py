@@ -52,7 +52,9 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
 
 
 def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: str | Path) -> Path:
-    """Score `completions_path` with the PRM of `settings` and write `problem_id` + `scores` to `out_path`."""
+    """Score `completions_path` with the PRM of `settings` and write `problem_id`, `scores` and
+    `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's scores were reused) to
+    `out_path`."""
     frame = read_table(completions_path, quarantine_corrupt=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -62,6 +64,7 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
     if reused is not None:
         log.info("%s guided this search: reusing its step scores, no model loaded", settings.name)
         rows["scores"] = reused
+        rows["prm_tokens"] = [0] * len(frame)
         return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name, "reused": "search"})
 
     from sal_core.prm import load_prm  # imports torch: only when the PRM really runs
@@ -70,14 +73,16 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
     completions = [[str(c) for c in comps] for comps in frame["completions"]]
     prm = load_prm(settings)
     start = time.perf_counter()
-    scores = prm.score(problems, completions)
+    scores, read = prm.score_with_tokens(problems, completions)
     total = sum(len(c) for c in completions)
     log.info(
-        "scored %d completions of %d problems with %s in %.1fs",
+        "scored %d completions of %d problems with %s (%d tokens read) in %.1fs",
         total,
         len(problems),
         settings.name,
+        sum(map(sum, read)),
         time.perf_counter() - start,
     )
     rows["scores"] = scores
+    rows["prm_tokens"] = [sum(per_problem) for per_problem in read]
     return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name})

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sal_core.errors import ModelError
-from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.base import PRM, Scored, split_steps
 from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,14 @@ class TransformersPRM(PRM):
             return encoded, False
         return Encoded(encoded.input_ids[:limit], [p for p in encoded.positions if p < limit]), True
 
-    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
         import torch
         from tqdm import tqdm
 
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
+        read = [[0] * len(comps) for comps in completions]
         jobs: list[tuple[int, int, int, Encoded]] = []  # (problem, completion, number of steps, encoding)
         truncated = 0
         for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
@@ -144,6 +145,7 @@ class TransformersPRM(PRM):
                     encoded, cut = self._truncate(self.encode(problem, steps))
                     truncated += cut
                     jobs.append((i, j, len(steps), encoded))
+                    read[i][j] = len(encoded.input_ids)
         if truncated:
             log.warning(
                 "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
@@ -179,7 +181,7 @@ class TransformersPRM(PRM):
                 start += len(e.positions)
                 fill = got[-1] if got else 0.0
                 scores[i][j] = got + [fill] * (n_steps - len(got))
-        return scores
+        return Scored(scores, read)
 
 
 class CandidateTokenPRM(TransformersPRM):

@@ -88,8 +88,10 @@ class PRMSettings(Settings):
 class SearchSettings(Settings):
     """One search method at one n with one temperature scheme and seed.
 
-    Best-of-N splits n samples across `temperatures` by `temperature_ratios`; beam search and DVTS
-    cycle `temperatures` across beams / subtrees (ratios are not used there).
+    Temperatures (sal_core.search.temperatures): Best-of-N splits its n samples across
+    `temperatures` by `temperature_ratios` (cycled without ratios); beam search and DVTS build the
+    same list over `beam_width` and give entry c to each kept beam's c-th copy / each subtree's
+    c-th candidate.
     """
 
     KEY = "search"
@@ -106,9 +108,20 @@ class SearchSettings(Settings):
     lookahead: int = 0
     filter_duplicates: bool = False
     sort_completed: bool = False
+    #: end a beam / subtree once its text contains "boxed{"; None: the method's search-and-learn
+    #: rule (DVTS yes, beam search no)
+    stop_at_boxed: bool | None = None
+    #: DVTS: return every candidate of a subtree's last expansion, finished or not (search-and-learn),
+    #: instead of the finished ones only
+    keep_unfinished: bool = False
     #: how step scores become one beam score during search
     aggregation: str = "last"
     seed: int = 0
+
+    @property
+    def stops_at_boxed(self) -> bool:
+        """`stop_at_boxed`, or search-and-learn's rule for the method: only its DVTS stops at "boxed{"."""
+        return self.stop_at_boxed if self.stop_at_boxed is not None else self.method == "dvts"
 
     @property
     def guided(self) -> bool:
