@@ -118,7 +118,8 @@ def generate_shard(problems_path: str | Path, start: int, end: int, job: Generat
         "beam_width": str(settings.beam_width),
         "seed": str(settings.seed),
     }
-    if job.prm is not None:
-        # lets `sal score` reuse the in-search step scores when it is asked for the same PRM
+    if job.prm is not None and not (settings.keep_unfinished and settings.lookahead):
+        # lets `sal score` reuse the in-search step scores when it is asked for the same PRM (not
+        # when unfinished DVTS candidates were scored with their lookahead rollouts)
         metadata["search_prm"] = job.prm.fingerprint()
     return write_table_atomic(completion_rows(problems, results, guided), out, metadata=metadata)

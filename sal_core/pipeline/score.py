@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from sal_core.errors import ConfigError, ShardError
-from sal_core.prm.base import split_steps
+from sal_core.prm.base import scored_steps
 from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
@@ -45,7 +45,8 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
     for comps, step_scores in zip(frame["completions"], frame["search_scores"], strict=True):
         if step_scores is None or len(step_scores) != len(comps):
             return None
-        if any(len(s) != len(split_steps(str(c))) for c, s in zip(comps, step_scores, strict=True)):
+        steps = (scored_steps(str(c), settings.type, settings.step_layout) for c in comps)
+        if any(len(s) != len(c) for c, s in zip(steps, step_scores, strict=True)):
             return None
         scores.append([[float(x) for x in s] for s in step_scores])
     return scores

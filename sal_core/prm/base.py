@@ -1,6 +1,16 @@
 """The process-reward-model interface: a score for every reasoning step of every completion.
 
 Steps are separated by a blank line ("\\n\\n"), as the default prompt asks the model to write them.
+`scored_steps` is the one place that decides which steps a PRM scores (so the PRMs, `sal score`'s
+reuse of search scores and any check of step counts agree):
+
+- layout "default": the non-empty chunks between blank lines (a partial solution's trailing "\\n\\n"
+  adds no step);
+- layout "sal", as search-and-learn (`src/sal/models/reward_models.py`): `completion.split("\\n\\n")`
+  with empty chunks kept (so a partial solution ending in "\\n\\n" is scored on an empty last
+  step) for rlhflow and qwen2.5-math; the same without the trailing empty chunk for math-shepherd
+  (whose " ки" tags follow each "\\n\\n"-ended chunk); every line, blank ones included, for skywork
+  (`skywork_o1_prm/io_utils.py` splits at "\\n").
 """
 
 from __future__ import annotations
@@ -15,6 +25,18 @@ STEP_SEPARATOR = "\n\n"
 def split_steps(completion: str) -> list[str]:
     """Reasoning steps of a completion: non-empty chunks between blank lines."""
     return [step for step in completion.split(STEP_SEPARATOR) if step.strip()]
+
+
+def scored_steps(completion: str, prm_type: str, layout: str = "default") -> list[str]:
+    """The steps a PRM of `prm_type` scores in `completion` under `layout` (see the module docstring)."""
+    if layout == "default":
+        return split_steps(completion)
+    if prm_type == "skywork":
+        return completion.split("\n")
+    chunks = completion.split(STEP_SEPARATOR)
+    if prm_type == "math-shepherd" and completion.endswith(STEP_SEPARATOR):
+        return chunks[:-1]
+    return chunks
 
 
 class Scored(NamedTuple):

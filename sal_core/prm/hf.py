@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sal_core.errors import ModelError
-from sal_core.prm.base import PRM, Scored, split_steps
+from sal_core.prm.base import PRM, Scored, scored_steps
 from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,15 @@ class TransformersPRM(PRM):
     def encode(self, problem: str, steps: list[str]) -> Encoded:
         """Token ids of the whole scored text and one score position per step."""
 
+    def steps(self, completion: str) -> list[str]:
+        """The steps this PRM scores in `completion` (its family and `step_layout`)."""
+        return scored_steps(completion, self.settings.type, self.settings.step_layout)
+
+    def encode_completion(self, problem: str, completion: str) -> tuple[Encoded, int] | None:
+        """The PRM's input for one completion and its number of steps; None when there is no step."""
+        steps = self.steps(completion)
+        return (self.encode(problem, steps), len(steps)) if steps else None
+
     @abstractmethod
     def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
         """One forward pass over a padded batch; the probability that the step is good at each
@@ -140,11 +149,11 @@ class TransformersPRM(PRM):
         truncated = 0
         for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
             for j, completion in enumerate(comps):
-                steps = split_steps(completion)
-                if steps:
-                    encoded, cut = self._truncate(self.encode(problem, steps))
+                built = self.encode_completion(problem, completion)
+                if built is not None:
+                    encoded, cut = self._truncate(built[0])
                     truncated += cut
-                    jobs.append((i, j, len(steps), encoded))
+                    jobs.append((i, j, built[1], encoded))
                     read[i][j] = len(encoded.input_ids)
         if truncated:
             log.warning(

@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sal_core.constants import AGGREGATIONS, BACKENDS, DTYPES, GUIDED_METHODS, METHODS, PRM_TYPES
+from sal_core.constants import AGGREGATIONS, BACKENDS, DTYPES, GUIDED_METHODS, METHODS, PRM_TYPES, STEP_LAYOUTS
 from sal_core.errors import ConfigError
 from sal_core.settings.build import Settings, require_at_least, require_one_of
 
@@ -59,6 +59,10 @@ class ModelSettings(Settings):
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
 
 
+#: the PRM families search-and-learn scores with (src/sal/models/reward_models.py)
+SAL_PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math")
+
+
 @dataclass
 class PRMSettings(Settings):
     """A process reward model and how to run it."""
@@ -72,9 +76,18 @@ class PRMSettings(Settings):
     dtype: str = "auto"
     batch_size: int = 8
     max_length: int = 4096
+    #: "default": blank-line steps, empty ones dropped, each family's model-card layout; "sal":
+    #: search-and-learn's input for the family, empty steps kept (sal_core.prm.base.scored_steps)
+    step_layout: str = "default"
 
     def validate(self, where: str) -> None:
         require_one_of(self.type, PRM_TYPES, f"{where}.type")
+        require_one_of(self.step_layout, STEP_LAYOUTS, f"{where}.step_layout")
+        if self.step_layout == "sal" and self.type not in SAL_PRM_TYPES:
+            raise ConfigError(
+                f"{where}.step_layout: search-and-learn has no {self.type} PRM; 'sal' applies to "
+                f"{', '.join(SAL_PRM_TYPES)}"
+            )
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
         require_at_least(self.max_length, 1, f"{where}.max_length")
