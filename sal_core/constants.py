@@ -10,11 +10,15 @@ from __future__ import annotations
 METHODS = ("best_of_n", "beam_search", "dvts")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
 GUIDED_METHODS = ("beam_search", "dvts")
-PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl")
+#: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
+#: `openai`: any OpenAI-compatible completions server (`vllm serve`, `sal serve`)
+BACKENDS = ("transformers", "vllm", "openai")
+#: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API
+SERVER_APIS = ("sal", "vllm-pooling")
 #: how a PRM cuts a completion into scored steps and lays them out: the project's (empty steps dropped,
 #: each family's model-card layout) or search-and-learn's (sal_core/prm/base.py, docs/search.md)
 STEP_LAYOUTS = ("default", "sal")
-BACKENDS = ("transformers", "vllm")
 #: how a completion's step scores become one score (search ranking and naive / weighted votes)
 AGGREGATIONS = ("last", "min", "prod")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -23,6 +27,8 @@ PREPARED_SOURCES = ("smollm2-135m-instruct", "tiny-random")
 #: the votes over one subsample of completions; pass@k (an oracle) is reported beside them
 VOTES = ("majority", "naive", "weighted")
 PASS_AT_K = "pass@k"
+#: how `sal evaluate` estimates accuracy: ours (random subsamples, fractional ties) or search-and-learn's
+PROTOCOLS = ("default", "sal")
 DATASET_SOURCES = ("builtin", "local", "hub")
 ANSWER_FORMATS = ("plain", "gsm8k")
 #: the columns of a problems table, in order: every dataset is normalised to them

@@ -19,3 +19,8 @@ class ModelError(SalError):
 
 class ShardError(SalError):
     """A shard file is missing, corrupt, incomplete or overlaps another."""
+
+
+class ServerError(SalError):
+    """A model or PRM server is unreachable, serves another model, or answers something unusable; the
+    message names its URL (and the service file it came from)."""

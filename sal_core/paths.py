@@ -9,6 +9,7 @@ seed) inside it, one per shard inside that; logs mirror results.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 # One dataset: its snapshot and the tables and figures over all of its runs.
@@ -20,8 +21,9 @@ METRICS_LIST = f"{RESULTS}/metrics_files.txt"
 ACCURACY = f"{RESULTS}/accuracy.csv"
 COMPUTE_OPTIMAL = f"{RESULTS}/compute_optimal.csv"
 PLOTS = f"{RESULTS}/plots"
-#: the figures `sal plot` draws into PLOTS, by file stem (report captions: workflow/report/{stem}.rst)
-PLOT_NAMES = ("accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level")
+#: the figures `sal plot` draws for each model into PLOTS/{model}/, by file stem (report captions:
+#: workflow/report/{stem}.rst)
+PLOT_NAMES = ("accuracy_vs_n", "accuracy_vs_tokens", "sampling_gain", "accuracy_by_level")
 
 # One run: `{run}` is the run id (`bon`, `beam-n4.judge`), not the approach's name.
 RUN = f"{RESULTS}/{{model}}/{{run}}/{{sampling}}/seed-{{seed}}"
@@ -49,6 +51,11 @@ _SHARD_FOLDER = re.compile(SHARD_FOLDER.replace("{start}", r"(\d+)").replace("{e
 # Logs mirror results.
 LOGS = "logs/{dataset}"
 RUN_LOGS = f"{LOGS}/{{model}}/{{run}}/{{sampling}}/seed-{{seed}}"
+
+
+def plot_files(models: Iterable[str]) -> list[str]:
+    """Every figure `sal plot` writes for these models, relative to the PLOTS folder."""
+    return [f"{model}/{name}.png" for model in models for name in PLOT_NAMES]
 
 
 def prepared_model(source: str) -> str:

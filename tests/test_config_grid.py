@@ -71,6 +71,10 @@ def test_two_settings_never_share_a_run_id() -> None:
             r"^models.other.path: /no/such/model is neither a local model folder nor a Hub model name",
         ),
         (lambda c: c["approaches"]["bon"].update(seed=3), r"^approaches.bon.seed: unknown key \(allowed: aggregation"),
+        (
+            lambda c: c["evaluation"].update(baseline_sampling="t0.8"),
+            r"^evaluation.baseline_sampling: 't0.8' is not a sampling defined under samplings \(defined: t1.0, mix\)",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edit, message: str) -> None:
@@ -78,6 +82,13 @@ def test_bad_config_names_the_key(edit, message: str) -> None:
     edit(config)
     with pytest.raises(ConfigError, match=message):
         check_config(config, SCHEMA)
+
+
+def test_baseline_sampling_defaults_to_the_first_sampling_listed() -> None:
+    config = smoke()
+    assert check_config(config, SCHEMA).baseline_sampling == "t1.0"
+    config["evaluation"]["baseline_sampling"] = "mix"
+    assert check_config(config, SCHEMA).baseline_sampling == "mix"
 
 
 def test_model_path_checks_accept_hub_names_and_model_folders(tmp_path: Path) -> None:

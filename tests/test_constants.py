@@ -28,6 +28,7 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
         (DEFS["prepared"]["enum"], constants.PREPARED_SOURCES),
         (DATASET["source"]["enum"], constants.DATASET_SOURCES),
         (DATASET["answer_format"]["enum"], constants.ANSWER_FORMATS),
+        (SCHEMA["properties"]["evaluation"]["properties"]["protocol"]["enum"], constants.PROTOCOLS),
     ],
     ids=[
         "methods",
@@ -36,9 +37,10 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
         "backends",
         "aggregations",
         "dtypes",
-        "prepared sources",
+        "prepared",
         "sources",
         "formats",
+        "protocols",
     ],
 )
 def test_schema_enum_matches_the_code(schema_enum: list, code: tuple) -> None:

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from sal_core.paths import plot_files
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 RUN = "results/wf/tiny/{approach}/{sampling}/seed-0"
@@ -89,8 +91,8 @@ def test_full_run_writes_tables_plots_and_then_has_nothing_left(finished_run: Pa
     assert set(table["approach"]) == {"bon", "beam", "dvts"}
     assert {"majority", "naive", "weighted"} <= set(table["vote"])
     assert table["accuracy"].between(0, 1).all()
-    for name in ["accuracy_vs_n", "accuracy_vs_tokens", "accuracy_by_level"]:
-        assert (finished_run / f"results/wf/plots/{name}.png").stat().st_size > 1000
+    for path in plot_files(["tiny"]):
+        assert (finished_run / f"results/wf/plots/{path}").stat().st_size > 1000
     merged = pd.read_parquet(finished_run / RUN.format(approach="bon", sampling="mix") / "merged/tiny-judge.parquet")
     assert len(merged) == 4 and all(len(c) == 4 for c in merged["completions"])
     assert all(sorted(t) == [0.5, 1.0, 1.0, 1.0] for t in merged["temperatures"])  # ratios 0.25 / 0.75 of n=4
@@ -107,7 +109,7 @@ def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> N
         ("evaluate", f"{run}/metrics/tiny-judge.parquet"),
         ("metrics_list", "results/wf/metrics_files.txt"),
         ("aggregate", "results/wf/accuracy.csv"),
-        ("plot", "results/wf/plots/accuracy_vs_n.png"),
+        ("plot", f"results/wf/plots/{plot_files(['tiny'])[0]}"),
         ("all", ""),
     }
 

@@ -22,4 +22,8 @@ def load_backend(settings: ModelSettings) -> GenerationBackend:
         from sal_core.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(settings)
-    raise ConfigError(f"model.backend: {settings.backend!r} is not one of transformers, vllm")
+    if settings.backend == "openai":
+        from sal_core.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(settings)
+    raise ConfigError(f"model.backend: {settings.backend!r} is not one of transformers, vllm, openai")

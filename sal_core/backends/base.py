@@ -19,8 +19,10 @@ FinishReason = Literal["stop", "length", "eos"]
 @dataclass(frozen=True)
 class GenerationRequest:
     """One sampling request. `prompt` is the full text fed to the model (chat template applied,
-    plus any partial solution); every engine turns it into ids with `tokens.prompt_token_ids`.
-    `stop` strings end generation and are kept in the output text."""
+    plus any partial solution); every engine turns it into ids with `tokens.prompt_token_ids`, unless
+    `prompt_token_ids` are given (a server receives token prompts from its clients): those are then the
+    prompt's tokens as the engine must see them, and `prompt` is only for reading. `stop` strings end
+    generation and are kept in the output text."""
 
     prompt: str
     temperature: float
@@ -28,6 +30,7 @@ class GenerationRequest:
     max_tokens: int = 2048
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    prompt_token_ids: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,9 @@ def prepare_prompts(
     (the engines answer those with an empty 'length' output, without running them)."""
     prepared: list[PreparedPrompt] = []
     no_room: list[int] = []
-    ids_per_request = batch_prompt_token_ids(tokenizer, [r.prompt for r in requests])
+    texts = [r.prompt for r in requests if r.prompt_token_ids is None]
+    encoded = iter(batch_prompt_token_ids(tokenizer, texts) if texts else [])
+    ids_per_request = [list(r.prompt_token_ids) if r.prompt_token_ids is not None else next(encoded) for r in requests]
     for index, (request, ids) in enumerate(zip(requests, ids_per_request, strict=True)):
         budget = min(request.max_tokens, max_model_len - len(ids))
         if budget <= 0:

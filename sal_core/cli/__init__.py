@@ -40,8 +40,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "aggregate",
         "Collect the metrics of all runs into one accuracy table with seed means and spread.",
     ),
-    "plot": ("plot", "Draw accuracy-vs-n, accuracy-vs-tokens and per-level plots from the accuracy table."),
+    "plot": (
+        "plot",
+        "Draw per-model figures: accuracy vs n and tokens, gain over a baseline sampling, accuracy by level.",
+    ),
     "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
+    "serve": (
+        "serve",
+        "Serve a policy model behind the OpenAI completions API, for `backend: openai` jobs to share.",
+    ),
+    "serve-prm": (
+        "serve_prm",
+        "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
+    ),
 }
 
 

@@ -5,7 +5,9 @@ unbiased pass@k. Each n is averaged over --num-subsamples random subsamples (who
 with a 95% bootstrap confidence interval over problems. Every answer check runs in a worker
 process that is killed after --timeout seconds; a timed-out check counts as wrong and is
 reported in the `timeouts` column. Reads parquet (run keys from its metadata) or jsonl (run
-keys from the flags below; flags also override the metadata). See docs/evaluation.md.
+keys from the flags below; flags also override the metadata). `--protocol sal` scores as
+search-and-learn does instead (first n completions, first group wins ties; see sal_core/evaluation/sal_protocol.py).
+See docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import os
 import time
 from pathlib import Path
 
-from sal_core.constants import AGGREGATIONS
+from sal_core.constants import AGGREGATIONS, PROTOCOLS
 from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions, evaluate_run, summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merged", required=True, type=Path, help="merged run, parquet or jsonl")
     parser.add_argument("--out", required=True, type=Path, help="metrics parquet to write (atomically)")
+    parser.add_argument(
+        "--protocol", default=EvalOptions.protocol, choices=PROTOCOLS, help=EvalOptions.help("protocol")
+    )
     parser.add_argument(
         "--aggregation", default=EvalOptions.aggregation, choices=AGGREGATIONS, help=EvalOptions.help("aggregation")
     )
@@ -45,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     options = EvalOptions(
+        protocol=args.protocol,
         aggregation=args.aggregation,
         num_subsamples=args.num_subsamples,
         timeout=args.timeout,

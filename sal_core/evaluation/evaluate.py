@@ -55,6 +55,11 @@ class EvalOptions:
     seed: int = _option(0, "seed for subsamples and the bootstrap")
     bootstrap: int = _option(2000, "bootstrap resamples over problems for the 95%% interval")
     progress: bool = True
+    protocol: str = _option(
+        "default",
+        "default: random subsamples, fractional ties (sound); sal: search-and-learn's own scoring, the first "
+        "n completions, the first group wins ties (to compare with published numbers)",
+    )
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -105,7 +110,7 @@ def _distinct(answers: list[str | None]) -> tuple[list[str], list[int]]:
     return order, [position[a] if a is not None else -1 for a in answers]
 
 
-def _check_columns(frame: pd.DataFrame, path: Path) -> None:
+def check_columns(frame: pd.DataFrame, path: Path) -> None:
     missing = [c for c in (*REQUIRED, "scores") if c not in frame.columns]
     if missing:
         raise ShardError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -117,7 +122,7 @@ def _check_columns(frame: pd.DataFrame, path: Path) -> None:
 def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded:
     """Grade all completions of a merged table into padded arrays."""
     options.validate()
-    _check_columns(frame, path)
+    check_columns(frame, path)
     num = len(frame)
     lengths = [len(c) for c in frame["completions"]]
     width = max(lengths, default=0)
@@ -178,10 +183,25 @@ def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOption
     rng = np.random.default_rng(options.seed)
     orders = votes.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
     labels, matrix, token_matrix = _credit_matrix(graded, keys, orders)
+    return metric_rows(matrix, token_matrix, labels, graded.levels, graded.timeouts, keys, options, rng)
+
+
+def metric_rows(
+    matrix: np.ndarray,
+    token_matrix: np.ndarray,
+    labels: list[tuple[int, str]],
+    levels: list[str | None],
+    timeouts: np.ndarray,
+    keys: Mapping[str, str],
+    options: EvalOptions,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """One row per (level, n, vote) from per-problem credit [labels, P] and tokens [labels, P]: the
+    mean over problems with a bootstrap 95% interval; every protocol writes its rows through here."""
     rows = []
-    level_names = sorted({lv for lv in graded.levels if lv is not None}, key=level_sort_key)
+    level_names = sorted({lv for lv in levels if lv is not None}, key=level_sort_key)
     for level in ["all", *level_names]:
-        mask = np.ones(len(graded.levels), bool) if level == "all" else np.array([lv == level for lv in graded.levels])
+        mask = np.array([level == "all" or lv == level for lv in levels])
         sub = matrix[:, mask]
         low, high = votes.bootstrap_ci(sub, rng, options.bootstrap)
         sub_tokens = token_matrix[:, mask]
@@ -197,7 +217,7 @@ def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOption
                     "ci_low": float(low[r]),
                     "ci_high": float(high[r]),
                     "mean_tokens": float(np.nanmean(sub_tokens[r])) if np.isfinite(sub_tokens[r]).any() else np.nan,
-                    "timeouts": int(graded.timeouts[mask].sum()),
+                    "timeouts": int(timeouts[mask].sum()),
                     "num_problems": int(mask.sum()),
                 }
             )
@@ -242,6 +262,10 @@ def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], opti
     path = Path(path)
     keys = read_run_keys(path, overrides)
     frame = read_table(path)
+    if options.protocol == "sal":
+        from sal_core.evaluation.sal_protocol import sal_metrics
+
+        return sal_metrics(frame, keys, options, str(path))
     graded = grade_frame(frame, path, options)
     return compute_metrics(graded, keys, options)
 

@@ -260,7 +260,7 @@ class _Slot:
         self.conn.send(task)
 
 
-def _context():
+def worker_context():
     # fork: workers inherit the already-imported sympy (spawn would re-import it on every restart)
     methods = mp.get_all_start_methods()
     return mp.get_context("fork" if "fork" in methods else "spawn")
@@ -276,7 +276,7 @@ def grade_all(
     """Grade every problem (gold, distinct answers) in `workers` processes, each check capped at `timeout` s."""
     _parse("\\frac{1}{2}")  # load sympy and the LaTeX parser before forking, so workers start warm
 
-    ctx = _context()
+    ctx = worker_context()
     beats = ctx.Array("d", 3 * max(1, workers), lock=False)
     slots = [_Slot(ctx, beats, i) for i in range(max(1, workers))]
     results: list[ProblemGrade | None] = [None] * len(golds)

@@ -45,7 +45,7 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
     for comps, step_scores in zip(frame["completions"], frame["search_scores"], strict=True):
         if step_scores is None or len(step_scores) != len(comps):
             return None
-        steps = (scored_steps(str(c), settings.type, settings.step_layout) for c in comps)
+        steps = (scored_steps(str(c), settings.family, settings.step_layout) for c in comps)
         if any(len(s) != len(c) for c, s in zip(steps, step_scores, strict=True)):
             return None
         scores.append([[float(x) for x in s] for s in step_scores])

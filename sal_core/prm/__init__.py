@@ -7,6 +7,8 @@
 | skywork       | base LM + value head (Skywork-o1-PRM)     | sigmoid(v_head) at each step's newline         |
 | qwen2.5-math  | per-token 2-class head (Qwen2.5-Math-PRM) | softmax[1] at each "<extra_0>"                 |
 | trl           | token classifier from TRL's PRMTrainer    | softmax[1] at each step's last token           |
+| server        | any of the above behind `sal serve-prm`,  | as its family scores it (sal_core/prm/server)  |
+|               | or Qwen2.5-Math-PRM behind `vllm serve`   |                                                |
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ __all__ = ["PRM", "load_prm", "scored_steps", "split_steps"]
 
 
 def load_prm(settings: PRMSettings) -> PRM:
-    """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it."""
+    """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it.
+    A `type: server` PRM loads no model: it connects to its server and checks what it serves."""
+    settings.validate("prm")
+    if settings.type == "server":
+        from sal_core.prm.server import load_server_prm
+
+        return load_server_prm(settings)
     from transformers import AutoModelForCausalLM
 
     from sal_core.devices import resolve_device, resolve_dtype
     from sal_core.prm.hf import load_pretrained, load_tokenizer
 
-    settings.validate("prm")
     device = resolve_device(settings.device, "prm.device")
     dtype = resolve_dtype(settings.dtype, device, "prm.dtype")
     tokenizer = load_tokenizer(settings)

@@ -131,45 +131,56 @@ class TransformersPRM(PRM):
         """One forward pass over a padded batch; the probability that the step is good at each
         (row, col) score position, as a 1-D float tensor."""
 
-    def _truncate(self, encoded: Encoded) -> tuple[Encoded, bool]:
+    def truncate(self, encoded: Encoded) -> tuple[Encoded, bool]:
+        """`encoded` cut to `max_length` tokens (score positions beyond the cut dropped), and whether it was cut."""
         limit = self.settings.max_length
         if len(encoded.input_ids) <= limit:
             return encoded, False
         return Encoded(encoded.input_ids[:limit], [p for p in encoded.positions if p < limit]), True
 
-    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
-        import torch
-        from tqdm import tqdm
-
+    def encode_all(
+        self, problems: Sequence[str], completions: Sequence[Sequence[str]]
+    ) -> tuple[list[tuple[int, int, int, Encoded]], list[list[int]]]:
+        """(problem, completion, number of steps, truncated input) for every completion with a step,
+        and the tokens read per completion (0 for none); warns once about truncated inputs."""
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
-        scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
+        jobs: list[tuple[int, int, int, Encoded]] = []
         read = [[0] * len(comps) for comps in completions]
-        jobs: list[tuple[int, int, int, Encoded]] = []  # (problem, completion, number of steps, encoding)
         truncated = 0
         for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
             for j, completion in enumerate(comps):
                 built = self.encode_completion(problem, completion)
                 if built is not None:
-                    encoded, cut = self._truncate(built[0])
+                    encoded, cut = self.truncate(built[0])
                     truncated += cut
                     jobs.append((i, j, built[1], encoded))
                     read[i][j] = len(encoded.input_ids)
         if truncated:
-            log.warning(
-                "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
-                "their unscored steps take the score of the last scored step",
-                self.settings.name,
-                truncated,
-                len(jobs),
-                self.settings.max_length,
-            )
-        order = sorted(range(len(jobs)), key=lambda k: len(jobs[k][3].input_ids))
+            warn_truncated(self.settings, truncated, len(jobs))
+        return jobs, read
+
+    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
+        jobs, read = self.encode_all(problems, completions)
+        scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
+        probs = self.score_encoded([job[3] for job in jobs])
+        for (i, j, n_steps, _), got in zip(jobs, probs, strict=True):
+            scores[i][j] = fill_steps(got, n_steps)
+        return Scored(scores, read)
+
+    def score_encoded(self, encoded: Sequence[Encoded]) -> list[list[float]]:
+        """The probability at every score position of each encoding: batches of similar length, one
+        forward pass each (`sal serve-prm` also calls this for token inputs it receives)."""
+        import torch
+        from tqdm import tqdm
+
+        results: list[list[float]] = [[] for _ in encoded]
+        order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].input_ids))
         batches = [order[s : s + self.settings.batch_size] for s in range(0, len(order), self.settings.batch_size)]
         for batch in tqdm(
             batches, desc=f"prm {self.settings.name}", unit="batch", leave=False, disable=len(batches) < 2
         ):
-            encs = [jobs[k][3] for k in batch]
+            encs = [encoded[k] for k in batch]
             width = max(len(e.input_ids) for e in encs)
             ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
             mask = torch.zeros((len(encs), width), dtype=torch.long)
@@ -185,12 +196,26 @@ class TransformersPRM(PRM):
             flat = probs.float().clamp(0.0, 1.0).cpu().tolist()
             start = 0
             for k, e in zip(batch, encs, strict=True):
-                i, j, n_steps, _ = jobs[k]
-                got = flat[start : start + len(e.positions)]
+                results[k] = flat[start : start + len(e.positions)]
                 start += len(e.positions)
-                fill = got[-1] if got else 0.0
-                scores[i][j] = got + [fill] * (n_steps - len(got))
-        return Scored(scores, read)
+        return results
+
+
+def fill_steps(got: list[float], n_steps: int) -> list[float]:
+    """Scores for all `n_steps` steps from those that fit: the rest repeat the last one (0.0 if none fit)."""
+    fill = got[-1] if got else 0.0
+    return got + [fill] * (n_steps - len(got))
+
+
+def warn_truncated(settings: PRMSettings, truncated: int, total: int) -> None:
+    log.warning(
+        "prm %s: %d of %d completions are longer than max_length=%d tokens and were truncated; "
+        "their unscored steps take the score of the last scored step",
+        settings.name,
+        truncated,
+        total,
+        settings.max_length,
+    )
 
 
 class CandidateTokenPRM(TransformersPRM):

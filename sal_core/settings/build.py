@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any, TypeVar
 
 from sal_core.errors import ConfigError
@@ -52,7 +52,17 @@ def require_at_least(value: int, minimum: int, key: str) -> None:
         raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
 
 
+def identity(obj: Any) -> Any:
+    """A settings object as plain data, without what changes no result (a server's location, see
+    settings.endpoint): what the workflow compares to decide whether a job must rerun."""
+    if hasattr(obj, "identity"):
+        return obj.identity()
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: identity(getattr(obj, f.name)) for f in fields(obj)}
+    return obj
+
+
 def to_json(obj: Any) -> str:
-    """Compact, key-sorted JSON of a settings object or dict: stable, so Snakemake's params check is exact."""
-    data = asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj
-    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+    """Compact, key-sorted JSON of a settings object's identity (or a dict): stable, so Snakemake's
+    params check is exact and reruns exactly the jobs whose results a change can alter."""
+    return json.dumps(identity(obj), sort_keys=True, separators=(",", ":"))

@@ -20,10 +20,19 @@ def _key_path(path: Any) -> str:
     return ".".join(str(part) for part in path) or "config"
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _allowed_keys(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    """Keys a schema object allows: its own properties and those of a `$defs` entry it refers to."""
+    keys = set(schema.get("properties", {}))
+    ref = schema.get("$ref", "")
+    if ref.startswith("#/$defs/"):
+        keys |= set(defs.get(ref.rsplit("/", 1)[1], {}).get("properties", {}))
+    return keys
+
+
+def _describe(error: jsonschema.ValidationError, defs: dict[str, Any]) -> str:
     where = _key_path(error.absolute_path)
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
+    if error.validator in ("additionalProperties", "unevaluatedProperties"):
+        allowed = sorted(_allowed_keys(error.schema, defs))
         unexpected = sorted(set(error.instance) - set(allowed))
         key = f"{where}.{unexpected[0]}" if where != "config" else unexpected[0]
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
@@ -44,7 +53,7 @@ def validate_schema(config: dict[str, Any], schema_path: str | Path) -> None:
     errors = sorted(validator.iter_errors(config), key=lambda e: (-len(e.absolute_path), e.message))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(_describe(best))
+        raise ConfigError(_describe(best, schema.get("$defs", {})))
 
 
 def check_config(config: dict[str, Any], schema_path: str | Path) -> Grid:

@@ -77,6 +77,8 @@ class Grid:
     #: the config's `score_prms` (a run's own list is `Run.score_prms`)
     score_prms: list[str]
     runs: list[Run]
+    #: the sampling the `sampling_gain` figure subtracts (evaluation.baseline_sampling)
+    baseline_sampling: str = ""
 
     def __post_init__(self) -> None:
         self._by_key = {(r.model, r.run_id, r.sampling, r.seed): r for r in self.runs}
@@ -180,7 +182,18 @@ def build_grid(config: dict[str, Any]) -> Grid:
                         )
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
-    return Grid(dataset, models, prms, prepared, score_prms, runs)
+    return Grid(dataset, models, prms, prepared, score_prms, runs, _baseline_sampling(config, list(samplings)))
+
+
+def _baseline_sampling(config: dict[str, Any], samplings: list[str]) -> str:
+    """`evaluation.baseline_sampling`, checked; the first sampling listed when unset."""
+    baseline = (config.get("evaluation") or {}).get("baseline_sampling", samplings[0])
+    if baseline not in samplings:
+        raise ConfigError(
+            f"evaluation.baseline_sampling: {baseline!r} is not a sampling defined under samplings"
+            f" (defined: {', '.join(samplings)})"
+        )
+    return baseline
 
 
 def _score_prms(names: Any, where: str, prms: dict[str, PRMSettings]) -> list[str]:

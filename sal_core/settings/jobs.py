@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from sal_core.constants import AGGREGATIONS, BACKENDS, DTYPES, GUIDED_METHODS, METHODS, PRM_TYPES, STEP_LAYOUTS
+from sal_core.constants import (
+    AGGREGATIONS,
+    BACKENDS,
+    DTYPES,
+    GUIDED_METHODS,
+    METHODS,
+    PRM_TYPES,
+    SERVER_APIS,
+    STEP_LAYOUTS,
+)
 from sal_core.errors import ConfigError
 from sal_core.settings.build import Settings, require_at_least, require_one_of
+from sal_core.settings.endpoint import EndpointSettings
 
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the following math problem efficiently and clearly:\n\n"
@@ -29,8 +39,9 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 @dataclass
-class ModelSettings(Settings):
-    """A policy (generator) model and how to run it."""
+class ModelSettings(EndpointSettings, Settings):
+    """A policy (generator) model and how to run it. With `backend: openai`, `path` is where the
+    tokenizer comes from (prompts are sent as token ids) and the endpoint settings say where the server is."""
 
     KEY = "model"
 
@@ -57,6 +68,7 @@ class ModelSettings(Settings):
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
+        self.validate_endpoint(where, self.backend == "openai", "backend openai")
 
 
 #: the PRM families search-and-learn scores with (src/sal/models/reward_models.py)
@@ -64,18 +76,21 @@ SAL_PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math")
 
 
 @dataclass
-class PRMSettings(Settings):
-    """A process reward model and how to run it."""
+class PRMSettings(EndpointSettings, Settings):
+    """A process reward model and how to run it. `type: server` scores through a server (see
+    EndpointSettings and `api`); `path` is then only needed by `api: vllm-pooling`, for the tokenizer."""
 
     KEY = "prm"
 
     name: str
     type: str
-    path: str
+    path: str = ""
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
     max_length: int = 4096
+    #: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API (Qwen2.5-Math-PRM)
+    api: str = "sal"
     #: "default": blank-line steps, empty ones dropped, each family's model-card layout; "sal":
     #: search-and-learn's input for the family, empty steps kept (sal_core.prm.base.scored_steps)
     step_layout: str = "default"
@@ -83,18 +98,32 @@ class PRMSettings(Settings):
     def validate(self, where: str) -> None:
         require_one_of(self.type, PRM_TYPES, f"{where}.type")
         require_one_of(self.step_layout, STEP_LAYOUTS, f"{where}.step_layout")
-        if self.step_layout == "sal" and self.type not in SAL_PRM_TYPES:
+        if self.step_layout == "sal" and self.family not in (*SAL_PRM_TYPES, "server"):
             raise ConfigError(
                 f"{where}.step_layout: search-and-learn has no {self.type} PRM; 'sal' applies to "
-                f"{', '.join(SAL_PRM_TYPES)}"
+                f"{', '.join(SAL_PRM_TYPES)} (and to a server running one)"
             )
+        remote = self.type == "server"
+        self.validate_endpoint(where, remote, "type server")
+        if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
+            raise ConfigError(f"{where}.api: {self.api!r} is not one of {', '.join(SERVER_APIS)} (type server only)")
+        if not self.path and (not remote or self.api == "vllm-pooling"):
+            raise ConfigError(f"{where}.path: missing (the PRM's weights, or its tokenizer for api vllm-pooling)")
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
         require_at_least(self.max_length, 1, f"{where}.max_length")
 
+    @property
+    def family(self) -> str:
+        """The PRM family whose input layout applies: `type`, or for a server the family its API
+        implies (vLLM pooling: qwen2.5-math; `sal serve-prm`: "server", known to the server only)."""
+        if self.type != "server":
+            return self.type
+        return "qwen2.5-math" if self.api == "vllm-pooling" else "server"
+
     def fingerprint(self) -> str:
-        """Every setting as stable JSON: equal fingerprints score alike."""
-        return json.dumps(asdict(self), sort_keys=True)
+        """Every setting that decides scores as stable JSON: equal fingerprints score alike."""
+        return json.dumps(self.identity(), sort_keys=True)
 
 
 @dataclass

@@ -97,6 +97,7 @@ def merged_metadata(wildcards):
 def evaluation_options():
     options = config.get("evaluation", {})
     flags = {
+        "protocol": "--protocol",
         "aggregation": "--aggregation",
         "num_subsamples": "--num-subsamples",
         "timeout": "--timeout",
@@ -147,8 +148,8 @@ def pushed():
     return per_run_and_prm(paths.PUSHED)
 
 
-def plot_files(folder):
-    return [f"{folder}/{name}.png" for name in paths.PLOT_NAMES]
+# one figure set per model: results/{dataset}/plots/{model}/{figure}.png
+PLOT_FILES = paths.plot_files(GRID.models)
 
 
 def get_final_outputs():
@@ -157,7 +158,7 @@ def get_final_outputs():
         *pushed(),
         paths.ACCURACY.format(dataset=DATASET),
         paths.COMPUTE_OPTIMAL.format(dataset=DATASET),
-        *plot_files(paths.PLOTS.format(dataset=DATASET)),
+        *[f"{paths.PLOTS.format(dataset=DATASET)}/{path}" for path in PLOT_FILES],
     ]
 
 

@@ -4,11 +4,12 @@ rule plot:
     output:
         [
             report(
-                f"{paths.PLOTS}/{name}.png",
-                caption=f"../report/{name}.rst",
+                f"{paths.PLOTS}/{path}",
+                caption=f"../report/{Path(path).stem}.rst",
                 category="Plots",
+                subcategory=Path(path).parent.name,
             )
-            for name in paths.PLOT_NAMES
+            for path in PLOT_FILES
         ],
     log:
         f"{paths.LOGS}/plot.log",
@@ -16,6 +17,7 @@ rule plot:
     conda:
         SAL_ENV
     params:
-        outdir=lambda wildcards, output: str(Path(output[0]).parent),
+        outdir=lambda wildcards: paths.PLOTS.format(dataset=wildcards.dataset),
+        baseline=GRID.baseline_sampling,
     shell:
-        "sal plot --accuracy {input} --outdir {params.outdir} > {log} 2>&1"
+        "sal plot --accuracy {input} --outdir {params.outdir}" " --baseline-sampling {params.baseline} > {log} 2>&1"

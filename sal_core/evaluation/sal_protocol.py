@@ -1,0 +1,214 @@
+"""`sal evaluate --protocol sal`: search-and-learn's own scoring, to compare with its published numbers.
+
+Reimplements `score()` of search-and-learn's `src/sal/utils/score.py` with the voting of its
+`src/sal/utils/math.py` and the correctness check of the Qwen2.5-Math harness its README uses
+(answer rules: sal_core.evaluation.sal_answers, equivalence: sal_core.evaluation.sal_equal). Per problem and n:
+
+- n = 1, 2, 4, … up to the run's N (powers of two only, N itself only when it is one);
+- the first n completions, no random subsamples (a DVTS run's subtrees stay whole);
+- every completion votes with `extract_answer(text)`: its boxed answer or, without one, the
+  fallback (text after "the answer is", else the last number in the text, else "");
+- votes are grouped by `canonical_form`, a group answers with its first member;
+- majority: the largest group; weighted: the largest sum of scores (search-and-learn always uses
+  the last step's score: keep `--aggregation last`); naive: the highest-scored completion;
+  every tie goes to the first-occurring group or completion;
+- correct: `answers_equal(extract_answer("\\boxed{" + winner + "}"), extract_answer("\\boxed{" + gold + "}"))`;
+- pass@k: the unbiased estimator over all N completions, a completion counting as correct when its
+  canonical form equals the gold's (search-and-learn's `compute_pass_at_k`).
+
+Every sympy step runs under `--timeout` (a timed-out grouping falls back to the stripped string, a
+timed-out check is "wrong", both counted in `timeouts`); a problem whose worker hangs in C code
+past a generous limit is re-run without sympy (string and number rules only), counted as a timeout.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from sal_core.constants import VOTES
+from sal_core.errors import ShardError
+from sal_core.evaluation import votes
+from sal_core.evaluation.evaluate import EvalOptions, check_columns, metric_rows
+from sal_core.evaluation.grading import worker_context
+from sal_core.evaluation.levels import normalise_level
+from sal_core.evaluation.sal_answers import extract_answer
+from sal_core.evaluation.sal_equal import _latex_to_sympy, _python_to_sympy, answers_equal, canonical_form
+from sal_core.prm.step_aggregation import aggregate_steps
+
+
+def sal_sizes(num_samples: int) -> list[int]:
+    """search-and-learn's subset sizes: every power of two up to N (so N = 12 gives 1, 2, 4, 8)."""
+    sizes, n = [], 1
+    while n <= num_samples:
+        sizes.append(n)
+        n *= 2
+    return sizes
+
+
+@dataclass
+class Task:
+    """One problem's inputs to a worker."""
+
+    completions: list[str]
+    scores: list[float]
+    gold: str
+    sizes: list[int]
+    timeout: float
+
+
+@dataclass
+class Solved:
+    """One problem's outcome: correct[vote][size index], completions matching gold, timed-out checks."""
+
+    correct: dict[str, list[bool]]
+    num_correct: int
+    timeouts: int
+
+
+def winners(keys: list[str], scores: list[float], n: int) -> dict[str, int]:
+    """Index of the completion whose answer each vote returns, among the first n (first wins ties)."""
+    counts: dict[str, int] = {}
+    sums: dict[str, float] = {}
+    first: dict[str, int] = {}
+    for i, (key, score) in enumerate(zip(keys[:n], scores[:n], strict=True)):
+        counts[key] = counts.get(key, 0) + 1
+        sums[key] = sums.get(key, 0.0) + score
+        first.setdefault(key, i)
+    top = max(counts.values())
+    majority = next(k for k, c in counts.items() if c == top)
+    weighted = max(sums, key=sums.__getitem__)  # max() keeps the first of equal maxima
+    naive = max(range(len(keys[:n])), key=scores.__getitem__)
+    return {"majority": first[majority], "naive": naive, "weighted": first[weighted]}
+
+
+def solve(task: Task, symbolic: bool = True) -> Solved:
+    """Votes and their correctness at every size for one problem (runs in a worker process)."""
+    answers = [extract_answer(text) for text in task.completions]
+    timeouts = 0
+    canon: dict[str, str] = {}
+    for answer in dict.fromkeys(answers):
+        canon[answer], late = canonical_form(answer, task.timeout, symbolic)
+        timeouts += late
+    keys = [canon[a] for a in answers]
+    gold = extract_answer("\\boxed{" + task.gold + "}")
+    verdicts: dict[str, bool] = {}
+
+    def is_correct(answer: str) -> bool:
+        nonlocal timeouts
+        if answer not in verdicts:
+            pred = extract_answer("\\boxed{" + answer + "}")
+            verdicts[answer], late = answers_equal(pred, gold, task.timeout, symbolic)
+            timeouts += late
+        return verdicts[answer]
+
+    correct: dict[str, list[bool]] = {vote: [] for vote in VOTES}
+    for n in task.sizes:
+        picked = winners(keys, task.scores, n) if answers else {}
+        for vote in VOTES:
+            correct[vote].append(vote in picked and is_correct(answers[picked[vote]]))
+    gold_key, late = canonical_form(task.gold, task.timeout, symbolic)
+    timeouts += late
+    return Solved(correct, sum(k == gold_key for k in keys), timeouts)
+
+
+def hard_limit(task: Task) -> float:
+    """Seconds a worker may spend on one problem before it counts as hung: far above its checks' own limits."""
+    return 60 + task.timeout * (len(task.completions) + 3 * len(task.sizes))
+
+
+def _solve_job(job: tuple[Task, bool]) -> Solved:
+    return solve(*job)
+
+
+def _warm() -> None:
+    """Import sympy and both parsers before forking, so workers start warm."""
+    _latex_to_sympy("\\frac{1}{2}")
+    _python_to_sympy("1/2")
+
+
+def solve_all(tasks: list[Task], workers: int, progress: bool = True) -> list[Solved]:
+    """Solve every problem in `workers` processes; a problem past its hard limit is re-run without sympy.
+
+    Checks are time-limited inside the worker (SIGALRM); the hard limit only catches C-level hangs
+    an alarm cannot interrupt: the pool is killed and restarted, finished problems are kept.
+    """
+    _warm()
+    done: dict[int, Solved] = {}
+    plain: set[int] = set()  # problems to re-run without sympy
+    bar = tqdm(total=len(tasks), desc="grading (sal)", unit="problem", disable=not progress)
+    try:
+        while len(done) < len(tasks):
+            todo = [i for i in range(len(tasks)) if i not in done]
+            with worker_context().Pool(max(1, workers)) as pool:
+                results = pool.imap(_solve_job, [(tasks[i], i not in plain) for i in todo])
+                for i in todo:
+                    try:
+                        done[i] = results.next(timeout=hard_limit(tasks[i]))
+                    except mp.TimeoutError:
+                        plain.add(i)
+                        break
+                    if i in plain:
+                        done[i].timeouts += 1
+                    bar.update()
+    finally:
+        bar.close()
+    return [done[i] for i in range(len(tasks))]
+
+
+def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[Task]:
+    tasks = []
+    for row in frame.itertuples(index=False):
+        completions = [str(c) for c in row.completions]
+        step_scores = row.scores if row.scores is not None else []
+        if len(step_scores) != len(completions):
+            raise ShardError(
+                f"problem {row.problem_id!r} has {len(completions)} completions but {len(step_scores)} score lists"
+            )
+        scores = [aggregate_steps(s if s is not None else [], options.aggregation) for s in step_scores]
+        tasks.append(Task(completions, scores, str(row.answer), sizes, options.timeout))
+    return tasks
+
+
+def _first_n_tokens(frame: pd.DataFrame, sizes: list[int]) -> np.ndarray:
+    """[S, P]: tokens of each problem's first n completions (NaN when the file has no counts)."""
+    out = np.full((len(sizes), len(frame)), np.nan)
+    if "completion_tokens" not in frame.columns:
+        return out
+    for p, tokens in enumerate(frame["completion_tokens"]):
+        if tokens is not None and len(tokens) > 0:
+            cumulative = np.cumsum(np.asarray(tokens, dtype=float))
+            out[:, p] = [cumulative[min(n, len(cumulative)) - 1] for n in sizes]
+    return out
+
+
+def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions, path: str = "merged") -> pd.DataFrame:
+    """Metric rows (the default protocol's schema) of one merged run under search-and-learn's protocol."""
+    check_columns(frame, path)
+    counts = np.array([len(c) for c in frame["completions"]])
+    if counts.max(initial=0) == 0:
+        raise ShardError(f"{path}: no completions to evaluate")
+    run_n = str(keys.get("n", ""))
+    sizes = sal_sizes(int(run_n) if run_n.isdigit() else int(counts.max()))
+    solved = solve_all(_tasks(frame, sizes, options), options.workers, options.progress)
+    labels, per_problem = [], []
+    tokens = _first_n_tokens(frame, sizes)
+    token_rows = []
+    num_correct = np.array([s.num_correct for s in solved])
+    for j, n in enumerate(sizes):
+        for vote in VOTES:
+            labels.append((n, vote))
+            per_problem.append(np.array([float(s.correct[vote][j]) for s in solved]))
+            token_rows.append(tokens[j])
+        labels.append((n, "pass@k"))
+        per_problem.append(votes.pass_at_k(num_correct, counts, n))
+        token_rows.append(tokens[j])
+    levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * len(frame)
+    timeouts = np.array([s.timeouts for s in solved])
+    rng = np.random.default_rng(options.seed)
+    matrix, token_matrix = np.vstack(per_problem), np.vstack(token_rows)
+    return metric_rows(matrix, token_matrix, labels, levels, timeouts, keys, options, rng)
