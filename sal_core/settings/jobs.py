@@ -48,7 +48,8 @@ class ModelSettings(EndpointSettings, Settings):
     name: str
     path: str
     backend: str = "transformers"
-    #: None: the model's own chat template; "none": raw text, no template; else a Jinja template string
+    #: None: the model's own chat template; "none": raw text, no template; "sal-llama3": search-and-learn's
+    #: Llama 3 template (sal_core.search.prompts); else a Jinja template string
     chat_template: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_model_len: int = 4096
