@@ -13,6 +13,16 @@ RATIOS = [0.33, 0.34, 0.33]
 GUIDED = {"num_iterations": 3, "max_tokens": 8}
 
 
+@pytest.fixture(scope="module")
+def models(engine, judge, tiny_model_path) -> tuple:
+    return engine, judge, tiny_model_path
+
+
+def run_on(models: tuple, method: str, problems: int, **settings) -> Run:
+    """`method` on the first `problems` test problems, through the counting wrappers."""
+    return search(*models, method, problems=PROBLEMS[:problems], **settings)
+
+
 def test_the_guides_ratio_split_is_4_4_4_not_hotncolds_3_6_3():
     assert temperature_list(12, TEMPS, RATIOS) == [0.6] * 4 + [0.8] * 4 + [1.0] * 4
     # over beam_width 3 the ratios keep all three temperatures (hotncold's rounding: [0.8, 0.8, 0.8])
@@ -20,30 +30,11 @@ def test_the_guides_ratio_split_is_4_4_4_not_hotncolds_3_6_3():
     assert temperature_list(4, TEMPS, RATIOS) == [0.6, 0.8, 0.8, 1.0]
 
 
-def test_best_of_n_splits_n_by_ratio_in_blocks_and_cycles_without_ratios(engine, judge, tiny_model_path):
-    ratios = search(
-        engine,
-        judge,
-        tiny_model_path,
-        "best_of_n",
-        problems=PROBLEMS[:1],
-        n=12,
-        max_tokens=2,
-        temperatures=TEMPS,
-        temperature_ratios=RATIOS,
-    )
+def test_best_of_n_splits_n_by_ratio_in_blocks_and_cycles_without_ratios(models):
+    ratios = run_on(models, "best_of_n", 1, n=12, max_tokens=2, temperatures=TEMPS, temperature_ratios=RATIOS)
     assert ratios.results[0].temperatures == [0.6] * 4 + [0.8] * 4 + [1.0] * 4
     # hotncold's recipes/test/multi_temp_equal.yaml: n=6 over three temperatures, 2 each, interleaved
-    equal = search(
-        engine,
-        judge,
-        tiny_model_path,
-        "best_of_n",
-        problems=PROBLEMS[:1],
-        n=6,
-        max_tokens=2,
-        temperatures=[0.4, 0.8, 1.2],
-    )
+    equal = run_on(models, "best_of_n", 1, n=6, max_tokens=2, temperatures=[0.4, 0.8, 1.2])
     assert equal.results[0].temperatures == [0.4, 0.8, 1.2, 0.4, 0.8, 1.2]
     assert [req.temperature for req, _ in equal.backend.calls[0]] == [0.4, 0.8, 1.2, 0.4, 0.8, 1.2]
 
@@ -63,15 +54,11 @@ def _per_problem_steps(run: Run, problem: int) -> list[list]:
         (4, RATIOS, [0.6, 0.8, 0.8, 1.0]),
     ],
 )
-def test_beam_search_gives_each_kept_beam_every_temperature_of_the_list(
-    engine, judge, tiny_model_path, beam_width, ratios, listed
-):
-    run = search(
-        engine,
-        judge,
-        tiny_model_path,
+def test_beam_search_gives_each_kept_beam_every_temperature_of_the_list(models, beam_width, ratios, listed):
+    run = run_on(
+        models,
         "beam_search",
-        problems=PROBLEMS[:2],
+        2,
         n=12,
         beam_width=beam_width,
         temperatures=TEMPS,
@@ -102,20 +89,9 @@ def test_beam_search_gives_each_kept_beam_every_temperature_of_the_list(
     ("ratios", "listed"),
     [(None, [0.6, 0.8, 1.0, 0.6]), (RATIOS, [0.6, 0.8, 0.8, 1.0])],
 )
-def test_dvts_gives_each_candidate_of_every_subtree_its_own_temperature(engine, judge, tiny_model_path, ratios, listed):
+def test_dvts_gives_each_candidate_of_every_subtree_its_own_temperature(models, ratios, listed):
     """The guide: n=12, beam_width=4, three subtrees, each subtree's 4 paths at [0.6, 0.8, 1.0, 0.6]."""
-    run = search(
-        engine,
-        judge,
-        tiny_model_path,
-        "dvts",
-        problems=PROBLEMS[:2],
-        n=12,
-        beam_width=4,
-        temperatures=TEMPS,
-        temperature_ratios=ratios,
-        **GUIDED,
-    )
+    run = run_on(models, "dvts", 2, n=12, beam_width=4, temperatures=TEMPS, temperature_ratios=ratios, **GUIDED)
     for problem in range(2):
         for requests in _per_problem_steps(run, problem):
             assert len(requests) % 4 == 0
@@ -127,14 +103,10 @@ def test_dvts_gives_each_candidate_of_every_subtree_its_own_temperature(engine, 
             assert sampled[run.prompts[problem] + text] == temperature
 
 
-def test_the_embedded_defaults_hot_cold_ratios_reach_beam_search_and_dvts(engine, judge, tiny_model_path):
+def test_the_embedded_defaults_hot_cold_ratios_reach_beam_search_and_dvts(models):
     """config/config.yaml's hot-cold sampling has ratios and runs beam search and DVTS: they are used."""
     hot_cold = {"temperatures": [0.4, 1.2], "temperature_ratios": [0.25, 0.75]}
-    dvts = search(
-        engine, judge, tiny_model_path, "dvts", problems=PROBLEMS[:1], n=4, beam_width=4, **hot_cold, **GUIDED
-    )
+    dvts = run_on(models, "dvts", 1, n=4, beam_width=4, **hot_cold, **GUIDED)
     assert [req.temperature for req, _ in dvts.backend.calls[0]] == [0.4, 1.2, 1.2, 1.2]
-    beam = search(
-        engine, judge, tiny_model_path, "beam_search", problems=PROBLEMS[:1], n=8, beam_width=4, **hot_cold, **GUIDED
-    )
+    beam = run_on(models, "beam_search", 1, n=8, beam_width=4, **hot_cold, **GUIDED)
     assert [req.temperature for req, _ in beam.backend.calls[0]] == [0.4, 0.4] + [1.2] * 6

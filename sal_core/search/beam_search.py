@@ -23,15 +23,7 @@ from tqdm import tqdm
 from sal_core.backends.base import GenerationRequest
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.search.results import Completion, SearchResult, guided_result
-from sal_core.search.steps import (
-    Shard,
-    ends_solution,
-    generate_step,
-    score_texts,
-    states_answer,
-    step_requests,
-    warn_pruned,
-)
+from sal_core.search.steps import Shard, finishes, generate_step, score_texts, step_requests, warn_pruned
 from sal_core.search.temperatures import derive_seed, slot_temperatures, temperature_list
 
 
@@ -136,12 +128,11 @@ def _advance(
     (one PRM call); a beam whose step finished the solution gets its finish reason. Every token
     generated (lookahead rollouts included) and read by the PRM is added to its problem's `spent`."""
     step = generate_step(shard.backend, requests, shard.settings, last)
-    boxed = shard.settings.stops_at_boxed
     for beam, out, extra in zip(stepping, step.outputs, step.rollout_tokens, strict=True):
         beam.text += out.text
         beam.tokens += out.num_tokens
         spent[beam.problem][0] += out.num_tokens + extra
-        if ends_solution(out) or (boxed and states_answer(beam.text)):
+        if finishes(out, beam.text, shard.settings):
             beam.finish_reason = out.finish_reason
     texts = [(b.problem, b.text + r) for b, r in zip(stepping, step.rollouts, strict=True)]
     scores, read = score_texts(shard.prm, shard.problems, texts)

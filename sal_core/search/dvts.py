@@ -22,16 +22,7 @@ from tqdm import tqdm
 from sal_core.backends.base import GenerationOutput
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.search.results import Completion, SearchResult, guided_result
-from sal_core.search.steps import (
-    Shard,
-    Step,
-    ends_solution,
-    generate_step,
-    score_texts,
-    states_answer,
-    step_requests,
-    warn_pruned,
-)
+from sal_core.search.steps import Shard, Step, finishes, generate_step, score_texts, step_requests, warn_pruned
 from sal_core.search.temperatures import derive_seed, temperature_list
 from sal_core.settings.jobs import SearchSettings
 
@@ -64,10 +55,9 @@ def finish_subtree(
     the solution, states a boxed answer (`stop_at_boxed`) or this was the last iteration; an ended
     subtree keeps its finished candidates (all of them with `keep_unfinished`)."""
     best = max(range(len(candidates)), key=lambda c: (aggregate_steps(scores[c], settings.aggregation), -c))
-    boxed = settings.stops_at_boxed
 
     def finished(out: GenerationOutput) -> bool:
-        return ends_solution(out) or (boxed and states_answer(tree.text + out.text))
+        return finishes(out, tree.text + out.text, settings)
 
     if last or finished(candidates[best]):
         tree.leaves = [

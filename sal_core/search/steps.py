@@ -48,6 +48,12 @@ def states_answer(text: str) -> bool:
     return ANSWER_MARKER in text
 
 
+def finishes(output: GenerationOutput, text: str, settings: SearchSettings) -> bool:
+    """Whether the step `output`, which made the partial solution `text`, ends it: `ends_solution`,
+    or with the boxed rule (`settings.stops_at_boxed`) a text that states a boxed answer."""
+    return ends_solution(output) or (settings.stops_at_boxed and states_answer(text))
+
+
 def warn_pruned(method: str, iteration: int, pruned: Sequence[int], max_model_len: int) -> None:
     """One warning per step naming the problems whose beams no longer fit the context window."""
     if pruned:
