@@ -81,3 +81,15 @@ def test_stop_at_boxed_defaults_to_each_methods_search_and_learn_rule():
     assert SearchSettings(method="dvts", n=4).stops_at_boxed
     assert SearchSettings(method="beam_search", n=4, stop_at_boxed=True).stops_at_boxed
     assert not SearchSettings(method="dvts", n=4, stop_at_boxed=False).stops_at_boxed
+
+
+@pytest.mark.parametrize("method", ["beam_search", "dvts"])
+def test_a_step_that_ends_by_the_boxed_rule_gets_no_lookahead_rollout(chain, judge, tiny_model_path, method):
+    """Its scores are the finished solution's own, so `sal score` may reuse them."""
+    run = _run(chain, judge, tiny_model_path, method, "Solve:", stop_at_boxed=True, lookahead=1)
+    assert all(req.temperature > 0 for call in run.backend.calls for req, _ in call), "no greedy rollout call"
+    (result,) = run.results
+    assert result.completions == [CHAIN_STEP_BOXED] * 4
+    rescored = judge.score(["Solve:"], [result.completions])[0]
+    for mine, fresh in zip(result.search_scores, rescored, strict=True):
+        assert mine == pytest.approx(fresh, abs=1e-5)

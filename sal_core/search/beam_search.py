@@ -127,7 +127,7 @@ def _advance(
     """Extend every stepping beam by its sampled step (one generate call), then score all of them
     (one PRM call); a beam whose step finished the solution gets its finish reason. Every token
     generated (lookahead rollouts included) and read by the PRM is added to its problem's `spent`."""
-    step = generate_step(shard.backend, requests, shard.settings, last)
+    step = generate_step(shard.backend, requests, [b.text for b in stepping], shard.settings, last)
     for beam, out, extra in zip(stepping, step.outputs, step.rollout_tokens, strict=True):
         beam.text += out.text
         beam.tokens += out.num_tokens

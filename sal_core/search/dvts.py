@@ -98,7 +98,9 @@ def dvts(shard: Shard) -> list[SearchResult]:
 
         stepping, requests, pruned = step_requests(shard, live, last, samples, prune)
         warn_pruned("dvts", it, pruned, shard.backend.max_model_len)
-        _expand(shard, stepping, generate_step(shard.backend, requests, settings, last), temperatures, last)
+        partials = [tree.text for tree in stepping for _ in range(width)]
+        step = generate_step(shard.backend, requests, partials, settings, last)
+        _expand(shard, stepping, step, temperatures, last)
 
     return [_result(per_problem) for per_problem in trees]
 

@@ -73,15 +73,16 @@ def lookahead_rollouts(
     backend: GenerationBackend,
     requests: Sequence[GenerationRequest],
     outputs: Sequence[GenerationOutput],
+    going: list[int],
     steps: int,
     max_tokens: int,
 ) -> tuple[list[str], list[int]]:
-    """Greedy (temperature 0) continuations of `steps` further steps after each sampled step, used
-    only to score the step by where it leads, and the tokens each rollout generated. Finished steps
-    get no rollout. One generate call per lookahead step, covering all requests still going."""
+    """Greedy (temperature 0) continuations of `steps` further steps after the sampled steps of the
+    requests in `going` (those whose step did not finish its solution), used only to score the step
+    by where it leads, and the tokens each rollout generated. One generate call per lookahead step,
+    covering all requests still going."""
     rollouts = [""] * len(requests)
     tokens = [0] * len(requests)
-    going = [i for i, out in enumerate(outputs) if not ends_solution(out)]
     for _ in range(steps):
         batch: list[tuple[int, GenerationRequest]] = []
         for i in going:
@@ -139,14 +140,23 @@ class Step:
 
 
 def generate_step(
-    backend: GenerationBackend, requests: list[GenerationRequest], settings: SearchSettings, last: bool
+    backend: GenerationBackend,
+    requests: list[GenerationRequest],
+    partials: Sequence[str],
+    settings: SearchSettings,
+    last: bool,
 ) -> Step:
-    """One search step for every live beam at once: the sampled steps, and the greedy lookahead
-    rollouts used only to score them (empty strings without lookahead, and on the last step)."""
+    """One search step for every live beam at once (`partials[k]`: the partial solution request k
+    extends): the sampled steps, and the greedy lookahead rollouts used only to score them (empty
+    strings without lookahead, on the last step, and after a step that `finishes` its solution, so
+    a finished solution is scored as it is)."""
     outputs = backend.generate(requests) if requests else []
     rollouts, tokens = [""] * len(outputs), [0] * len(outputs)
     if settings.lookahead and not last:
-        rollouts, tokens = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
+        going = [k for k, out in enumerate(outputs) if not finishes(out, partials[k] + out.text, settings)]
+        rollouts, tokens = lookahead_rollouts(
+            backend, requests, outputs, going, settings.lookahead, settings.max_tokens
+        )
     return Step(outputs, rollouts, tokens)
 
 
