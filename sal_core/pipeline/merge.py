@@ -32,9 +32,11 @@ def _join_scores(completions: pd.DataFrame, scores: pd.DataFrame, cpath: Path, s
                 f"{spath}: problem {pid!r} has {len(step_scores)} scored completions but {cpath} has {len(comps)}"
             )
     merged = completions.assign(scores=scores["scores"].to_list())
+    # the scoring PRM's compute, beside the search's own `prm_tokens` (absent in older scores files)
     if "prm_tokens" in scores.columns:
-        # the scoring PRM's compute, beside the search's own `prm_tokens`
         merged["score_prm_tokens"] = scores["prm_tokens"].astype("int64").to_list()
+    if "completion_prm_tokens" in scores.columns:
+        merged["score_completion_prm_tokens"] = [[int(t) for t in row] for row in scores["completion_prm_tokens"]]
     return merged
 
 

@@ -54,8 +54,8 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
 
 def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: str | Path) -> Path:
     """Score `completions_path` with the PRM of `settings` and write `problem_id`, `scores` and
-    `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's scores were reused) to
-    `out_path`."""
+    `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's scores were reused) and
+    `completion_prm_tokens` (the same per completion) to `out_path`."""
     frame = read_table(completions_path, quarantine_corrupt=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -66,6 +66,7 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
         log.info("%s guided this search: reusing its step scores, no model loaded", settings.name)
         rows["scores"] = reused
         rows["prm_tokens"] = [0] * len(frame)
+        rows["completion_prm_tokens"] = [[0] * len(comps) for comps in frame["completions"]]
         return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name, "reused": "search"})
 
     from sal_core.prm import load_prm  # imports torch: only when the PRM really runs
@@ -86,4 +87,5 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
     )
     rows["scores"] = scores
     rows["prm_tokens"] = [sum(per_problem) for per_problem in read]
+    rows["completion_prm_tokens"] = read
     return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name})
