@@ -21,6 +21,7 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
     [
         (DEFS["approach"]["properties"]["method"]["enum"], constants.METHODS),
         (DEFS["prm"]["properties"]["type"]["enum"], constants.PRM_TYPES),
+        (DEFS["prm"]["properties"]["step_layout"]["enum"], constants.STEP_LAYOUTS),
         (DEFS["model"]["properties"]["backend"]["enum"], constants.BACKENDS),
         (DEFS["aggregation"]["enum"], constants.AGGREGATIONS),
         (DEFS["dtype"]["enum"], constants.DTYPES),
@@ -29,7 +30,18 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
         (DATASET["answer_format"]["enum"], constants.ANSWER_FORMATS),
         (SCHEMA["properties"]["evaluation"]["properties"]["protocol"]["enum"], constants.PROTOCOLS),
     ],
-    ids=["methods", "prm types", "backends", "aggregations", "dtypes", "prepared", "sources", "formats", "protocols"],
+    ids=[
+        "methods",
+        "prm types",
+        "step layouts",
+        "backends",
+        "aggregations",
+        "dtypes",
+        "prepared",
+        "sources",
+        "formats",
+        "protocols",
+    ],
 )
 def test_schema_enum_matches_the_code(schema_enum: list, code: tuple) -> None:
     assert list(schema_enum) == list(code)
