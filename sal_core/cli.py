@@ -42,6 +42,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plot": ("plot", "Draw accuracy-vs-n, accuracy-vs-tokens and per-level plots from the accuracy table."),
     "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
+    "label-steps": (
+        "label_steps",
+        "Label the steps of completions by rollouts (Math-Shepherd): stepwise data for train-prm.",
+    ),
+    "train-prm": ("train_prm", "Fine-tune a token-classification PRM on stepwise data (as TRL's PRMTrainer)."),
+    "processbench": ("processbench", "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split."),
 }
 
 
