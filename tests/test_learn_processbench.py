@@ -53,7 +53,9 @@ def test_mixed_predictions_by_hand() -> None:
 def test_a_late_prediction_is_wrong_too_and_empty_classes_are_nan() -> None:
     assert processbench_metrics([1], [2])["error_acc"] == 0.0
     only_correct = processbench_metrics([-1, -1], [-1, 0])
-    assert only_correct["correct_acc"] == 50.0 and math.isnan(only_correct["error_acc"]) and math.isnan(only_correct["f1"])
+    assert (
+        only_correct["correct_acc"] == 50.0 and math.isnan(only_correct["error_acc"]) and math.isnan(only_correct["f1"])
+    )
 
 
 def test_earliest_error_is_the_first_step_below_the_threshold() -> None:
@@ -64,8 +66,9 @@ def test_earliest_error_is_the_first_step_below_the_threshold() -> None:
 
 
 def test_summary_averages_f1_over_splits() -> None:
-    samples = pd.DataFrame({"split": ["math"] * 5 + ["gsm8k"] * 2, "label": LABELS + [1, -1],
-                            "prediction": [0, 1, 1, -1, 3, 1, -1]})
+    samples = pd.DataFrame(
+        {"split": ["math"] * 5 + ["gsm8k"] * 2, "label": LABELS + [1, -1], "prediction": [0, 1, 1, -1, 3, 1, -1]}
+    )
     table = summary_table(samples, "p", 0.5)
     assert table["split"].tolist() == ["gsm8k", "math", "average"]
     assert table.set_index("split").at["gsm8k", "f1"] == 100.0
@@ -109,8 +112,19 @@ def test_tiny_prm_end_to_end(tiny_model_path: Path, tmp_path: Path) -> None:
         want = processbench_metrics(part["label"].tolist(), part["prediction"].tolist())
         assert table.set_index("split").at[split, "f1"] == pytest.approx(want["f1"], abs=0.01, nan_ok=True)
     assert (out / "processbench.png").stat().st_size > 1000
-    assert main(["processbench", "--tables", str(out / "tiny.csv"), str(out / "tiny.csv"), "--plot",
-                 str(tmp_path / "again.png")]) == 0
+    assert (
+        main(
+            [
+                "processbench",
+                "--tables",
+                str(out / "tiny.csv"),
+                str(out / "tiny.csv"),
+                "--plot",
+                str(tmp_path / "again.png"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_one_prm_call_per_split(tiny_model_path: Path) -> None:

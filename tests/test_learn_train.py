@@ -139,22 +139,60 @@ def test_checkpoints_of_other_settings_or_half_written_are_dropped(tmp_path, toy
 
 
 def test_cli_names_a_missing_dataset_before_loading_a_model(tmp_path, toy_dataset, capsys) -> None:
-    code = main(["train-prm", "--base-model", str(tmp_path / "no-model"), "--dataset", str(tmp_path / "nope.jsonl"),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "train-prm",
+            "--base-model",
+            str(tmp_path / "no-model"),
+            "--dataset",
+            str(tmp_path / "nope.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     assert "nope.jsonl does not exist" in capsys.readouterr().err
-    code = main(["train-prm", "--base-model", str(tmp_path / "no-model"), "--dataset", str(toy_dataset),
-                 "--out", str(tmp_path / "out")])
+    code = main(
+        [
+            "train-prm",
+            "--base-model",
+            str(tmp_path / "no-model"),
+            "--dataset",
+            str(toy_dataset),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert code == 2
     assert "no-model" in capsys.readouterr().err
 
 
 def test_cli_reads_config_json_and_flags_win(tiny_model_path, toy_dataset, tmp_path) -> None:
-    config = {"base_model": str(tiny_model_path), "dataset": str(toy_dataset), "max_steps": 2, "logging_steps": 1,
-              "step_separator": "\n", "learning_rate": 1e-3}
+    config = {
+        "base_model": str(tiny_model_path),
+        "dataset": str(toy_dataset),
+        "max_steps": 2,
+        "logging_steps": 1,
+        "step_separator": "\n",
+        "learning_rate": 1e-3,
+    }
     out = tmp_path / "prm"
-    assert main(["train-prm", "--config", json.dumps(config), "--step-separator", "\\n\\n", "--limit", "8",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train-prm",
+                "--config",
+                json.dumps(config),
+                "--step-separator",
+                "\\n\\n",
+                "--limit",
+                "8",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((out / "prm_config.json").read_text())
     assert recorded["step_separator"] == "\n\n"
     assert recorded["settings"]["limit"] == 8 and recorded["global_step"] == 2

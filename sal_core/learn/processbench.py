@@ -71,7 +71,9 @@ def _read_hub(name: str, splits: Sequence[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def load_processbench(data: str = BUILTIN, splits: Sequence[str] | None = None, limit: int | None = None) -> pd.DataFrame:
+def load_processbench(
+    data: str = BUILTIN, splits: Sequence[str] | None = None, limit: int | None = None
+) -> pd.DataFrame:
     """Samples (split, id, problem, steps, label) of the chosen splits, checked; `limit` keeps the first N per split."""
     wanted = list(splits or SPLITS)
     if data == BUILTIN:
@@ -123,7 +125,13 @@ def processbench_metrics(labels: Sequence[int], predictions: Sequence[int]) -> d
     correct_acc = 100.0 * sum(correct) / len(correct) if correct else math.nan
     total = error_acc + correct_acc
     f1 = 2 * error_acc * correct_acc / total if total > 0 else (0.0 if total == 0 else math.nan)
-    return {"n_error": len(error), "n_correct": len(correct), "error_acc": error_acc, "correct_acc": correct_acc, "f1": f1}
+    return {
+        "n_error": len(error),
+        "n_correct": len(correct),
+        "error_acc": error_acc,
+        "correct_acc": correct_acc,
+        "f1": f1,
+    }
 
 
 def summary_table(samples: pd.DataFrame, prm_name: str, threshold: float) -> pd.DataFrame:
@@ -132,12 +140,27 @@ def summary_table(samples: pd.DataFrame, prm_name: str, threshold: float) -> pd.
     rows = []
     for split in order:
         part = samples[samples["split"] == split]
-        rows.append({"prm": prm_name, "split": split, "threshold": threshold,
-                     **processbench_metrics(part["label"].tolist(), part["prediction"].tolist())})
+        rows.append(
+            {
+                "prm": prm_name,
+                "split": split,
+                "threshold": threshold,
+                **processbench_metrics(part["label"].tolist(), part["prediction"].tolist()),
+            }
+        )
     mean_f1 = sum(r["f1"] for r in rows) / len(rows)
-    rows.append({"prm": prm_name, "split": AVERAGE, "threshold": threshold, "n_error": sum(r["n_error"] for r in rows),
-                 "n_correct": sum(r["n_correct"] for r in rows), "error_acc": math.nan, "correct_acc": math.nan,
-                 "f1": mean_f1})
+    rows.append(
+        {
+            "prm": prm_name,
+            "split": AVERAGE,
+            "threshold": threshold,
+            "n_error": sum(r["n_error"] for r in rows),
+            "n_correct": sum(r["n_correct"] for r in rows),
+            "error_acc": math.nan,
+            "correct_acc": math.nan,
+            "f1": mean_f1,
+        }
+    )
     return pd.DataFrame(rows, columns=TABLE_COLUMNS)
 
 

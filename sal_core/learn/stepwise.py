@@ -44,7 +44,9 @@ def check_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if frame.empty:
         raise DatasetError(f"{where}: has no rows")
     prompts, steps_out, labels_out = [], [], []
-    for row, (prompt, steps, labels) in enumerate(zip(frame["prompt"], frame["completions"], frame["labels"])):
+    for row, (prompt, steps, labels) in enumerate(
+        zip(frame["prompt"], frame["completions"], frame["labels"], strict=True)
+    ):
         steps, labels = _as_list(steps), _as_list(labels)
         if not isinstance(prompt, str):
             raise DatasetError(f"{where}: row {row} prompt is not a string")

@@ -163,7 +163,7 @@ def load_tokenizer(path: str) -> Any:
 
 
 def load_model(settings: TrainSettings, tokenizer: Any) -> Any:
-    """A 2-label token classifier on the base model (float32 weights; bf16 is mixed precision), LoRA-wrapped if asked."""
+    """A 2-label token classifier on the base model, LoRA-wrapped if asked (float32: bf16 is mixed precision)."""
     import torch
     from transformers import AutoModelForTokenClassification
 
