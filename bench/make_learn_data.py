@@ -6,7 +6,8 @@ Writes:
 - sal_core/builtin/processbench/subset.jsonl: PER_CLASS erroneous (label >= 0) and PER_CLASS correct
   (label -1) samples of each ProcessBench split, the ones whose id has the smallest blake2b hash
   (a fixed pseudo-random choice that neither favours early ids nor depends on file order), in
-  split then id-hash order; fields split, id, generator, problem, steps, label, final_answer_correct.
+  split order, both classes mixed in id-hash order (so the first N of a split are a fair sample);
+  fields split, id, generator, problem, steps, label, final_answer_correct.
 - sal_core/builtin/gsm8k_train_pool.jsonl and gsm8k_heldout.jsonl: GSM8K test problems whose text
   (whitespace-normalised) is not among ProcessBench's 3,400 problems, in file order: the first
   POOL_SIZE form the training pool, the next HELDOUT_SIZE the held-out comparison set, so the two are
@@ -53,9 +54,13 @@ def processbench_subset() -> tuple[list[dict], set[str]]:
     for split in SPLITS:
         samples = json.loads((SHARED / "processbench" / f"{split}.json").read_text())
         problems |= {normalise_text(s["problem"]) for s in samples}
+        chosen = []
         for wrong in (True, False):
-            chosen = sorted((s for s in samples if (s["label"] >= 0) == wrong), key=lambda s: id_hash(s["id"]))
-            rows += [{"split": split, **s} for s in chosen[:PER_CLASS]]
+            chosen += sorted((s for s in samples if (s["label"] >= 0) == wrong), key=lambda s: id_hash(s["id"]))[
+                :PER_CLASS
+            ]
+        # both classes mixed in id-hash order, so the first N of a split (`--limit N`) are a fair sample
+        rows += [{"split": split, **s} for s in sorted(chosen, key=lambda s: id_hash(s["id"]))]
     return rows, problems
 
 

@@ -196,3 +196,11 @@ def test_cli_reads_config_json_and_flags_win(tiny_model_path, toy_dataset, tmp_p
     recorded = json.loads((out / "prm_config.json").read_text())
     assert recorded["step_separator"] == "\n\n"
     assert recorded["settings"]["limit"] == 8 and recorded["global_step"] == 2
+
+
+@pytest.mark.parametrize("command", ["train-prm", "label-steps", "processbench"])
+def test_learn_commands_have_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: sal " + command in capsys.readouterr().out
