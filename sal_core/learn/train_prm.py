@@ -28,6 +28,7 @@ from sal_core.errors import ConfigError, ModelError
 from sal_core.io import write_text_atomic
 from sal_core.learn.stepwise import fingerprint as dataset_fingerprint
 from sal_core.learn.stepwise import load_stepwise, tokenize_batch
+from sal_core.prm.base import STEP_SEPARATOR
 from sal_core.prm.trl_token import PRM_CONFIG_FILE
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ class TrainSettings:
     split: str = "train"
     subset: str | None = None
     limit: int | None = None
-    step_separator: str = "\n\n"
+    #: the search's step separator, so the PRM scores steps as the search cuts them
+    step_separator: str = STEP_SEPARATOR
     max_length: int | None = 1024
     max_completion_length: int | None = None
     train_on_last_step_only: bool = False

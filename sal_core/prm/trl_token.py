@@ -23,7 +23,7 @@ from sal_core.errors import ModelError
 from sal_core.prm.hf import Encoded, TransformersPRM, load_pretrained
 
 #: TRL's default step separator, used when the model folder does not record one
-STEP_SEPARATOR = "\n"
+TRL_DEFAULT_SEPARATOR = "\n"
 #: the file in a PRM folder that records how it was trained (written by `sal train-prm`)
 PRM_CONFIG_FILE = "prm_config.json"
 
@@ -64,7 +64,12 @@ class TRLTokenPRM(TransformersPRM):
     """Step scores from a token classifier at the end of each step."""
 
     def __init__(
-        self, settings: PRMSettings, tokenizer: Any, model: Any, device: str, step_separator: str = STEP_SEPARATOR
+        self,
+        settings: PRMSettings,
+        tokenizer: Any,
+        model: Any,
+        device: str,
+        step_separator: str = TRL_DEFAULT_SEPARATOR,
     ) -> None:
         super().__init__(settings, tokenizer, model, device)
         self.step_separator = step_separator
@@ -92,5 +97,5 @@ def load_trl(settings: PRMSettings, tokenizer: Any, device: str, dtype: Any) -> 
             f"prm {settings.name}: {settings.path} has {model.config.num_labels} label(s); "
             "a TRL PRM classifies each step into 2 labels (0 = wrong, 1 = correct)"
         )
-    separator = read_step_separator(settings.path) or STEP_SEPARATOR
+    separator = read_step_separator(settings.path) or TRL_DEFAULT_SEPARATOR
     return TRLTokenPRM(settings, tokenizer, model, device, separator)
