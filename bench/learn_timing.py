@@ -42,7 +42,12 @@ def sample(backend, model: ModelSettings, problems: pd.DataFrame, n: int, max_to
     texts = [o.text for o in outputs]
     tokens = sum(o.num_tokens for o in outputs)
     problems.assign(completions=[texts[i * n : (i + 1) * n] for i in range(len(problems))]).to_parquet(out)
-    print(f"  sampled {len(requests)} completions, {tokens} tokens")
+    print(f"  sampled {len(requests)} completions, {tokens} tokens", flush=True)
+
+
+def _count(outputs: list, tokens_out: list[int]) -> list:
+    tokens_out[-1] = sum(o.num_tokens for o in outputs)
+    return outputs
 
 
 def main() -> None:
@@ -68,11 +73,19 @@ def main() -> None:
     backend = load_backend(model)
     sample(backend, model, problems, args.samples, args.sample_tokens, work / "merged.parquet")
     times["sample"] = time.perf_counter() - start
+    print(f"sample: {times['sample']:.1f} s", flush=True)
     start = time.perf_counter()
     labels = LabelSettings(k=args.k, max_tokens=args.rollout_tokens, max_steps=args.max_steps)
+    counted = backend.generate
+    tokens_out: list[int] = []
+    backend.generate = lambda requests: tokens_out.append(0) or _count(counted(requests), tokens_out)
     rows = label_steps(work / "merged.parquet", model, labels, work / "steps.jsonl", workers=1, backend=backend)
+    backend.generate = counted
+    rollouts = sum(tokens_out)
     times["label"] = time.perf_counter() - start
+    print(f"label: {times['label']:.1f} s", flush=True)
     good = sum(sum(x) for x in rows["labels"]) / max(1, sum(len(x) for x in rows["labels"]))
+    print(f"  rollouts: {rollouts} generated tokens", flush=True)
     print(f"  labelled {len(rows)} completions, {sum(len(x) for x in rows['labels'])} steps, {good:.1%} good")
     start = time.perf_counter()
     train = TrainSettings(
@@ -88,13 +101,14 @@ def main() -> None:
     )
     result = train_prm(train, work / "prm")
     times["train"] = time.perf_counter() - start
+    print(f"train: {times['train']:.1f} s", flush=True)
     print(f"  loss {result.losses[0]['loss']:.3f} -> {result.losses[-1]['loss']:.3f}")
     for name, kind, path in (("untrained", "rlhflow", args.model), ("trained", "trl", str(work / "prm"))):
         start = time.perf_counter()
         prm = PRMSettings(name=name, type=kind, path=path, device="cpu", batch_size=8, max_length=2048)
         table = run_processbench([prm], work / "pb", limit=args.pb_limit)[0]
         times[f"processbench {name}"] = time.perf_counter() - start
-        print(f"  {name}: average F1 {table['f1'].iloc[-1]:.1f}")
+        print(f"  {name}: average F1 {table['f1'].iloc[-1]:.1f}, {times[f'processbench {name}']:.1f} s", flush=True)
     for stage, seconds in times.items():
         print(f"{stage:>24}: {seconds:7.1f} s")
     print(f"work folder: {work}")

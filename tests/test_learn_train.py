@@ -101,6 +101,16 @@ def test_lora_is_merged_into_the_saved_weights(tiny_model_path, toy_dataset, tmp
         assert torch.allclose(merged(input_ids=probe).logits, seen["logits"], atol=1e-4)
 
 
+def test_freeze_base_trains_the_head_alone(tiny_model_path, toy_dataset, tmp_path) -> None:
+    out = tmp_path / "probe"
+    result = train_prm(_settings(tiny_model_path, toy_dataset, max_steps=4, freeze_base=True), out)
+    assert result.global_step == 4
+    base = AutoModelForTokenClassification.from_pretrained(tiny_model_path, num_labels=2).state_dict()
+    trained = AutoModelForTokenClassification.from_pretrained(out).state_dict()
+    frozen = [k for k in base if not k.startswith("score.")]
+    assert frozen and all(torch.equal(trained[k], base[k]) for k in frozen)
+
+
 def test_interrupted_training_resumes_from_its_checkpoint(tiny_model_path, toy_dataset, tmp_path) -> None:
     settings = _settings(tiny_model_path, toy_dataset, max_steps=6, save_steps=2)
     out = tmp_path / "prm"

@@ -41,6 +41,7 @@ HELP = {
     "bf16": "bf16 mixed precision (default: on a GPU that supports it)",
     "gradient_checkpointing": "trade compute for memory (SAL's recipes turn it on)",
     "disable_dropout": "switch dropout off, as TRL does by default",
+    "freeze_base": "train only the classification head on the frozen model (cheapest; no LoRA)",
     "lora_r": "LoRA rank; 0 trains every weight",
     "lora_alpha": "LoRA scaling",
     "lora_dropout": "LoRA dropout (0 in effect while dropout is disabled)",

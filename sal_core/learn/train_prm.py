@@ -68,6 +68,9 @@ class TrainSettings:
     bf16: bool | None = None
     gradient_checkpointing: bool = False
     disable_dropout: bool = True
+    #: train only the new classification head on the frozen model (a linear probe: no backward
+    #: pass through the model, the cheapest PRM to train on a CPU)
+    freeze_base: bool = False
     lora_r: int = 0
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -93,6 +96,8 @@ class TrainSettings:
             raise ConfigError(f"{where}.step_separator: must not be empty")
         if self.lora_r < 0 or (self.lora_r and self.lora_alpha <= 0):
             raise ConfigError(f"{where}.lora_r / lora_alpha: r must be >= 0 (0 = no LoRA) and alpha > 0")
+        if self.freeze_base and self.lora_r:
+            raise ConfigError(f"{where}.freeze_base: trains the head alone; it cannot be combined with lora_r")
         if not 0 <= self.lora_dropout < 1:
             raise ConfigError(f"{where}.lora_dropout: must be in [0, 1), got {self.lora_dropout}")
         if self.warmup_steps < 0 or self.weight_decay < 0:
@@ -180,6 +185,11 @@ def load_model(settings: TrainSettings, tokenizer: Any) -> Any:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ModelError(f"base_model: cannot load {settings.base_model} as a token classifier: {err}") from err
     model.config.pad_token_id = tokenizer.pad_token_id
+    if settings.freeze_base:
+        for name, param in model.named_parameters():
+            param.requires_grad = name.split(".")[0] in HEAD_MODULES
+        if not any(param.requires_grad for param in model.parameters()):
+            raise ModelError(f"base_model: {settings.base_model} has no head named {' or '.join(HEAD_MODULES)}")
     if settings.lora_r:
         from peft import LoraConfig, TaskType, get_peft_model
 
