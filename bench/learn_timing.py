@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from sal_core.backends import load_backend
 from sal_core.backends.base import GenerationRequest
@@ -53,6 +54,10 @@ def _count(outputs: list, tokens_out: list[int]) -> list:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
+    parser.add_argument("--pool", default="gsm8k_train_pool", help="built-in problem set to sample from")
+    parser.add_argument(
+        "--prompt-from", help="a config file whose first model's chat_template and system_prompt to use (few-shot)"
+    )
     parser.add_argument("--problems", type=int, default=16)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--sample-tokens", type=int, default=256)
@@ -61,12 +66,17 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--freeze-base", action="store_true", help="train the head alone (then no LoRA)")
     parser.add_argument("--pb-limit", type=int, default=50, help="ProcessBench samples per split")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="learn-timing-"))
-    model = ModelSettings(name="policy", path=args.model, device="cpu", max_model_len=2048)
-    problems = load_problems(DatasetSettings(name="pool", source="builtin", path="gsm8k_train_pool"))
+    prompt = {}
+    if args.prompt_from:
+        first = next(iter(yaml.safe_load(Path(args.prompt_from).read_text())["models"].values()))
+        prompt = {k: first[k] for k in ("chat_template", "system_prompt") if k in first}
+    model = ModelSettings(name="policy", path=args.model, device="cpu", max_model_len=2048, **prompt)
+    problems = load_problems(DatasetSettings(name="pool", source="builtin", path=args.pool))
     problems = problems.iloc[: args.problems]
     times = {}
     start = time.perf_counter()
@@ -93,8 +103,9 @@ def main() -> None:
         dataset=str(work / "steps.jsonl"),
         max_steps=args.train_steps,
         batch_size=8,
-        learning_rate=1e-4 if args.lora_r else 2e-5,
-        lora_r=args.lora_r,
+        learning_rate=1e-3 if args.freeze_base else 1e-4 if args.lora_r else 2e-5,
+        lora_r=0 if args.freeze_base else args.lora_r,
+        freeze_base=args.freeze_base,
         logging_steps=5,
         save_steps=10,
         max_length=1024,
