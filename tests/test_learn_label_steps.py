@@ -13,7 +13,7 @@ import pytest
 from sal_core.backends import load_backend
 from sal_core.cli import main
 from sal_core.config import ModelSettings
-from sal_core.learn.label_steps import LabelSettings, label_steps
+from sal_core.learn.label_steps import LabelSettings, label_steps, rollout_answer
 from sal_core.learn.stepwise import load_stepwise
 
 RIGHT = "## Step 1: Add\n2 + 3 = 5.\n\n## Step 2: Answer\nThe answer is $\\boxed{5}$.\n\n## Step 3: Check\nIt is right."
@@ -83,6 +83,8 @@ def test_limits_and_cli(completions, model, tmp_path) -> None:
             "1",
             "--max-steps",
             "1",
+            "--stop",
+            "\\n\\nProblem:",
             "--workers",
             "1",
         ]
@@ -108,3 +110,10 @@ def test_missing_answer_column_is_named(tmp_path, model) -> None:
         ]
     )
     assert code == 2
+
+
+def test_a_rollout_answer_ends_at_a_stop_string() -> None:
+    runaway = " $\\boxed{5}$.\n\nProblem: What is $1 + 1$?\nSolution: $\\boxed{2}$"
+    assert rollout_answer("2 + 3 = 5.\n\n", runaway) == "2"
+    assert rollout_answer("2 + 3 = 5.\n\n", runaway, ["\n\nProblem:"]) == "5"
+    assert rollout_answer("So $\\boxed{5}$.\n\n", "Done.", ["\n\nProblem:"]) == "5"

@@ -10,6 +10,7 @@ answer. Output: parquet, or JSON lines when --out ends in .jsonl; `sal train-prm
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed, help="run seed; each rollout's seed derives from it")
     parser.add_argument("--max-completions", type=int, help="label only the first N completions of each problem")
     parser.add_argument("--max-steps", type=int, help="label only the first N steps of each completion")
+    parser.add_argument(
+        "--stop", action="append", default=[], help="string that ends a rollout, backslash escapes allowed (repeatable)"
+    )
     parser.add_argument("--workers", type=int, default=2, help="grading processes")
 
 
@@ -48,5 +52,6 @@ def run(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_completions=args.max_completions,
         max_steps=args.max_steps,
+        stop=tuple(codecs.decode(s, "unicode_escape") for s in args.stop),
     )
     label_steps(args.completions, ModelSettings.from_dict(model, "model"), settings, args.out, workers=args.workers)

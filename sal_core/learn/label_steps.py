@@ -17,6 +17,7 @@ problem), completions (the steps), labels, plus problem_id, completion_index and
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,8 @@ class LabelSettings:
     max_completions: int | None = None
     #: label only the first N steps of each completion (None: all)
     max_steps: int | None = None
+    #: strings that end a rollout (kept in its text), e.g. "\n\nProblem:" for a few-shot prompt
+    stop: tuple[str, ...] = ()
 
     def validate(self, where: str) -> None:
         for key in ("k", "max_tokens"):
@@ -109,8 +112,17 @@ def plan_rows(
                 text = STEP_SEPARATOR.join(steps[:d]) + STEP_SEPARATOR
                 prefixes.setdefault((i, text), Prefix(i, text, (i, j, d), []))
                 keys.append((i, text))
-            rows.append({"problem": i, "completion_index": j, "steps": labelled, "keys": keys, "own": completion})
+            own = rollout_answer("", completion, settings.stop)
+            rows.append({"problem": i, "completion_index": j, "steps": labelled, "keys": keys, "own": own})
     return rows, prefixes
+
+
+def rollout_answer(prefix: str, continuation: str, stops: Sequence[str] = ()) -> str | None:
+    """The final answer of prefix + rollout: its last \\boxed{}, ignoring anything from a stop string on
+    (a few-shot policy that runs on into a new problem of its own boxes that problem's answer there)."""
+    for stop in stops:
+        continuation = continuation.split(stop, 1)[0]
+    return last_boxed(prefix + continuation)
 
 
 def roll_out(backend: GenerationBackend, prompts: list[str], prefixes: list[Prefix], settings: LabelSettings) -> None:
@@ -124,11 +136,14 @@ def roll_out(backend: GenerationBackend, prompts: list[str], prefixes: list[Pref
             continue
         for r in range(settings.k):
             seed = derive_seed(settings.seed, *prefix.seed_position, r)
-            requests.append(GenerationRequest(prompt, settings.temperature, settings.top_p, budget, (), seed))
+            request = GenerationRequest(
+                prompt, settings.temperature, settings.top_p, budget, tuple(settings.stop), seed
+            )
+            requests.append(request)
             owners.append(prefix)
     outputs = backend.generate(requests) if requests else []
     for prefix, output in zip(owners, outputs, strict=True):
-        prefix.answers.append(last_boxed(prefix.text + output.text))
+        prefix.answers.append(rollout_answer(prefix.text, output.text, settings.stop))
 
 
 def grade(golds: list[str], answers: list[list[str | None]], workers: int) -> list[dict[str, bool]]:
@@ -147,7 +162,7 @@ def assemble(
         i, values = row["problem"], []
         for key in row["keys"]:
             if key is None:
-                values.append(float(correct[i].get(last_boxed(row["own"]), False)))
+                values.append(float(correct[i].get(row["own"], False)))
                 continue
             prefix = prefixes[key]
             if not prefix.rolled_out:
@@ -193,7 +208,7 @@ def label_steps(
     for prefix in ordered:
         answers[prefix.problem] += prefix.answers
     for row in rows:
-        answers[row["problem"]].append(last_boxed(row["own"]))
+        answers[row["problem"]].append(row["own"])
     correct = grade([str(a) for a in frame["answer"]], answers, workers)
     result = pd.DataFrame(assemble(frame, rows, prefixes, correct))
     write_stepwise(result, out)
