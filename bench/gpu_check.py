@@ -29,9 +29,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny tokenizer and PRM builders the tests use
 
+from search_helpers import favour_steps  # noqa: E402
 from test_prm_families import KINDS, PROBLEM, SOLUTIONS  # noqa: E402
 from test_prm_families import _build as build_prm  # noqa: E402
-from test_search import favour_steps  # noqa: E402
 from tiny_tokenizers import TEMPLATES, word_tokenizer  # noqa: E402
 
 from sal_core.backends import GenerationRequest  # noqa: E402

@@ -26,7 +26,7 @@ from shared_folder import SHARED
 from sal_core.backends import load_backend
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.prm import load_prm
-from sal_core.prm.base import PRM
+from sal_core.prm.base import PRM, Scored
 from sal_core.search import run_search
 from sal_core.settings.jobs import GenerateJob
 
@@ -55,9 +55,9 @@ class CountingPRM(PRM):
     def __init__(self, inner: PRM) -> None:
         self.inner, self.calls = inner, 0
 
-    def score(self, problems, completions):
+    def score_with_tokens(self, problems, completions) -> Scored:
         self.calls += 1
-        return self.inner.score(problems, completions)
+        return self.inner.score_with_tokens(problems, completions)
 
 
 def load_problems(count: int) -> tuple[list[str], str]:

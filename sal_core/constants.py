@@ -16,6 +16,9 @@ PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "serv
 BACKENDS = ("transformers", "vllm", "openai")
 #: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API
 SERVER_APIS = ("sal", "vllm-pooling")
+#: how a PRM cuts a completion into scored steps and lays them out: the project's (empty steps dropped,
+#: each family's model-card layout) or search-and-learn's (sal_core/prm/base.py, docs/search.md)
+STEP_LAYOUTS = ("default", "sal")
 #: how a completion's step scores become one score (search ranking and naive / weighted votes)
 AGGREGATIONS = ("last", "min", "prod")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

@@ -11,7 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
+from search_helpers import favour_steps, make_job
 
+from sal_core.backends.base import GenerationBackend
 from sal_core.errors import ModelError
 from sal_core.pipeline.prepare_model import prepare_model, smollm2_gguf_folder
 
@@ -57,6 +59,24 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path
     workdir = new_workdir(tmp_path_factory.mktemp("workflow"), workflow_config(), tiny_model_path)
     snakemake(workdir)
     return workdir
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_path: Path) -> GenerationBackend:
+    """The tiny model in the transformers engine, biased to write short steps (search tests)."""
+    from sal_core.backends import load_backend
+
+    backend = load_backend(make_job(tiny_model_path, "best_of_n", n=1).model)
+    favour_steps(backend)
+    return backend
+
+
+@pytest.fixture(scope="module")
+def judge(tiny_model_path: Path):
+    """An RLHFlow-format PRM on the tiny model (random, but real, deterministic step scores)."""
+    from sal_core.prm import load_prm
+
+    return load_prm(make_job(tiny_model_path, "beam_search", n=2, beam_width=2).prm)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -204,3 +204,37 @@ def test_the_served_slurm_profile_is_the_slurm_profile_without_gpus_for_clients(
     assert all(
         slurm["set-resources"][rule]["gpu"] == 1 and "gpu" not in served["set-resources"][rule] for rule in clients
     )
+
+
+def test_a_model_can_bring_its_own_prms() -> None:
+    """search-and-learn pairs AceMath-7B with Qwen2.5-Math-PRM-7B and its other models with RLHFlow's:
+    `models.<m>.search_prm` / `score_prms` give one model its own guide and judges; an approach's
+    own `prm` still wins."""
+    config = smoke()
+    config["prms"]["other"] = dict(config["prms"]["tiny-judge"])
+    config["models"]["own"] = {**config["models"]["tiny"], "search_prm": "other", "score_prms": ["other"]}
+    config["approaches"]["dvts-fixed"] = {**config["approaches"]["dvts"], "prm": "tiny-judge"}
+    grid = check_config(config, SCHEMA)
+    assert "models" in config and "search_prm" in config["models"]["own"], "the config itself is not changed"
+    runs = {(r.model, r.approach, r.n): r for r in grid.runs if r.sampling == "t1.0"}
+    assert runs["own", "dvts", 4].run_id == "dvts.other" and runs["own", "dvts", 4].job.prm.name == "other"
+    assert runs["tiny", "dvts", 4].run_id == "dvts.tiny-judge"
+    assert runs["own", "beam", 2].run_id == "beam-n2.other"
+    assert runs["own", "dvts-fixed", 4].search_prm == "tiny-judge"
+    assert runs["own", "bon", 4].score_prms == ("other",)
+    assert runs["tiny", "bon", 4].score_prms == ("tiny-judge",)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"search_prm": "nope"}, r"^models.tiny.search_prm: 'nope' is not a PRM defined under prms"),
+        ({"score_prms": ["nope"]}, r"^models.tiny.score_prms: 'nope' is not a PRM defined under prms"),
+        ({"score_prms": []}, r"^models.tiny.score_prms: \[\] should be non-empty"),
+    ],
+)
+def test_bad_model_prms_name_the_key(entry, message: str) -> None:
+    config = smoke()
+    config["models"]["tiny"].update(entry)
+    with pytest.raises(ConfigError, match=message):
+        check_config(config, SCHEMA)

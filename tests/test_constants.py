@@ -21,6 +21,7 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
     [
         (DEFS["approach"]["properties"]["method"]["enum"], constants.METHODS),
         (DEFS["prm"]["properties"]["type"]["enum"], constants.PRM_TYPES),
+        (DEFS["prm"]["properties"]["step_layout"]["enum"], constants.STEP_LAYOUTS),
         (DEFS["model"]["properties"]["backend"]["enum"], constants.BACKENDS),
         (DEFS["prm"]["properties"]["api"]["enum"], constants.SERVER_APIS),
         (DEFS["aggregation"]["enum"], constants.AGGREGATIONS),
@@ -33,6 +34,7 @@ DATASET = SCHEMA["properties"]["dataset"]["properties"]
     ids=[
         "methods",
         "prm types",
+        "step layouts",
         "backends",
         "server apis",
         "aggregations",

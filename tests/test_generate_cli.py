@@ -33,6 +33,8 @@ COLUMNS = [
     "temperatures",
     "groups",
     "finish_reasons",
+    "generated_tokens",
+    "prm_tokens",
 ]
 
 
@@ -80,8 +82,10 @@ def test_best_of_n_shard(tiny_model_path, problems_file, tmp_path):
     assert pq.read_table(out, columns=["level"]).column("level").to_pylist() == [None, "2", "1"]
     for row in table.itertuples():
         assert len(row.completions) == len(row.completion_tokens) == len(row.finish_reasons) == 3
-        assert list(row.temperatures) == [0.5, 0.5, 1.0]
+        assert list(row.temperatures) == [0.5, 1.0, 0.5]  # cycled: no ratios given
         assert list(row.groups) == [0, 1, 2]
+        # Best-of-N: every generated token is in a returned completion; no PRM in the search
+        assert row.generated_tokens == sum(row.completion_tokens) and row.prm_tokens == 0
     assert read_metadata(out) == {"method": "best_of_n", "n": "3", "beam_width": "4", "seed": "5"}
     assert not list(out.parent.glob(".*.tmp"))
 
@@ -96,7 +100,20 @@ def test_beam_search_shard_has_search_scores(tiny_model_path, problems_file, tmp
     for row in table.itertuples():
         assert len(row.completions) == len(row.search_scores) == 2
         assert all(len(scores) >= 1 for scores in row.search_scores)
+        assert row.generated_tokens >= max(row.completion_tokens) and row.prm_tokens > 0
     assert read_metadata(out)["method"] == "beam_search"
+
+
+def test_dvts_shard_records_compute_per_subtree(tiny_model_path, problems_file, tmp_path):
+    out = tmp_path / "completions.parquet"
+    job = job_json(tiny_model_path, "dvts", n=4, beam_width=2, num_iterations=2, max_tokens=5)
+    assert generate(problems_file, 0, 2, job, out) == 0
+    table = read_table(out)
+    assert list(table.columns) == [*COLUMNS, "search_scores", "subtree_tokens", "subtree_prm_tokens"]
+    for row in table.itertuples():
+        assert len(row.subtree_tokens) == len(row.subtree_prm_tokens) == 2
+        assert sum(row.subtree_tokens) == row.generated_tokens > 0
+        assert sum(row.subtree_prm_tokens) == row.prm_tokens > 0
 
 
 @pytest.mark.parametrize(

@@ -111,3 +111,23 @@ def test_shard_with_fewer_rows_than_its_range_is_refused(run_dir) -> None:
     write_table_atomic(read_table(scores[1]).iloc[:1], scores[1])
     with pytest.raises(ShardError, match=r"has 1 problems, its range 2-4 needs 2"):
         merge(root, completions, scores)
+
+
+def test_merge_carries_the_compute_of_search_and_scoring(run_dir) -> None:
+    """The completions' own compute columns pass through; the scores file's `prm_tokens` and
+    `completion_prm_tokens` (what the scoring PRM read) arrive as `score_prm_tokens` and
+    `score_completion_prm_tokens`."""
+    root, completions, scores = run_dir
+    for cpath, spath in zip(completions, scores, strict=True):
+        write_table_atomic(read_table(cpath).assign(generated_tokens=40, prm_tokens=7), cpath)
+        frame = read_table(spath)
+        write_table_atomic(
+            frame.assign(prm_tokens=[11] * len(frame), completion_prm_tokens=[[5, 4, 2]] * len(frame)), spath
+        )
+    merged = merge(root, completions, scores)
+    assert merged["generated_tokens"].tolist() == [40] * 5 and merged["prm_tokens"].tolist() == [7] * 5
+    back = read_table(root / "m.parquet")
+    assert back["score_prm_tokens"].tolist() == [11] * 5
+    assert [list(r) for r in back["score_completion_prm_tokens"]] == [[5, 4, 2]] * 5
+    with pytest.raises(ShardError, match="not a scores shard"):
+        merge(root, completions, [completions[0], *scores[1:]])

@@ -14,7 +14,6 @@ from sal_core.cli import main
 from sal_core.evaluation.plot import (
     FIGURES,
     VOTES,
-    X_TOKENS,
     accuracy_figure,
     family,
     gain_figure,
@@ -147,11 +146,19 @@ def test_beam_runs_named_by_n_are_one_family(table):
     plt.close(fig)
 
 
-def test_tokens_figure_uses_the_tokens_column(table):
-    fig = accuracy_figure(table, MODELS[0], X_TOKENS)
+@pytest.mark.parametrize("column", ["compute_tokens", "mean_tokens"])
+def test_tokens_figure_uses_all_the_compute_when_recorded(table, column):
+    """accuracy_vs_tokens charges every generated and PRM-read token; tables without those counts
+    (older results) fall back to the returned completions' tokens."""
+    if column == "compute_tokens":
+        table = table.assign(compute_tokens=table["mean_tokens"] * 3 + 7)
+    figures = model_figures(table, MODELS[0], SAMPLINGS[0])
+    fig = figures["accuracy_vs_tokens"]
     xs = {float(x) for ax in fig.axes for line in _sampling_lines(ax) for x in line.get_xdata()}
-    assert xs <= set(table[X_TOKENS].astype(float)) and len(xs) > 12
-    plt.close(fig)
+    assert xs <= set(table[column].astype(float)) and len(xs) > 12
+    assert "PRMs" in fig.axes[-1].get_xlabel() or column == "mean_tokens"
+    for figure in figures.values():
+        plt.close(figure)
 
 
 def test_sal_plot_writes_the_figure_set_of_every_model(tmp_path, table):

@@ -194,8 +194,9 @@ def test_settings_are_checked_before_loading(tmp_path: Path) -> None:
 
 
 def test_rlhflow_matches_one_pass_per_step_reference(prm_paths, prms, tokenizer) -> None:
-    """search-and-learn's recipe, one full forward per step: the conversation up to step k, then the
-    assistant header; P("+") from the next-token logits. Our single pass must give the same."""
+    """RLHFlow's reference recipe (search-and-learn's non-default `_score_single`), one full forward
+    per step: the conversation up to step k, then the assistant header; P("+") from the next-token
+    logits. Our single pass must give the same."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(prm_paths["rlhflow"]).eval()

@@ -7,13 +7,7 @@ import random
 import pytest
 
 from sal_core.errors import ConfigError
-from sal_core.search.temperatures import (
-    SEED_MODULUS,
-    best_of_n_temperatures,
-    cycle_temperatures,
-    derive_seed,
-    split_counts,
-)
+from sal_core.search.temperatures import SEED_MODULUS, derive_seed, split_counts, temperature_list
 from sal_core.settings.jobs import GenerateJob, SearchSettings
 
 
@@ -46,24 +40,19 @@ def test_split_counts_largest_remainder(n, ratios, expected):
     assert split_counts(n, ratios) == expected
 
 
-def test_best_of_n_temperatures_default_ratios_are_equal_blocks():
-    assert best_of_n_temperatures(5, [0.2, 1.0], None) == [0.2, 0.2, 0.2, 1.0, 1.0]
-    assert best_of_n_temperatures(4, [0.8], None) == [0.8] * 4
-
-
-def test_best_of_n_temperatures_follow_ratios():
-    temps = best_of_n_temperatures(16, [0.4, 0.8, 1.2], [0.25, 0.25, 0.5])
-    assert len(temps) == 16
-    assert [temps.count(t) for t in (0.4, 0.8, 1.2)] == [4, 4, 8]
-    # a temperature with ratio 0 gets no sample
-    assert best_of_n_temperatures(3, [0.1, 0.9], [0.0, 1.0]) == [0.9, 0.9, 0.9]
-
-
-def test_cycle_temperatures():
-    assert cycle_temperatures(5, [0.1, 0.7]) == [0.1, 0.7, 0.1, 0.7, 0.1]
-    assert cycle_temperatures(2, [0.1, 0.7, 1.3]) == [0.1, 0.7]
+def test_temperature_list_without_ratios_cycles():
+    assert temperature_list(5, [0.2, 1.0], None) == [0.2, 1.0, 0.2, 1.0, 0.2]
+    assert temperature_list(4, [0.8], None) == [0.8] * 4
+    assert temperature_list(2, [0.1, 0.7, 1.3], None) == [0.1, 0.7]
     with pytest.raises(ValueError):
-        cycle_temperatures(2, [])
+        temperature_list(2, [], None)
+
+
+def test_temperature_list_follows_ratios_in_blocks():
+    temps = temperature_list(16, [0.4, 0.8, 1.2], [0.25, 0.25, 0.5])
+    assert temps == [0.4] * 4 + [0.8] * 4 + [1.2] * 8
+    # a temperature with ratio 0 gets no sample
+    assert temperature_list(3, [0.1, 0.9], [0.0, 1.0]) == [0.9, 0.9, 0.9]
 
 
 def test_derive_seed_is_deterministic_distinct_and_in_range():

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from sal_core.cli import main
-from sal_core.prm import split_steps
+from sal_core.prm import load_prm, split_steps
+from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 ROWS = [
@@ -65,11 +66,20 @@ def test_sal_score_writes_one_score_per_step(tiny_model_path: Path, shard: Path,
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     table = read_table(out)
-    assert list(table.columns) == ["problem_id", "scores"]
+    assert list(table.columns) == ["problem_id", "scores", "prm_tokens", "completion_prm_tokens"]
     assert list(table["problem_id"]) == ["p0", "p1"]
-    for row, scores in zip(ROWS, table["scores"], strict=True):
+    prm = load_prm(PRMSettings.from_dict(json.loads(_prm_json(tiny_model_path))))
+    for row, scores, read in zip(ROWS, table["scores"], table["prm_tokens"], strict=True):
         assert [len(s) for s in scores] == [len(split_steps(c)) for c in row["completions"]]
         assert all(0.0 <= x <= 1.0 for s in scores for x in s)
+        # the tokens of every scored input (an empty completion has no step: nothing read)
+        steps = [split_steps(c) for c in row["completions"]]
+        per_completion = [len(prm.encode(row["problem"], s).input_ids) if s else 0 for s in steps]
+        assert read == sum(per_completion) > 0
+    assert [list(r) for r in table["completion_prm_tokens"]] == [
+        [len(prm.encode(row["problem"], split_steps(c)).input_ids) if split_steps(c) else 0 for c in row["completions"]]
+        for row in ROWS
+    ]
     assert read_metadata(out)["prm"] == "judge"
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")], "no temporary file left behind"
 

@@ -43,6 +43,9 @@ def test_same_prm_reuses_search_scores_and_they_equal_a_fresh_pass(beam_shard, t
     # batch_size does not change scores but does change the fingerprint: the PRM really runs
     fresh = score_shard(completions, dataclasses.replace(prm, batch_size=3), tmp_path / "fresh.parquet")
     assert "reused" not in read_metadata(fresh)
+    # the reuse read nothing; the fresh pass reports what its PRM read
+    assert read_table(reused)["prm_tokens"].tolist() == [0, 0]
+    assert all(t > 0 for t in read_table(fresh)["prm_tokens"])
     got, want = read_table(reused)["scores"], read_table(fresh)["scores"]
     for got_problem, want_problem in zip(got, want, strict=True):
         for g, w in zip(got_problem, want_problem, strict=True):

@@ -1,137 +1,22 @@
-"""The search methods on a real (tiny, random) model and a real RLHFlow-format judge.
-
-Counting wrappers around the real backend and PRM delegate every call and only record what was
-asked, so tests can check batching (one generate and one PRM call per step for all problems) and
-alignment (each completion continues its own problem's prompt). The policy is a tiny random model
-whose output layer favours the step separator, so searches really take several steps; it is a real
-transformers model (random weights plus an output bias), not canned text.
+"""The search methods on a real (tiny, random) model and a real RLHFlow-format judge, through the
+counting wrappers of tests/search_helpers.py: batching (one generate and one PRM call per step for
+all problems) and alignment (each completion continues its own problem's prompt). The policy's
+output layer favours the step separator, so searches really take several steps.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-import torch
+from search_helpers import PROBLEMS, CountingBackend, CountingPRM, Run, make_job, search
 
 from sal_core.backends import load_backend
-from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.prm import load_prm
-from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.base import split_steps
 from sal_core.prm.step_aggregation import aggregate_steps
-from sal_core.search import SearchResult, build_prompts, run_search
-from sal_core.search.steps import ends_solution
-from sal_core.settings.jobs import GenerateJob
-
-PROBLEMS = [
-    "What is $2 + 3$?",
-    "Find the remainder when $17$ is divided by $5$.",
-    "Compute $\\sqrt{81}$.",
-]
-
-
-class CountingBackend(GenerationBackend):
-    """Delegates to `inner`, recording each generate call's requests and outputs. `max_model_len`
-    may be set lower than the engine's, to make the search prune beams early."""
-
-    def __init__(self, inner: GenerationBackend, max_model_len: int | None = None) -> None:
-        self.inner = inner
-        self.tokenizer = inner.tokenizer
-        self.max_model_len = max_model_len or inner.max_model_len
-        self.calls: list[list[tuple[GenerationRequest, GenerationOutput]]] = []
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
-        outputs = self.inner.generate(requests)
-        self.calls.append(list(zip(requests, outputs, strict=True)))
-        return outputs
-
-    def count_tokens(self, text: str) -> int:
-        return self.inner.count_tokens(text)
-
-
-class CountingPRM(PRM):
-    """Delegates to `inner`, recording each score call's problems and completions."""
-
-    def __init__(self, inner: PRM) -> None:
-        self.inner = inner
-        self.calls: list[tuple[list[str], list[list[str]]]] = []
-
-    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
-        self.calls.append((list(problems), [list(c) for c in completions]))
-        return self.inner.score(problems, completions)
-
-
-def favour_steps(backend: GenerationBackend, separator_bias: float = 7.0, eos_bias: float = 4.0) -> None:
-    """Give the model's output layer a bias towards "\\n\\n" and end-of-sequence, so a random model
-    writes short steps (a few tokens) and sometimes ends, like a real solver, instead of hitting the
-    token limit on every step."""
-    model = backend.model  # the transformers engine's model
-    tokenizer = backend.tokenizer
-    (separator,) = tokenizer.encode("\n\n", add_special_tokens=False)
-    head = model.lm_head
-    biased = torch.nn.Linear(
-        head.in_features, head.out_features, bias=True, dtype=head.weight.dtype, device=head.weight.device
-    )
-    with torch.no_grad():
-        biased.weight.copy_(head.weight)
-        biased.bias.zero_()
-        biased.bias[separator] = separator_bias
-        biased.bias[tokenizer.eos_token_id] = eos_bias
-    model.lm_head = biased
-
-
-def make_job(model_path: str, method: str, max_model_len: int = 4096, **search) -> GenerateJob:
-    """A GenerateJob for the tiny model, guided (beam search, DVTS) by an RLHFlow judge on the same model."""
-    data = {
-        "model": {"name": "tiny", "path": str(model_path), "max_model_len": max_model_len, "batch_size": 64},
-        "search": {"method": method, **search},
-    }
-    if method != "best_of_n":
-        data["prm"] = {"name": "judge", "type": "rlhflow", "path": str(model_path), "batch_size": 16}
-    return GenerateJob.from_dict(data)
-
-
-# ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_model_path: Path) -> GenerationBackend:
-    """The tiny model in the transformers engine, biased to write short steps."""
-    backend = load_backend(make_job(tiny_model_path, "best_of_n", n=1).model)
-    favour_steps(backend)
-    return backend
-
-
-@pytest.fixture(scope="module")
-def judge(tiny_model_path: Path) -> PRM:
-    """An RLHFlow-format PRM on the tiny model (random, but real, deterministic step scores)."""
-    return load_prm(make_job(tiny_model_path, "beam_search", n=2, beam_width=2).prm)
-
-
-@dataclass
-class Run:
-    """One search through counting wrappers: its results, the recorded calls, and the prompts."""
-
-    settings: dict
-    results: list[SearchResult]
-    backend: CountingBackend
-    prm: CountingPRM | None
-    prompts: list[str]
-
-    def requests_of(self, call: int, problem: int) -> list[GenerationRequest]:
-        return [req for req, _ in self.backend.calls[call] if req.prompt.startswith(self.prompts[problem])]
-
-
-def search(engine, judge, model_path, method, problems=PROBLEMS, max_model_len=None, **settings) -> Run:
-    backend = CountingBackend(engine, max_model_len)
-    prm = CountingPRM(judge) if method != "best_of_n" else None
-    job = make_job(model_path, method, **settings)
-    results = run_search(list(problems), job, backend, prm)
-    return Run(settings, results, backend, prm, build_prompts(problems, job, engine))
-
+from sal_core.search import build_prompts, run_search
+from sal_core.search.steps import ends_solution, states_answer
 
 BON = {"n": 5, "max_tokens": 6, "temperatures": [0.3, 1.0], "temperature_ratios": [0.5, 0.5]}
 BEAM = {
@@ -241,7 +126,8 @@ def test_beam_search_keeps_n_over_beam_width_and_never_exceeds_n(runs):
             if step > 0 and mine:
                 # every live beam descends from one of the n / beam_width = 2 kept beams
                 assert len({req.prompt for req in mine}) <= 2
-            assert [req.temperature for req in mine] == [[0.5, 1.0][j % 2] for j in range(len(mine))]
+            # slots in blocks of n / beam_width per entry of the beam_width-long list [0.5, 1.0]
+            assert [req.temperature for req in mine] == [0.5, 0.5, 1.0, 1.0][: len(mine)]
             assert all(req.stop == (() if last else ("\n\n",)) for req in mine)
     for result in run.results:
         assert set(result.temperatures) <= {0.5, 1.0}
@@ -266,22 +152,22 @@ def test_search_scores_are_the_judges_scores_of_the_completion(runs, judge):
 
 def test_dvts_returns_only_finished_candidates_grouped_by_subtree(runs):
     run = runs["dvts"]
-    last_steps = {req.prompt + out.text: out for call in run.backend.calls for req, out in call}
+    last_steps = {req.prompt + out.text: (req, out) for call in run.backend.calls for req, out in call}
     for prompt, result in zip(run.prompts, run.results, strict=True):
         assert result.groups == sorted(result.groups)
         assert set(result.groups) == {0, 1, 2}  # every subtree returns at least one completion
         assert all(result.groups.count(g) <= 2 for g in range(3))
-        for text, group, temperature, reason in zip(
-            result.completions, result.groups, result.temperatures, result.finish_reasons, strict=True
+        for text, temperature, reason in zip(
+            result.completions, result.temperatures, result.finish_reasons, strict=True
         ):
-            step = last_steps[prompt + text]
-            assert ends_solution(step)
+            request, step = last_steps[prompt + text]
+            assert ends_solution(step) or states_answer(text)
             assert reason == step.finish_reason
-            assert temperature == [0.4, 1.2][group % 2]
-    # each subtree samples beam_width candidates at its own temperature
+            assert temperature == request.temperature
+    # candidate c of every subtree samples at entry c of the temperature list
     for problem in range(len(PROBLEMS)):
         first = run.requests_of(0, problem)
-        assert [req.temperature for req in first] == [0.4, 0.4, 1.2, 1.2, 0.4, 0.4]
+        assert [req.temperature for req in first] == [0.4, 1.2] * 3
 
 
 # ---------------------------------------------------------------- determinism

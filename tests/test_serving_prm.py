@@ -73,6 +73,16 @@ def test_scores_through_the_server_equal_in_process_scores(server, local) -> Non
     remote = client(server).score(PROBLEMS, COMPLETIONS)
     assert close(remote, local.score(PROBLEMS, COMPLETIONS))
     assert remote[0][2] == [] and [len(s) for s in remote[0]] == [3, 1, 0, 2]
+    # the tokens the served PRM read come back with the scores (a search's prm_tokens)
+    assert (
+        client(server).score_with_tokens(PROBLEMS, COMPLETIONS).tokens
+        == local.score_with_tokens(PROBLEMS, COMPLETIONS).tokens
+    )
+
+
+def test_a_client_with_another_step_layout_is_refused(server) -> None:
+    with pytest.raises(ServerError, match="scores with step_layout 'default', but prm.step_layout is 'sal'"):
+        client(server, step_layout="sal")
 
 
 def test_health_describes_the_served_prm(server, judge_settings: PRMSettings) -> None:
@@ -218,8 +228,9 @@ def test_vllm_pooling_client_equals_in_process_qwen_scores(pooling_server, qwen_
     )
     assert isinstance(remote, VLLMPoolingPRM)
     problems, completions = PROBLEMS[:2], [COMPLETIONS[0], [COMPLETIONS[1][2] * 4, "One."]]
-    expected = load_prm(pooling_server["settings"]).score(problems, completions)
-    assert close(remote.score(problems, completions), expected)
+    expected = load_prm(pooling_server["settings"]).score_with_tokens(problems, completions)
+    got = remote.score_with_tokens(problems, completions)
+    assert close(got.scores, expected.scores) and got.tokens == expected.tokens
 
 
 def test_a_wrong_api_key_is_refused_naming_the_server(pooling_server, qwen_path: Path, monkeypatch) -> None:

@@ -53,6 +53,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve_prm",
         "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
     ),
+    "label-steps": (
+        "label_steps",
+        "Label the steps of completions by rollouts (Math-Shepherd): stepwise data for train-prm.",
+    ),
+    "train-prm": ("train_prm", "Fine-tune a token-classification PRM on stepwise data (as TRL's PRMTrainer)."),
+    "processbench": ("processbench", "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split."),
     "announce": (
         "announce",
         "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",

@@ -17,10 +17,13 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from sal_core.errors import ConfigError, ShardError
+from sal_core.evaluation.compute import SPEND_COLUMNS
 from sal_core.tables import write_text_atomic
 
 CONFIG_KEYS = ["dataset", "model", "approach", "method", "sampling", "prm", "aggregation", "n", "vote", "level"]
 NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", "timeouts"]
+#: token counts of everything a run spent (sal_core.evaluation.compute); NaN in metrics files older than them
+OPTIONAL = list(SPEND_COLUMNS)
 Z975 = 1.959964  # two-sided 95% normal quantile
 
 
@@ -35,7 +38,11 @@ def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataF
         missing = [c for c in NEEDED if c not in table.column_names]
         if missing:
             raise ShardError(f"{path}: not a metrics file (missing {', '.join(missing)})")
-        tables.append(table.select(NEEDED).cast(pa.schema([(c, table.schema.field(c).type) for c in NEEDED])))
+        for column in OPTIONAL:
+            if column not in table.column_names:
+                table = table.append_column(column, pa.array([None] * table.num_rows, pa.float64()))
+        columns = [*NEEDED, *OPTIONAL]
+        tables.append(table.select(columns).cast(pa.schema([(c, table.schema.field(c).type) for c in columns])))
     if not tables:
         raise ShardError("no metrics files given")
     frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
@@ -60,6 +67,7 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
         run_ci_high=("ci_high", "first"),
         run_var=("run_se", lambda se: float(np.mean(np.square(se)))),
         mean_tokens=("mean_tokens", "mean"),
+        **{column: (column, "mean") for column in OPTIONAL},
         timeouts=("timeouts", "sum"),
     ).reset_index()
     # Two sources of uncertainty: which problems were drawn (each run's bootstrap interval; the
@@ -79,57 +87,64 @@ def _label(row: pd.Series) -> str:
     return f"{row['approach']} / {row['sampling']} / {row['vote']}"
 
 
+def budget_tokens(part: pd.DataFrame) -> str:
+    """The token count budgets are measured in: all the compute (`compute_tokens`) where the runs
+    recorded it, else the returned completions' tokens (`mean_tokens`) for older results."""
+    return "compute_tokens" if "compute_tokens" in part and part["compute_tokens"].notna().any() else "mean_tokens"
+
+
+def _budgets(part: pd.DataFrame) -> list[tuple[str, float, pd.DataFrame]]:
+    """(kind, budget, configurations within it): every n, and token budgets at powers of two."""
+    budgets = [("n", float(n), part[part["n"] == n]) for n in sorted(part["n"].unique())]
+    column = budget_tokens(part)
+    tokens = part[column].dropna()
+    if len(tokens):
+        budget = 2 ** math.floor(math.log2(max(tokens.min(), 1)))
+        high = 2 ** math.ceil(math.log2(max(tokens.max(), 1)))
+        while budget <= high:
+            budgets.append((column, float(budget), part[part[column] <= budget]))
+            budget *= 2
+    return budgets
+
+
 def compute_optimal(table: pd.DataFrame) -> pd.DataFrame:
     """For each model, level and budget, the best approach + sampling + vote (pass@k excluded: it is an oracle).
 
     Budgets: every n (configurations at exactly that n) and token budgets at powers of two
-    (configurations whose mean generated tokens per problem fit the budget). Ties: higher accuracy,
-    then fewer tokens, then name order.
+    (configurations whose tokens per problem fit the budget: all generated and PRM-read tokens where
+    recorded, `budget_tokens`). Ties: higher accuracy, then fewer tokens, then name order.
     """
     real = table[table["vote"] != "pass@k"]
     rows = []
     for (dataset, model, level), part in real.groupby(["dataset", "model", "level"], sort=True):
-        budgets = [("n", float(n), part[part["n"] == n]) for n in sorted(part["n"].unique())]
-        tokens = part["mean_tokens"].dropna()
-        if len(tokens):
-            low = 2 ** math.floor(math.log2(max(tokens.min(), 1)))
-            high = 2 ** math.ceil(math.log2(max(tokens.max(), 1)))
-            budget = low
-            while budget <= high:
-                budgets.append(("tokens", float(budget), part[part["mean_tokens"] <= budget]))
-                budget *= 2
-        for kind, budget, options in budgets:
+        cost = budget_tokens(part)
+        for kind, budget, options in _budgets(part):
             if options.empty:
                 continue
             ranked = options.assign(_label=options.apply(_label, axis=1)).sort_values(
-                ["accuracy", "mean_tokens", "_label"], ascending=[False, True, True]
+                ["accuracy", cost, "_label"], ascending=[False, True, True]
             )
-            best = ranked.iloc[0]
-            runner = ranked.iloc[1] if len(ranked) > 1 else None
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "model": model,
-                    "level": level,
-                    "budget_type": kind,
-                    "budget": budget,
-                    "approach": best["approach"],
-                    "method": best["method"],
-                    "sampling": best["sampling"],
-                    "prm": best["prm"],
-                    "aggregation": best["aggregation"],
-                    "vote": best["vote"],
-                    "n": best["n"],
-                    "accuracy": best["accuracy"],
-                    "ci_low": best["ci_low"],
-                    "ci_high": best["ci_high"],
-                    "mean_tokens": best["mean_tokens"],
-                    "num_seeds": best["num_seeds"],
-                    "runner_up": runner["_label"] if runner is not None else "",
-                    "runner_up_accuracy": runner["accuracy"] if runner is not None else math.nan,
-                }
-            )
+            rows.append(_optimal_row(dataset, model, level, kind, budget, ranked))
     return pd.DataFrame(rows)
+
+
+def _optimal_row(dataset: str, model: str, level: str, kind: str, budget: float, ranked: pd.DataFrame) -> dict:
+    best = ranked.iloc[0]
+    runner = ranked.iloc[1] if len(ranked) > 1 else None
+    keep = ("approach", "method", "sampling", "prm", "aggregation", "vote", "n", "accuracy", "ci_low", "ci_high")
+    return {
+        "dataset": dataset,
+        "model": model,
+        "level": level,
+        "budget_type": "n" if kind == "n" else "tokens",
+        "budget": budget,
+        "budget_tokens": "" if kind == "n" else kind,
+        **{key: best[key] for key in keep},
+        **{key: best.get(key, math.nan) for key in ("mean_tokens", *OPTIONAL)},
+        "num_seeds": best["num_seeds"],
+        "runner_up": runner["_label"] if runner is not None else "",
+        "runner_up_accuracy": runner["accuracy"] if runner is not None else math.nan,
+    }
 
 
 def read_path_list(list_file: str | Path) -> list[str]:

@@ -18,6 +18,7 @@ import pandas as pd
 from sal_core.constants import AGGREGATIONS, PASS_AT_K
 from sal_core.errors import ConfigError, ShardError
 from sal_core.evaluation import votes
+from sal_core.evaluation.compute import Spend, spend_columns
 from sal_core.evaluation.grading import NO_ANSWER, grade_all, last_boxed
 from sal_core.evaluation.levels import level_sort_key, normalise_level
 from sal_core.prm.step_aggregation import aggregate_steps
@@ -84,9 +85,10 @@ class Graded:
     scores: np.ndarray
     groups: np.ndarray
     valid: np.ndarray
-    mean_tokens: np.ndarray  # per problem: mean tokens per completion (nan when unknown)
+    mean_tokens: np.ndarray  # per problem: mean tokens per returned completion (nan when unknown)
     levels: list[str | None]
     timeouts: np.ndarray  # per problem: timed-out checks
+    spend: Spend | None = None  # per problem: everything the run generated and its PRMs read
 
 
 def read_run_keys(path: str | Path, overrides: Mapping[str, object | None]) -> dict[str, str]:
@@ -165,7 +167,7 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
     groups[~valid] = -1  # padding never shares a group with a real completion
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * num
     timeouts = np.array([g.timeouts for g in grades], dtype=np.int64)
-    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts)
+    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts, Spend.read(frame))
 
 
 def _group_size(graded: Graded) -> int:
@@ -182,13 +184,13 @@ def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOption
     """Metric rows (schema in docs/architecture.md) for every n, vote and level."""
     rng = np.random.default_rng(options.seed)
     orders = votes.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
-    labels, matrix, token_matrix = _credit_matrix(graded, keys, orders)
-    return metric_rows(matrix, token_matrix, labels, graded.levels, graded.timeouts, keys, options, rng)
+    labels, matrix, spent = _credit_matrix(graded, keys, orders)
+    return metric_rows(matrix, spent, labels, graded.levels, graded.timeouts, keys, options, rng)
 
 
 def metric_rows(
     matrix: np.ndarray,
-    token_matrix: np.ndarray,
+    spent: Mapping[str, np.ndarray],
     labels: list[tuple[int, str]],
     levels: list[str | None],
     timeouts: np.ndarray,
@@ -196,15 +198,15 @@ def metric_rows(
     options: EvalOptions,
     rng: np.random.Generator,
 ) -> pd.DataFrame:
-    """One row per (level, n, vote) from per-problem credit [labels, P] and tokens [labels, P]: the
-    mean over problems with a bootstrap 95% interval; every protocol writes its rows through here."""
+    """One row per (level, n, vote) from per-problem credit [labels, P] and token counts (`spent`:
+    column name -> [labels, P]): the mean over problems with a bootstrap 95% interval, and each token
+    count's mean over the problems that have it; every protocol writes its rows through here."""
     rows = []
     level_names = sorted({lv for lv in levels if lv is not None}, key=level_sort_key)
     for level in ["all", *level_names]:
         mask = np.array([level == "all" or lv == level for lv in levels])
         sub = matrix[:, mask]
         low, high = votes.bootstrap_ci(sub, rng, options.bootstrap)
-        sub_tokens = token_matrix[:, mask]
         for r, (n, vote) in enumerate(labels):
             rows.append(
                 {
@@ -216,7 +218,7 @@ def metric_rows(
                     "accuracy": float(sub[r].mean()),
                     "ci_low": float(low[r]),
                     "ci_high": float(high[r]),
-                    "mean_tokens": float(np.nanmean(sub_tokens[r])) if np.isfinite(sub_tokens[r]).any() else np.nan,
+                    **{name: _nanmean(values[r, mask]) for name, values in spent.items()},
                     "timeouts": int(timeouts[mask].sum()),
                     "num_problems": int(mask.sum()),
                 }
@@ -224,10 +226,14 @@ def metric_rows(
     return pd.DataFrame(rows)
 
 
+def _nanmean(values: np.ndarray) -> float:
+    return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
+
+
 def _credit_matrix(
     graded: Graded, keys: Mapping[str, str], orders: np.ndarray
-) -> tuple[list[tuple[int, str]], np.ndarray, np.ndarray]:
-    """Per (n, vote) label: each problem's credit [labels, P] and generated tokens [labels, P]."""
+) -> tuple[list[tuple[int, str]], np.ndarray, dict[str, np.ndarray]]:
+    """Per (n, vote) label: each problem's credit [labels, P] and token counts (name -> [labels, P])."""
     counts = graded.valid.sum(1)
     method = keys.get("method", "best_of_n")
     num_classes = int(max(graded.classes.max(), 0)) + 1
@@ -241,8 +247,12 @@ def _credit_matrix(
         if by_budget
         else votes.n_values(int(counts.max()), method, _group_size(graded))
     )
-    labels, per_problem, tokens = [], [], []
+    labels, per_problem, spent = [], [], []
     for n in sizes:
+        columns = {"mean_tokens": np.minimum(n, counts) * graded.mean_tokens}
+        unknown = np.full(len(counts), np.nan)
+        spend = graded.spend.at(method, n, width, first_n=False) if graded.spend else (unknown, unknown)
+        columns.update(spend_columns(*spend))
         if by_budget:
             credit = votes.subsampled_group_accuracy(
                 graded.classes, graded.scores, graded.groups, graded.valid, orders, n // width, num_classes
@@ -253,8 +263,8 @@ def _credit_matrix(
         for vote, values in credit.items():
             labels.append((n, vote))
             per_problem.append(values)
-            tokens.append(np.minimum(n, counts) * graded.mean_tokens)
-    return labels, np.vstack(per_problem), np.vstack(tokens)
+            spent.append(columns)
+    return labels, np.vstack(per_problem), {name: np.vstack([c[name] for c in spent]) for name in spent[0]}
 
 
 def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], options: EvalOptions) -> pd.DataFrame:

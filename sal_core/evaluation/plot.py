@@ -25,13 +25,15 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from sal_core.constants import PASS_AT_K  # noqa: E402
 from sal_core.constants import VOTES as ALL_VOTES  # noqa: E402
 from sal_core.errors import ConfigError, ShardError  # noqa: E402
+from sal_core.evaluation.aggregate import budget_tokens  # noqa: E402
 from sal_core.evaluation.levels import level_sort_key  # noqa: E402
 from sal_core.paths import PLOT_NAMES  # noqa: E402
 
-#: x column of accuracy_vs_tokens: generated tokens of the returned completions per problem.
-#: Switch to the full compute count (every sampled candidate + PRM-read tokens) here.
-X_TOKENS = "mean_tokens"
-X_TOKENS_LABEL = "generated tokens per problem (log)"
+#: x of accuracy_vs_tokens (aggregate.budget_tokens picks one per model; mean_tokens for older results)
+X_TOKENS_LABELS = {
+    "compute_tokens": "tokens generated + read by PRMs, per problem (log)",
+    "mean_tokens": "tokens of the returned completions, per problem (log)",
+}
 #: figure names, one PNG each per model: plots/{model}/{figure}.png
 FIGURES = PLOT_NAMES
 VOTES = (*ALL_VOTES, PASS_AT_K)
@@ -40,7 +42,7 @@ PALETTE = (*(matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab10").colors),
 MARKERS = ("o", "s", "D", "^", "v", "P", "*", "X", "p", "h", "<", ">")
 #: a run's identity apart from its sampling: the rows a gain compares
 PAIR_KEYS = ("model", "approach", "method", "prm", "aggregation", "n", "vote", "level")
-NEEDED = (*PAIR_KEYS, "sampling", "accuracy", "ci_low", "ci_high", X_TOKENS)
+NEEDED = (*PAIR_KEYS, "sampling", "accuracy", "ci_low", "ci_high", "mean_tokens")
 DPI = 100
 PANEL = (3.0, 2.3)  # inches per panel; with DPI: readable at the width `snakemake --report` shows
 #: inches: left (tick labels + two-line row label), top (title + vote titles), between panels, before the legend
@@ -293,7 +295,7 @@ def accuracy_figure(table: pd.DataFrame, model: str, x: str = "n", styles: dict 
             _label_axes(axes, rows, "n, samples per problem (log2)", "accuracy")
         else:
             _token_ticks(axes.flat[0])
-            _label_axes(axes, rows, X_TOKENS_LABEL if x == X_TOKENS else x, "accuracy")
+            _label_axes(axes, rows, X_TOKENS_LABELS.get(x, x), "accuracy")
         fig.suptitle(_title(table, model, f"accuracy vs {what} (band: 95% CI)"))
     return fig
 
@@ -371,7 +373,7 @@ def model_figures(table: pd.DataFrame, model: str, baseline: str, styles: dict |
     styles = styles or sampling_styles(table["sampling"])
     return {
         "accuracy_vs_n": accuracy_figure(table, model, "n", styles),
-        "accuracy_vs_tokens": accuracy_figure(table, model, X_TOKENS, styles),
+        "accuracy_vs_tokens": accuracy_figure(table, model, budget_tokens(table[table["model"] == model]), styles),
         "sampling_gain": gain_figure(table, model, baseline, styles),
         "accuracy_by_level": level_figure(table, model, styles),
     }

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from sal_core.constants import VOTES
 from sal_core.errors import ShardError
 from sal_core.evaluation import votes
+from sal_core.evaluation.compute import Spend, spend_columns
 from sal_core.evaluation.evaluate import EvalOptions, check_columns, metric_rows
 from sal_core.evaluation.grading import worker_context
 from sal_core.evaluation.levels import normalise_level
@@ -174,16 +175,20 @@ def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[
     return tasks
 
 
-def _first_n_tokens(frame: pd.DataFrame, sizes: list[int]) -> np.ndarray:
-    """[S, P]: tokens of each problem's first n completions (NaN when the file has no counts)."""
-    out = np.full((len(sizes), len(frame)), np.nan)
-    if "completion_tokens" not in frame.columns:
-        return out
-    for p, tokens in enumerate(frame["completion_tokens"]):
-        if tokens is not None and len(tokens) > 0:
-            cumulative = np.cumsum(np.asarray(tokens, dtype=float))
-            out[:, p] = [cumulative[min(n, len(cumulative)) - 1] for n in sizes]
+def _first_n_spend(frame: pd.DataFrame, keys: dict[str, str], sizes: list[int]) -> list[dict[str, np.ndarray]]:
+    """Per size: the returned tokens of each problem's first n completions (`mean_tokens`) and the
+    run's spend charged for them (SPEND_COLUMNS; NaN when the file has no counts)."""
+    spend = Spend.read(frame)
+    method, width = keys.get("method", "best_of_n"), int(keys.get("beam_width") or 1)
+    out = []
+    for n in sizes:
+        returned = np.array([_first(c, n) for c in spend.completion])
+        out.append({"mean_tokens": returned, **spend_columns(*spend.at(method, n, width, first_n=True))})
     return out
+
+
+def _first(values: np.ndarray | None, n: int) -> float:
+    return float(values[:n].sum()) if values is not None and len(values) else np.nan
 
 
 def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions, path: str = "merged") -> pd.DataFrame:
@@ -196,19 +201,19 @@ def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions,
     sizes = sal_sizes(int(run_n) if run_n.isdigit() else int(counts.max()))
     solved = solve_all(_tasks(frame, sizes, options), options.workers, options.progress)
     labels, per_problem = [], []
-    tokens = _first_n_tokens(frame, sizes)
+    spent = _first_n_spend(frame, keys, sizes)
     token_rows = []
     num_correct = np.array([s.num_correct for s in solved])
     for j, n in enumerate(sizes):
         for vote in VOTES:
             labels.append((n, vote))
             per_problem.append(np.array([float(s.correct[vote][j]) for s in solved]))
-            token_rows.append(tokens[j])
+            token_rows.append(spent[j])
         labels.append((n, "pass@k"))
         per_problem.append(votes.pass_at_k(num_correct, counts, n))
-        token_rows.append(tokens[j])
+        token_rows.append(spent[j])
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * len(frame)
     timeouts = np.array([s.timeouts for s in solved])
     rng = np.random.default_rng(options.seed)
-    matrix, token_matrix = np.vstack(per_problem), np.vstack(token_rows)
-    return metric_rows(matrix, token_matrix, labels, levels, timeouts, keys, options, rng)
+    columns = {name: np.vstack([row[name] for row in token_rows]) for name in token_rows[0]}
+    return metric_rows(np.vstack(per_problem), columns, labels, levels, timeouts, keys, options, rng)

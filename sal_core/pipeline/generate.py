@@ -27,6 +27,10 @@ from sal_core.tables import write_table_atomic
 log = logging.getLogger(__name__)
 
 RESULT_COLUMNS = ["completions", "completion_tokens", "temperatures", "groups", "finish_reasons"]
+#: per problem, all the compute of its search (docs/architecture.md, completions.parquet)
+COMPUTE_COLUMNS = ["generated_tokens", "prm_tokens"]
+#: DVTS only: the same per subtree, so evaluation can charge a budget of fewer subtrees
+SUBTREE_COLUMNS = ["subtree_tokens", "subtree_prm_tokens"]
 
 
 def parse_job(text: str) -> GenerateJob:
@@ -55,8 +59,11 @@ def completion_rows(problems: pd.DataFrame, results: list[SearchResult], with_sc
     for record, result in zip(problems[list(PROBLEM_COLUMNS)].to_dict("records"), results, strict=True):
         row = dict(record)
         row.update({column: list(getattr(result, column)) for column in RESULT_COLUMNS})
+        row.update({column: int(getattr(result, column)) for column in COMPUTE_COLUMNS})
         if with_scores:
             row["search_scores"] = [list(s) for s in result.search_scores or []]
+        if result.subtree_tokens is not None:
+            row.update({column: [int(t) for t in getattr(result, column) or []] for column in SUBTREE_COLUMNS})
         rows.append(row)
     return rows
 
@@ -105,15 +112,18 @@ def generate_shard(
     started = time.perf_counter()
     results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
     elapsed = time.perf_counter() - started
-    tokens = sum(sum(r.completion_tokens) for r in results)
+    tokens = sum(r.generated_tokens for r in results)
     log.info(
-        "%s n=%d on problems %d-%d: %d completions, %d tokens in %.1f s (%.1f tokens/s)",
+        "%s n=%d on problems %d-%d: %d completions, %d tokens generated (%d in the returned paths), "
+        "%d read by the in-search PRM, in %.1f s (%.1f generated tokens/s)",
         settings.method,
         settings.n,
         start,
         end,
         sum(len(r.completions) for r in results),
         tokens,
+        sum(sum(r.completion_tokens) for r in results),
+        sum(r.prm_tokens for r in results),
         elapsed,
         tokens / elapsed if elapsed > 0 else float("nan"),
     )
@@ -124,7 +134,8 @@ def generate_shard(
         "beam_width": str(settings.beam_width),
         "seed": str(settings.seed),
     }
-    if job.prm is not None:
-        # lets `sal score` reuse the in-search step scores when it is asked for the same PRM
+    if job.prm is not None and not (settings.keep_unfinished and settings.lookahead):
+        # lets `sal score` reuse the in-search step scores when it is asked for the same PRM (not
+        # when unfinished DVTS candidates were scored with their lookahead rollouts)
         metadata["search_prm"] = job.prm.fingerprint()
     return write_table_atomic(completion_rows(problems, results, guided), out, metadata=metadata)

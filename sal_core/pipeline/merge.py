@@ -31,7 +31,13 @@ def _join_scores(completions: pd.DataFrame, scores: pd.DataFrame, cpath: Path, s
             raise ShardError(
                 f"{spath}: problem {pid!r} has {len(step_scores)} scored completions but {cpath} has {len(comps)}"
             )
-    return completions.assign(scores=scores["scores"].to_list())
+    merged = completions.assign(scores=scores["scores"].to_list())
+    # the scoring PRM's compute, beside the search's own `prm_tokens` (absent in older scores files)
+    if "prm_tokens" in scores.columns:
+        merged["score_prm_tokens"] = scores["prm_tokens"].astype("int64").to_list()
+    if "completion_prm_tokens" in scores.columns:
+        merged["score_completion_prm_tokens"] = [[int(t) for t in row] for row in scores["completion_prm_tokens"]]
+    return merged
 
 
 def _check_coverage(problems: pd.DataFrame, merged: pd.DataFrame, sources: list[Path], shard_size: int) -> None:
@@ -74,10 +80,12 @@ def merge_shards(
     for cpath, spath in zip(map(Path, completion_paths), map(Path, score_paths), strict=True):
         try:
             completions = read_table(cpath, quarantine_corrupt=True)
-            scores = read_table(spath, ["problem_id", "scores"], quarantine_corrupt=True)
+            scores = read_table(spath, quarantine_corrupt=True)
         except ShardError as err:
             corrupt.append(str(err))
             continue
+        if not {"problem_id", "scores"} <= set(scores.columns):
+            raise ShardError(f"{spath}: not a scores shard (needs columns problem_id, scores)")
         missing = [c for c in COMPLETION_COLUMNS if c not in completions.columns]
         if missing:
             raise ShardError(f"{cpath}: not a completions shard (missing columns {', '.join(missing)})")

@@ -1,8 +1,10 @@
 """Upload a merged result to the Hugging Face Hub as one config of a dataset repository.
 
-One config per run and PRM (`math500--qwen2.5-1.5b--bon--t0.8--seed-0--rlhflow-8b`), as
-search-and-learn does, so a whole grid lives in one repository and each run loads on its own with
-`load_dataset(repo, name)`. Off by default (`push.enabled`).
+One config per run and PRM (`math500--qwen2.5-1.5b--bon--t0.8--seed-0--rlhflow-8b`), so a whole
+grid lives in one repository and each run loads on its own with `load_dataset(repo, name)`.
+search-and-learn instead pushes each run (and each chunk of it) as a revision, i.e. a branch, of one
+repository per model and method, `{model}-{approach}-prm-completions` (src/sal/utils/data.py,
+src/sal/config.py). Off by default (`push.enabled`).
 """
 
 from __future__ import annotations

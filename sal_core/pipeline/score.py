@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from sal_core.errors import ConfigError, ShardError
-from sal_core.prm.base import split_steps
+from sal_core.prm.base import scored_steps
 from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_metadata, read_table, write_table_atomic
@@ -46,7 +46,8 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
     for comps, step_scores in zip(frame["completions"], frame["search_scores"], strict=True):
         if step_scores is None or len(step_scores) != len(comps):
             return None
-        if any(len(s) != len(split_steps(str(c))) for c, s in zip(comps, step_scores, strict=True)):
+        steps = (scored_steps(str(c), settings.family, settings.step_layout) for c in comps)
+        if any(len(s) != len(c) for c, s in zip(steps, step_scores, strict=True)):
             return None
         scores.append([[float(x) for x in s] for s in step_scores])
     return scores
@@ -56,7 +57,8 @@ def score_shard(
     completions_path: str | Path, settings: PRMSettings, out_path: str | Path, servers: Servers | None = None
 ) -> Path:
     """Score `completions_path` with the PRM of `settings` (a served one at its location in `servers`) and
-    write `problem_id` + `scores` to `out_path`."""
+    write `problem_id`, `scores` and `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's
+    scores were reused) and `completion_prm_tokens` (the same per completion) to `out_path`."""
     frame = read_table(completions_path, quarantine_corrupt=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -66,6 +68,8 @@ def score_shard(
     if reused is not None:
         log.info("%s guided this search: reusing its step scores, no model loaded", settings.name)
         rows["scores"] = reused
+        rows["prm_tokens"] = [0] * len(frame)
+        rows["completion_prm_tokens"] = [[0] * len(comps) for comps in frame["completions"]]
         return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name, "reused": "search"})
 
     from sal_core.prm import load_prm  # imports torch: only when the PRM really runs
@@ -74,14 +78,17 @@ def score_shard(
     completions = [[str(c) for c in comps] for comps in frame["completions"]]
     prm = load_prm(settings, servers)
     start = time.perf_counter()
-    scores = prm.score(problems, completions)
+    scores, read = prm.score_with_tokens(problems, completions)
     total = sum(len(c) for c in completions)
     log.info(
-        "scored %d completions of %d problems with %s in %.1fs",
+        "scored %d completions of %d problems with %s (%d tokens read) in %.1fs",
         total,
         len(problems),
         settings.name,
+        sum(map(sum, read)),
         time.perf_counter() - start,
     )
     rows["scores"] = scores
+    rows["prm_tokens"] = [sum(per_problem) for per_problem in read]
+    rows["completion_prm_tokens"] = read
     return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name})

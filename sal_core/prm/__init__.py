@@ -13,11 +13,11 @@
 
 from __future__ import annotations
 
-from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.base import PRM, scored_steps, split_steps
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import PRMSettings
 
-__all__ = ["PRM", "load_prm", "split_steps"]
+__all__ = ["PRM", "load_prm", "scored_steps", "split_steps"]
 
 
 def load_prm(settings: PRMSettings, servers: Servers | None = None) -> PRM:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sal_core.errors import ModelError
-from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.base import PRM, Scored, scored_steps
 from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,15 @@ class TransformersPRM(PRM):
     def encode(self, problem: str, steps: list[str]) -> Encoded:
         """Token ids of the whole scored text and one score position per step."""
 
+    def steps(self, completion: str) -> list[str]:
+        """The steps this PRM scores in `completion` (its family and `step_layout`)."""
+        return scored_steps(completion, self.settings.type, self.settings.step_layout)
+
+    def encode_completion(self, problem: str, completion: str) -> tuple[Encoded, int] | None:
+        """The PRM's input for one completion and its number of steps; None when there is no step."""
+        steps = self.steps(completion)
+        return (self.encode(problem, steps), len(steps)) if steps else None
+
     @abstractmethod
     def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
         """One forward pass over a padded batch; the probability that the step is good at each
@@ -129,25 +138,35 @@ class TransformersPRM(PRM):
             return encoded, False
         return Encoded(encoded.input_ids[:limit], [p for p in encoded.positions if p < limit]), True
 
-    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+    def encode_all(
+        self, problems: Sequence[str], completions: Sequence[Sequence[str]]
+    ) -> tuple[list[tuple[int, int, int, Encoded]], list[list[int]]]:
+        """(problem, completion, number of steps, truncated input) for every completion with a step,
+        and the tokens read per completion (0 for none); warns once about truncated inputs."""
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
-        scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
-        jobs: list[tuple[int, int, int, Encoded]] = []  # (problem, completion, number of steps, encoding)
+        jobs: list[tuple[int, int, int, Encoded]] = []
+        read = [[0] * len(comps) for comps in completions]
         truncated = 0
         for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
             for j, completion in enumerate(comps):
-                steps = split_steps(completion)
-                if steps:
-                    encoded, cut = self.truncate(self.encode(problem, steps))
+                built = self.encode_completion(problem, completion)
+                if built is not None:
+                    encoded, cut = self.truncate(built[0])
                     truncated += cut
-                    jobs.append((i, j, len(steps), encoded))
+                    jobs.append((i, j, built[1], encoded))
+                    read[i][j] = len(encoded.input_ids)
         if truncated:
             warn_truncated(self.settings, truncated, len(jobs))
+        return jobs, read
+
+    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
+        jobs, read = self.encode_all(problems, completions)
+        scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
         probs = self.score_encoded([job[3] for job in jobs])
         for (i, j, n_steps, _), got in zip(jobs, probs, strict=True):
             scores[i][j] = fill_steps(got, n_steps)
-        return scores
+        return Scored(scores, read)
 
     def score_encoded(self, encoded: Sequence[Encoded]) -> list[list[float]]:
         """The probability at every score position of each encoding: batches of similar length, one

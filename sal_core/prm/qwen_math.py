@@ -2,7 +2,9 @@
 
 The input is the PRM's chat template with system "Please reason step by step, and put your final
 answer within \\boxed{}.", the problem as the user turn, and the steps joined by "<extra_0>" (and
-ending with one) as the assistant turn. The step score is softmax(logits)[1] at each "<extra_0>".
+ending with one) as the assistant turn. The step score is softmax(logits)[1] at each "<extra_0>". With
+`step_layout: sal` the steps are search-and-learn's (`A.replace("\\n\\n", "<extra_0>") + "<extra_0>"`):
+empty chunks kept, so a partial solution ending in a blank line ends in two tags, the last scored.
 
 Supported checkpoints:
 - the released models, whose config names the architecture `Qwen2ForProcessRewardModel`: loaded with

@@ -4,7 +4,10 @@ The solution is a conversation in the PRM's own chat template: each step is a us
 one is the problem, a space, and step 1), each answered by an assistant turn "+". The step score is
 P("+") / (P("+") + P("-")) from the logits at the token just before that assistant "+", i.e. what the
 judge would answer after reading the solution up to this step. The whole conversation is rendered
-once and all its steps are read from one forward pass (search-and-learn runs one pass per step).
+once and all its steps are read from one forward pass, as search-and-learn's default batched path
+does (`reward_models.py`, `_score_batched`; its one-pass-per-step `_score_single` is the RLHFlow
+reference). With `step_layout: sal` the steps are search-and-learn's `ans.split("\\n\\n")`, empty
+ones kept, so a partial solution ending in a blank line gets a last, empty user turn.
 
 The embedded default runs SmolLM2-135M-Instruct in this format: a real but *untrained* judge (it was
 never fine-tuned to grade steps), so its scores exercise the pipeline, not a good ranking.

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sal_core.errors import ServerError
-from sal_core.prm.base import PRM, split_steps
+from sal_core.prm.base import PRM, Scored, scored_steps
 from sal_core.serving.client import JsonClient, resolve_endpoint, wait_until_ready
 from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import PRMSettings
@@ -90,18 +90,25 @@ class SalServerPRM(ServerPRM):
             raise ServerError(f"{self.name}: /health does not describe a model; is this a `sal serve-prm` server?")
         if model["name"] != self.settings.served_model:
             raise self.mismatch(model["name"])
+        #: the served PRM's family and step layout decide which steps it scores
+        self.family, layout = str(model.get("type")), model.get("step_layout", "default")
+        if layout != self.settings.step_layout:
+            raise ServerError(
+                f"{self.name}: scores with step_layout {layout!r}, but prm.step_layout is {self.settings.step_layout!r}"
+            )
         check_revision(self.name, self.settings.revision, model.get("revision"))
         info = self.http.get("/v1/info")
         limit = info.get("limits", {}).get("max_request_items") if isinstance(info, dict) else None
         self.chunk = min(SAL_CHUNK, limit) if isinstance(limit, int) and limit > 0 else SAL_CHUNK
         log.info("scoring with %s (%s %s)", self.name, model.get("type"), model.get("path"))
 
-    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
+    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
         if len(problems) != len(completions):
             raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
         pairs = [(i, j) for i, comps in enumerate(completions) for j in range(len(comps))]
         chunks = [pairs[s : s + self.chunk] for s in range(0, len(pairs), self.chunk)]
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
+        read = [[0] * len(comps) for comps in completions]
 
         def send(chunk: list[tuple[int, int]]) -> None:
             groups: dict[int, list[int]] = {}
@@ -114,16 +121,23 @@ class SalServerPRM(ServerPRM):
             }
             answer = self.http.post("/v1/score", request)
             got = answer.get("scores") if isinstance(answer, dict) else None
+            tokens = answer.get("tokens") if isinstance(answer, dict) else None
             if not isinstance(got, list) or len(got) != len(groups):
                 raise self.malformed(f"expected scores for {len(groups)} problems")
-            for (i, js), rows in zip(groups.items(), got, strict=True):
+            if not isinstance(tokens, list) or len(tokens) != len(groups):
+                raise self.malformed(f"expected the tokens read for {len(groups)} problems")
+            for (i, js), rows, counts in zip(groups.items(), got, tokens, strict=True):
                 if not isinstance(rows, list) or len(rows) != len(js):
                     raise self.malformed(f"expected {len(js)} completions of problem {i}")
-                for j, row in zip(js, rows, strict=True):
-                    scores[i][j] = self.checked(row, len(split_steps(completions[i][j])))
+                if not isinstance(counts, list) or len(counts) != len(js) or not all(type(c) is int for c in counts):
+                    raise self.malformed(f"expected {len(js)} token counts for problem {i}")
+                for j, row, count in zip(js, rows, counts, strict=True):
+                    steps = scored_steps(completions[i][j], self.family, self.settings.step_layout)
+                    scores[i][j] = self.checked(row, len(steps))
+                    read[i][j] = count
 
         run_chunks(chunks, send, self.location.max_in_flight)
-        return scores
+        return Scored(scores, read)
 
     def checked(self, row: Any, n_steps: int) -> list[float]:
         """One completion's step scores: n_steps finite floats in [0, 1]."""
@@ -162,33 +176,25 @@ class VLLMPoolingPRM(ServerPRM):
         card = cards[served.index(self.settings.served_model)]
         check_revision(self.name, self.settings.revision, card.get("revision"))
         layout = PRMSettings(
-            name=self.settings.name, type="qwen2.5-math", path=self.settings.path, max_length=self.settings.max_length
+            name=self.settings.name,
+            type="qwen2.5-math",
+            path=self.settings.path,
+            max_length=self.settings.max_length,
+            step_layout=self.settings.step_layout,
         )
         # the in-process family's input builder, without its model: one definition of the input layout
         self.layout = QwenMathPRM(layout, load_tokenizer(layout), None, "cpu")
 
-    def score(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> list[list[list[float]]]:
-        from sal_core.prm.hf import fill_steps, warn_truncated
+    def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
+        from sal_core.prm.hf import fill_steps
 
-        if len(problems) != len(completions):
-            raise ValueError(f"{len(problems)} problems but {len(completions)} lists of completions")
+        jobs, read = self.layout.encode_all(problems, completions)
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
-        jobs = []  # (problem, completion, number of steps, encoding)
-        truncated = 0
-        for i, (problem, comps) in enumerate(zip(problems, completions, strict=True)):
-            for j, completion in enumerate(comps):
-                steps = split_steps(completion)
-                if steps:
-                    encoded, cut = self.layout.truncate(self.layout.encode(problem, steps))
-                    truncated += cut
-                    jobs.append((i, j, len(steps), encoded))
-        if truncated:
-            warn_truncated(self.settings, truncated, len(jobs))
         chunks = [jobs[s : s + POOLING_CHUNK] for s in range(0, len(jobs), POOLING_CHUNK)]
         for chunk, probs in zip(chunks, run_chunks(chunks, self.send, self.location.max_in_flight), strict=True):
             for (i, j, n_steps, _), got in zip(chunk, probs, strict=True):
                 scores[i][j] = fill_steps(got, n_steps)
-        return scores
+        return Scored(scores, read)
 
     def send(self, chunk: list[tuple[int, int, int, Any]]) -> list[list[float]]:
         """P(good) at the step tags of each encoding in `chunk`, from one /pooling request."""

@@ -2,8 +2,10 @@
 
 Input, as in SkyworkAI/skywork-o1-prm-inference: the tokenizer's BOS text + problem + "\\n", then
 each step tokenized on its own and followed by the newline token; the reward of a step is
-sigmoid(v_head(hidden state)) at that newline token. Skywork splits a response at every "\\n"; here a
-step is one blank-line-separated chunk (the workflow's step), so a chunk's inner newlines stay text.
+sigmoid(v_head(hidden state)) at that newline token. Skywork (and search-and-learn, which calls its
+code) splits a response at every "\\n", blank lines included: `step_layout: sal`. By default a step is
+one non-empty blank-line-separated chunk (the workflow's step), so a chunk's inner newlines stay
+text and the blank line between chunks is not read.
 
 The value head (`v_head.summary.weight` / `.bias`: a linear hidden -> 1, as TRL's value-head wrapper
 saves it) is read from the checkpoint's safetensors; the base model is loaded with AutoModel, which

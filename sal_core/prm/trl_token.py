@@ -1,41 +1,87 @@
-"""Token-classification PRMs trained with TRL's PRMTrainer (AutoModelForTokenClassification).
+"""Token-classification PRMs trained with TRL's PRMTrainer or `sal train-prm` (AutoModelForTokenClassification).
 
-The input is built as PRMTrainer builds it: the BOS token (when the tokenizer has one), the problem,
-then each step tokenized on its own and followed by the step separator (TRL's default "\\n"), with
+The input is built as PRMTrainer builds it (`step_layout`, shared with `sal train-prm`'s
+tokenization so training and scoring cannot drift apart): the BOS token (when the tokenizer has
+one), the problem, then each step tokenized on its own and followed by the step separator, with
 nothing between the problem and the first step. The label of a step sits on its last token (the
 separator's last token); the score is softmax(logits)[1] there, label 1 meaning a correct step.
+
+The separator is the one the PRM was trained with: `sal train-prm` records it in the model folder's
+`prm_config.json` (`step_separator`). Third-party TRL checkpoints record none; they get TRL's
+default "\\n" (PRMConfig.step_separator), which is right for TRL's default training but not for a
+PRM trained with another separator (e.g. search-and-learn's recipes use "\\n\\n").
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from sal_core.errors import ModelError
 from sal_core.prm.hf import Encoded, TransformersPRM, load_pretrained
 from sal_core.settings.jobs import PRMSettings
 
-STEP_SEPARATOR = "\n"
+#: TRL's default step separator, used when the model folder does not record one
+TRL_DEFAULT_SEPARATOR = "\n"
+#: the file in a PRM folder that records how it was trained (written by `sal train-prm`)
+PRM_CONFIG_FILE = "prm_config.json"
+
+
+def step_layout(
+    bos_id: int | None, prompt_ids: list[int], step_ids: Sequence[list[int]], separator_ids: list[int]
+) -> Encoded:
+    """[BOS] + prompt + (step + separator) per step; positions[k] = index of step k's last token."""
+    ids = ([bos_id] if bos_id is not None else []) + list(prompt_ids)
+    positions = []
+    for step in step_ids:
+        ids += list(step) + separator_ids
+        positions.append(len(ids) - 1)
+    return Encoded(ids, positions)
+
+
+def read_step_separator(path: str) -> str | None:
+    """The step separator recorded in a PRM folder (local or on the Hub), or None when it records none."""
+    from transformers.utils import cached_file
+
+    try:
+        found = cached_file(path, PRM_CONFIG_FILE, _raise_exceptions_for_missing_entries=False)
+    except (OSError, ValueError):
+        return None
+    if not found:
+        return None
+    try:
+        with open(found) as handle:
+            separator = json.load(handle).get("step_separator")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ModelError(f"{path}: unreadable {PRM_CONFIG_FILE} ({err})") from err
+    if not isinstance(separator, str) or not separator:
+        raise ModelError(f"{path}: {PRM_CONFIG_FILE} has no usable step_separator ({separator!r})")
+    return separator
 
 
 class TRLTokenPRM(TransformersPRM):
     """Step scores from a token classifier at the end of each step."""
 
     def __init__(
-        self, settings: PRMSettings, tokenizer: Any, model: Any, device: Any, step_separator: str = STEP_SEPARATOR
+        self,
+        settings: PRMSettings,
+        tokenizer: Any,
+        model: Any,
+        device: Any,
+        step_separator: str = TRL_DEFAULT_SEPARATOR,
     ) -> None:
         super().__init__(settings, tokenizer, model, device)
+        self.step_separator = step_separator
         self.separator_ids = tokenizer.encode(step_separator, add_special_tokens=False)
         if not self.separator_ids:
             raise ModelError(f"prm {settings.name}: the step separator {step_separator!r} has no tokens")
 
     def encode(self, problem: str, steps: list[str]) -> Encoded:
-        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-        ids = bos + self.tokenizer.encode(problem, add_special_tokens=False)
-        positions = []
-        for step in steps:
-            ids += self.tokenizer.encode(step, add_special_tokens=False) + self.separator_ids
-            positions.append(len(ids) - 1)
-        return Encoded(ids, positions)
+        tokenize = self.tokenizer
+        step_ids = tokenize(steps, add_special_tokens=False)["input_ids"] if steps else []
+        prompt_ids = tokenize(problem, add_special_tokens=False)["input_ids"]
+        return step_layout(self.tokenizer.bos_token_id, prompt_ids, step_ids, self.separator_ids)
 
     def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
         logits = self.forward_module(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -51,4 +97,5 @@ def load_trl(settings: PRMSettings, tokenizer: Any, device: Any, dtype: Any) -> 
             f"prm {settings.name}: {settings.path} has {model.config.num_labels} label(s); "
             "a TRL PRM classifies each step into 2 labels (0 = wrong, 1 = correct)"
         )
-    return TRLTokenPRM(settings, tokenizer, model, device)
+    separator = read_step_separator(settings.path) or TRL_DEFAULT_SEPARATOR
+    return TRLTokenPRM(settings, tokenizer, model, device, separator)

@@ -9,16 +9,17 @@ from __future__ import annotations
 from sal_core.backends.base import GenerationRequest
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard, new_token_budget, warn_pruned
-from sal_core.search.temperatures import best_of_n_temperatures, derive_seed
+from sal_core.search.temperatures import derive_seed, temperature_list
 
 
 def best_of_n(shard: Shard) -> list[SearchResult]:
-    """Sample `settings.n` completions for each prompt; temperatures split by ratio, seeds per
+    """Sample `settings.n` completions for each prompt; temperatures by `temperature_list` over n
+    (split by ratio in blocks, or cycled), seeds per
     (run seed, dataset row, sample index), so sharding never changes them. A prompt too long for
     the context window gets empty completions with finish_reason 'length' (and a warning) instead
     of failing the shard."""
     prompts, settings, backend, first_index = shard.prompts, shard.settings, shard.backend, shard.first_index
-    temperatures = best_of_n_temperatures(settings.n, settings.temperatures, settings.temperature_ratios)
+    temperatures = temperature_list(settings.n, settings.temperatures, settings.temperature_ratios)
     requests: list[GenerationRequest] = []
     owners: list[tuple[int, int]] = []
     too_long: list[int] = []
@@ -47,6 +48,7 @@ def best_of_n(shard: Shard) -> list[SearchResult]:
             groups=list(range(settings.n)),
             finish_reasons=reasons[p],
             search_scores=None,
+            generated_tokens=sum(tokens[p]),
         )
         for p in range(len(prompts))
     ]

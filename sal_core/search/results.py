@@ -12,6 +12,12 @@ class SearchResult:
 
     `groups` is the DVTS subtree of each completion (Best-of-N and beam search: its own index);
     `search_scores` the in-search PRM's step scores (None for Best-of-N, which uses no PRM).
+
+    The compute spent on the problem, beyond the returned paths' `completion_tokens`:
+    `generated_tokens`, every token the policy generated for it (pruned beams, DVTS candidates not
+    chosen, lookahead rollouts included); `prm_tokens`, every token the in-search PRM read for it
+    (0 for Best-of-N). DVTS also splits both per subtree (`subtree_tokens`, `subtree_prm_tokens`,
+    indexed by subtree, summing to the totals), so a budget of fewer subtrees can be charged.
     """
 
     completions: list[str]
@@ -20,6 +26,10 @@ class SearchResult:
     groups: list[int]
     finish_reasons: list[str]
     search_scores: list[list[float]] | None = None
+    generated_tokens: int = 0
+    prm_tokens: int = 0
+    subtree_tokens: list[int] | None = None
+    subtree_prm_tokens: list[int] | None = None
 
     def __post_init__(self) -> None:
         lengths = {len(self.completion_tokens), len(self.temperatures), len(self.groups), len(self.finish_reasons)}
@@ -42,7 +52,7 @@ class Completion:
 
 
 def guided_result(completions: Sequence[Completion]) -> SearchResult:
-    """The SearchResult of a beam search or DVTS problem, in the order given."""
+    """The SearchResult of a beam search or DVTS problem, in the order given (compute not yet filled in)."""
     return SearchResult(
         completions=[c.text for c in completions],
         completion_tokens=[c.tokens for c in completions],

@@ -1,6 +1,6 @@
 """One search step, shared by the search methods: requests for every partial solution that still
 fits the context window, step termination, greedy lookahead rollouts and PRM scoring of many
-problems in one call.
+problems in one call, with the tokens each part generated or made the PRM read.
 
 Everything here works on whole search steps (all beams of all problems of a shard), because the
 point of this package is that one step costs one generate call and one PRM call, not one per problem.
@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 #: a request must leave at least this many tokens to generate, or its beam is pruned
 MIN_NEW_TOKENS = 4
-#: a step containing this has written its final answer; search-and-learn stops such beams
-ANSWER_MARKER = "\\boxed{"
+#: a text containing this has written its final answer: search-and-learn's DVTS ends such subtrees
+#: (`"boxed{" in beam.current_text`, diverse_verifier_tree_search.py); its beam search does not
+ANSWER_MARKER = "boxed{"
 STEP_STOP = (STEP_SEPARATOR,)
 
 
@@ -36,9 +37,21 @@ def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> in
 
 
 def ends_solution(output: GenerationOutput) -> bool:
-    """Whether a generated step finishes its solution: end-of-sequence, the token limit, an empty
-    step (the model has nothing more to say), or a step that states the boxed answer."""
-    return output.finish_reason in ("eos", "length") or output.text == "" or ANSWER_MARKER in output.text
+    """Whether a generated step finishes its solution: end-of-sequence, the token limit, or an empty
+    step (the model has nothing more to say); search-and-learn's rule (beam_search.py, the
+    `stop_reasons[0] == "EOS" or == "length" or next_texts[0] == ""` test)."""
+    return output.finish_reason in ("eos", "length") or output.text == ""
+
+
+def states_answer(text: str) -> bool:
+    """Whether a (partial) solution has written its boxed answer: the `stop_at_boxed` rule."""
+    return ANSWER_MARKER in text
+
+
+def finishes(output: GenerationOutput, text: str, settings: SearchSettings) -> bool:
+    """Whether the step `output`, which made the partial solution `text`, ends it: `ends_solution`,
+    or with the boxed rule (`settings.stops_at_boxed`) a text that states a boxed answer."""
+    return ends_solution(output) or (settings.stops_at_boxed and states_answer(text))
 
 
 def warn_pruned(method: str, iteration: int, pruned: Sequence[int], max_model_len: int) -> None:
@@ -60,14 +73,16 @@ def lookahead_rollouts(
     backend: GenerationBackend,
     requests: Sequence[GenerationRequest],
     outputs: Sequence[GenerationOutput],
+    going: list[int],
     steps: int,
     max_tokens: int,
-) -> list[str]:
-    """Greedy (temperature 0) continuations of `steps` further steps after each sampled step, used
-    only to score the step by where it leads. Finished steps get no rollout. One generate call per
-    lookahead step, covering all requests that are still going."""
+) -> tuple[list[str], list[int]]:
+    """Greedy (temperature 0) continuations of `steps` further steps after the sampled steps of the
+    requests in `going` (those whose step did not finish its solution), used only to score the step
+    by where it leads, and the tokens each rollout generated. One generate call per lookahead step,
+    covering all requests still going."""
     rollouts = [""] * len(requests)
-    going = [i for i, out in enumerate(outputs) if not ends_solution(out)]
+    tokens = [0] * len(requests)
     for _ in range(steps):
         batch: list[tuple[int, GenerationRequest]] = []
         for i in going:
@@ -81,43 +96,68 @@ def lookahead_rollouts(
         going = []
         for (i, _), out in zip(batch, results, strict=True):
             rollouts[i] += out.text
+            tokens[i] += out.num_tokens
             if not ends_solution(out):
                 going.append(i)
-    return rollouts
+    return rollouts, tokens
 
 
-def score_texts(prm: PRM, problems: Sequence[str], items: Sequence[tuple[int, str]]) -> list[list[float]]:
-    """Step scores for (problem index, solution text) pairs, in item order, with ONE prm.score call
-    for all problems (items grouped by problem, as the PRM interface takes them)."""
+def score_texts(
+    prm: PRM, problems: Sequence[str], items: Sequence[tuple[int, str]]
+) -> tuple[list[list[float]], list[int]]:
+    """Step scores for (problem index, solution text) pairs, in item order, and the tokens the PRM
+    read for each, with ONE PRM call for all problems (items grouped by problem, as the PRM
+    interface takes them)."""
     if not items:
-        return []
+        return [], []
     positions: dict[int, list[int]] = {}
     for k, (problem, _) in enumerate(items):
         positions.setdefault(problem, []).append(k)
     order = list(positions)
-    scores = prm.score(
+    scores, read = prm.score_with_tokens(
         [problems[p] for p in order],
         [[items[k][1] for k in positions[p]] for p in order],
     )
-    if len(scores) != len(order):
+    if len(scores) != len(order) or len(read) != len(order):
         raise ValueError(f"PRM returned scores for {len(scores)} problems, expected {len(order)}")
-    flat: list[list[float] | None] = [None] * len(items)
-    for p, per_problem in zip(order, scores, strict=True):
-        for k, step_scores in zip(positions[p], per_problem, strict=True):
+    flat: list[list[float]] = [[] for _ in items]
+    tokens = [0] * len(items)
+    for p, per_problem, per_problem_read in zip(order, scores, read, strict=True):
+        for k, step_scores, count in zip(positions[p], per_problem, per_problem_read, strict=True):
             flat[k] = [float(s) for s in step_scores]
-    return flat  # type: ignore[return-value]
+            tokens[k] = int(count)
+    return flat, tokens
+
+
+@dataclass
+class Step:
+    """What one search step generated, per request: the sampled step, the greedy lookahead rollout
+    that follows it (only to score it) and the tokens that rollout cost."""
+
+    outputs: list[GenerationOutput]
+    rollouts: list[str]
+    rollout_tokens: list[int]
 
 
 def generate_step(
-    backend: GenerationBackend, requests: list[GenerationRequest], settings: SearchSettings, last: bool
-) -> tuple[list[GenerationOutput], list[str]]:
-    """One search step for every live beam at once: the sampled steps, and the greedy lookahead
-    rollouts used only to score them (empty strings without lookahead, and on the last step)."""
+    backend: GenerationBackend,
+    requests: list[GenerationRequest],
+    partials: Sequence[str],
+    settings: SearchSettings,
+    last: bool,
+) -> Step:
+    """One search step for every live beam at once (`partials[k]`: the partial solution request k
+    extends): the sampled steps, and the greedy lookahead rollouts used only to score them (empty
+    strings without lookahead, on the last step, and after a step that `finishes` its solution, so
+    a finished solution is scored as it is)."""
     outputs = backend.generate(requests) if requests else []
-    rollouts = [""] * len(outputs)
+    rollouts, tokens = [""] * len(outputs), [0] * len(outputs)
     if settings.lookahead and not last:
-        rollouts = lookahead_rollouts(backend, requests, outputs, settings.lookahead, settings.max_tokens)
-    return outputs, rollouts
+        going = [k for k, out in enumerate(outputs) if not finishes(out, partials[k] + out.text, settings)]
+        rollouts, tokens = lookahead_rollouts(
+            backend, requests, outputs, going, settings.lookahead, settings.max_tokens
+        )
+    return Step(outputs, rollouts, tokens)
 
 
 @dataclass

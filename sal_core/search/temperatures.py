@@ -1,9 +1,17 @@
 """Which temperature and which seed each sample gets.
 
-Multi-temperature sampling mixes "hot" and "cold" samples in one run. Best-of-N splits its n samples
-across temperatures by ratio, always giving exactly n (largest-remainder rounding, so 3 samples at
-ratios 0.5/0.5 become 2 + 1, never 2 + 2 or 1 + 1). Beam search and DVTS cycle the temperatures
-across beam slots / subtrees instead, since their samples are re-drawn at every step.
+Multi-temperature sampling mixes "hot" and "cold" samples in one run. One rule builds every method's
+temperature list (`temperature_list`), following the seed project's stated intent (hotncold's
+TEST_GUIDE.md) and its code's layout (hotncold `src/sal/utils/temperature.py`):
+
+- with `temperature_ratios`, the count is split by ratio with the largest-remainder method, in
+  blocks (n=12 at [0.33, 0.34, 0.33] gives 4/4/4, as the guide says; hotncold's own rounding gives
+  3/6/3);
+- without ratios, the temperatures are cycled (n=4 over [0.6, 1.0]: 0.6, 1.0, 0.6, 1.0).
+
+Best-of-N builds that list over n samples. Beam search and DVTS build it over `beam_width`: DVTS
+candidate c of every subtree samples at list[c]; beam-search slot j samples at
+list[j // (n / beam_width)], so each kept beam's beam_width copies meet every entry once.
 
 Seeds are derived per request from the run seed and the request's position (problem, sample, step),
 so a run is reproducible and no two requests share a random stream.
@@ -40,18 +48,23 @@ def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     return counts
 
 
-def best_of_n_temperatures(n: int, temperatures: Sequence[float], ratios: Sequence[float] | None) -> list[float]:
-    """One temperature per Best-of-N sample, in blocks (all samples of the first temperature first)."""
-    weights = list(ratios) if ratios is not None else [1.0] * len(temperatures)
-    counts = split_counts(n, weights)
+def temperature_list(count: int, temperatures: Sequence[float], ratios: Sequence[float] | None) -> list[float]:
+    """`count` temperatures: split by `ratios` in blocks (largest remainder, exactly `count`), or
+    without ratios the temperatures cycled (entry i is temperatures[i % len])."""
+    if not temperatures:
+        raise ValueError("need at least one temperature")
+    if ratios is None:
+        return [float(temperatures[i % len(temperatures)]) for i in range(count)]
+    counts = split_counts(count, ratios)
     return [float(t) for t, c in zip(temperatures, counts, strict=True) for _ in range(c)]
 
 
-def cycle_temperatures(count: int, temperatures: Sequence[float]) -> list[float]:
-    """Temperatures for `count` beam slots or subtrees: slot i gets temperatures[i % len]."""
-    if not temperatures:
-        raise ValueError("need at least one temperature")
-    return [float(temperatures[i % len(temperatures)]) for i in range(count)]
+def slot_temperatures(n: int, beam_width: int, listed: Sequence[float]) -> list[float]:
+    """Beam search: the temperature of each of the n slots, `listed[j // (n / beam_width)]`, i.e.
+    blocks of n / beam_width consecutive slots per entry of the beam_width-long list (hotncold
+    `src/sal/search/beam_search.py`)."""
+    per_entry = n // beam_width
+    return [float(listed[j // per_entry]) for j in range(n)]
 
 
 def derive_seed(seed: int, *position: int) -> int:

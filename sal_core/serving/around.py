@@ -26,7 +26,7 @@ from typing import Any
 from sal_core.backends.gpu_memory import ALONE
 from sal_core.errors import ConfigError, ServerError
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
-from sal_core.settings.grid import named_settings
+from sal_core.settings.grid import model_placement, named_settings
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def server_specs(config: dict[str, Any], names: Sequence[str]) -> list[ServerSpe
     """The servers for entries `names` of a workflow config, checked before anything starts."""
     prepared: dict[str, str] = {}
     prms = named_settings(config, "prms", PRMSettings, prepared, False)
-    models = named_settings(config, "models", ModelSettings, prepared, True)
+    models = named_settings(model_placement(config)[0], "models", ModelSettings, prepared, True)
     entries = {**{n: ("serve-prm", s) for n, s in prms.items()}, **{n: ("serve", s) for n, s in models.items()}}
     specs = []
     for name in names:

@@ -1,14 +1,15 @@
 """`sal serve-prm`: one PRM (any `type` that loads weights) loaded once, scoring for many jobs over HTTP.
 
     POST /v1/score   {"model": NAME (optional), "problems": [str], "completions": [[str]]}
-                  -> {"model": NAME, "scores": [[[float per step] per completion] per problem]}
+                  -> {"model": NAME, "scores": [[[float per step] per completion] per problem],
+                      "tokens": [[tokens read per completion] per problem]}
     POST /pooling    vLLM's pooling API for token-classifier PRMs (qwen2.5-math): {"model", "input":
                      token ids or a list of them} -> {"data": [{"index", "data": [[p_bad, p_good] per
                      step-tag token]}]}, what `vllm serve` answers for Qwen2.5-Math-PRM, so clients
                      written for vLLM work against this server and the other way round.
     GET /health, /v1/models, /v1/info (see app.py)
 
-Concurrent requests are merged into one `PRM.score` call (batching.py), where the PRM batches
+Concurrent requests are merged into one `PRM.score_with_tokens` call (batching.py), where the PRM batches
 completions of similar length across all of them. Scores equal in-process scores: the same code runs.
 """
 
@@ -50,10 +51,10 @@ def score_batch(prm: PRM, payloads: list[tuple[str, Any]]) -> list[Any]:
     if scoring:
         problems = [problem for _, (ps, _) in scoring for problem in ps]
         completions = [comps for _, (_, cs) in scoring for comps in cs]
-        scores = prm.score(problems, completions)
+        scores, tokens = prm.score_with_tokens(problems, completions)
         start = 0
         for k, (ps, _) in scoring:
-            results[k] = scores[start : start + len(ps)]
+            results[k] = (scores[start : start + len(ps)], tokens[start : start + len(ps)])
             start += len(ps)
     pooling = [(k, p) for k, (kind, p) in enumerate(payloads) if kind == "pool"]
     if pooling:
@@ -67,7 +68,8 @@ def score_batch(prm: PRM, payloads: list[tuple[str, Any]]) -> list[Any]:
 
 def create_prm_app(prm: PRM, settings: PRMSettings, options: ServerOptions) -> Any:
     """The FastAPI app serving `prm` (already loaded), and its model card."""
-    model = model_card(settings, options, "prm", api="sal", type=settings.type, max_length=settings.max_length)
+    extra = {"type": settings.type, "max_length": settings.max_length, "step_layout": settings.step_layout}
+    model = model_card(settings, options, "prm", api="sal", **extra)
     app, batcher = create_app(model, lambda payloads: score_batch(prm, payloads), "completions", options)
 
     @app.post("/v1/score")
@@ -77,8 +79,8 @@ def create_prm_app(prm: PRM, settings: PRMSettings, options: ServerOptions) -> A
             raise HTTPError(400, f"{len(request.problems)} problems but {len(request.completions)} completion lists")
         size = sum(len(c) for c in request.completions)
         payload = ("score", (request.problems, request.completions))
-        scores = await run_batched(batcher, payload, size, options, "completions")
-        return {"model": model["name"], "scores": scores}
+        scores, tokens = await run_batched(batcher, payload, size, options, "completions")
+        return {"model": model["name"], "scores": scores, "tokens": tokens}
 
     @app.post("/pooling")
     async def pooling(request: PoolingRequest) -> dict[str, Any]:

@@ -4,6 +4,11 @@ The Snakefile imports this module at parse time. A run is one model × approach 
 search) × sampling × seed; its `run_id` is the `{run}` wildcard value. Best-of-N and DVTS run
 once at their largest n (evaluation subsamples smaller n); beam search runs once per n. For methods
 guided by a PRM, the PRM's name is part of the run id, so two in-search PRMs never share a path.
+
+The guiding PRM is the approach's `prm`, else the model's `search_prm`, else the config's
+`search_prm`; the scoring PRMs are the model's `score_prms`, else the config's. Per-model PRMs carry
+published recipes that pair a model with its own PRM (search-and-learn's AceMath-7B runs with
+Qwen2.5-Math-PRM-7B, its other models with RLHFlow's).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
 #: models, PRMs and samplings may (`qwen2.5-1.5b`, `t0.8`)
 DOTTED_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 SAMPLING_KEYS = ("temperatures", "temperature_ratios", "top_p")
+#: keys of a `models:` entry that place the model in the grid rather than configure it
+MODEL_GRID_KEYS = ("search_prm", "score_prms")
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,8 @@ class Run:
     seed: int
     search_prm: str | None
     job: GenerateJob
+    #: the PRMs that score this run's completions
+    score_prms: tuple[str, ...] = ()
 
     def metadata(self, dataset: str, prm: str) -> dict[str, Any]:
         """What a merged file records about its run (parquet metadata), read back by evaluate and push."""
@@ -66,6 +75,7 @@ class Grid:
     prms: dict[str, PRMSettings]
     #: prepared model folder -> prepare source
     prepared: dict[str, str]
+    #: the config's `score_prms` (a run's own list is `Run.score_prms`)
     score_prms: list[str]
     runs: list[Run]
     #: the sampling the `sampling_gain` figure subtracts (evaluation.baseline_sampling)
@@ -143,25 +153,36 @@ def build_grid(config: dict[str, Any]) -> Grid:
     """Validate the whole config and expand it into runs; raises ConfigError naming the bad key."""
     dataset = DatasetSettings.from_dict(dict(config.get("dataset") or {}), "dataset")
     prepared: dict[str, str] = {}
-    models = named_settings(config, "models", ModelSettings, prepared, required=True)
+    stripped, placement = model_placement(config)
+    models = named_settings(stripped, "models", ModelSettings, prepared, required=True)
     prms = named_settings(config, "prms", PRMSettings, prepared, required=False)
-    score_prms = [_prm_name(p, "score_prms", prms) for p in config.get("score_prms") or []]
-    if not score_prms:
-        raise ConfigError("score_prms: name at least one PRM to score completions with")
+    score_prms = _score_prms(config.get("score_prms"), "score_prms", prms)
+    for name, (model_prm, _) in placement.items():
+        if model_prm is not None:
+            _prm_name(model_prm, f"models.{name}.search_prm", prms)
     samplings = _samplings(config)
     seeds = config.get("seeds") or [0]
     runs: list[Run] = []
     for approach, entry in _require_mapping(config, "approaches").items():
-        for run_id, n, search_prm, search in _approach_runs(config, approach, entry, prms):
-            for sampling, sampling_entry in samplings.items():
-                for seed in seeds:
-                    settings = SearchSettings.from_dict(
-                        {**search, **(sampling_entry or {}), "n": n, "seed": seed}, f"approaches.{approach}"
-                    )
-                    for model_name, model in models.items():
+        method, ns, own_prm, search = _approach_entry(approach, entry)
+        for model_name, model in models.items():
+            model_prm, model_scores = placement[model_name]
+            scorers = tuple(_score_prms(model_scores, f"models.{model_name}.score_prms", prms) or score_prms)
+            if own_prm is not None:
+                prm, prm_key = own_prm, f"approaches.{approach}.prm"
+            elif model_prm is not None:
+                prm, prm_key = model_prm, f"models.{model_name}.search_prm"
+            else:
+                prm, prm_key = config.get("search_prm"), "search_prm"
+            for run_id, n, search_prm in _approach_runs(approach, method, ns, prm, prm_key, prms):
+                for sampling, sampling_entry in samplings.items():
+                    for seed in seeds:
+                        settings = SearchSettings.from_dict(
+                            {**search, **(sampling_entry or {}), "n": n, "seed": seed}, f"approaches.{approach}"
+                        )
                         job = GenerateJob(model=model, search=settings, prm=prms.get(search_prm or ""))
                         runs.append(
-                            Run(model_name, approach, run_id, search["method"], n, sampling, int(seed), search_prm, job)
+                            Run(model_name, approach, run_id, method, n, sampling, int(seed), search_prm, job, scorers)
                         )
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
@@ -202,6 +223,27 @@ def _baseline_sampling(config: dict[str, Any], samplings: list[str]) -> str:
     return baseline
 
 
+def _score_prms(names: Any, where: str, prms: dict[str, PRMSettings]) -> list[str]:
+    """Scoring PRM names, each defined under `prms`; a model without its own list gives []."""
+    if names is None and where != "score_prms":
+        return []
+    listed = [_prm_name(p, where, prms) for p in names or []]
+    if not listed:
+        raise ConfigError(f"{where}: name at least one PRM to score completions with")
+    return listed
+
+
+def model_placement(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+    """The config with each model entry's grid keys (`search_prm`, `score_prms`) removed, so the
+    rest builds ModelSettings, and those keys per model (the caller's config is not changed)."""
+    placement, entries = {}, {}
+    for name, entry in (config.get("models") or {}).items():
+        entry = dict(entry or {})
+        placement[name] = tuple(entry.pop(key, None) for key in MODEL_GRID_KEYS)
+        entries[name] = entry
+    return {**config, "models": entries}, placement
+
+
 def named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
     """The `models:` or `prms:` block as settings objects by name, with `prepare:` resolved."""
     entries = _require_mapping(config, key) if required else (config.get(key) or {})
@@ -226,29 +268,33 @@ def _samplings(config: dict[str, Any]) -> dict[str, Any]:
     return samplings
 
 
-def _approach_runs(
-    config: dict[str, Any], approach: str, entry: Any, prms: dict[str, PRMSettings]
-) -> list[tuple[str, int, str | None, dict[str, Any]]]:
-    """(run id, n, in-search PRM, search settings without n) for each run of one approach: Best-of-N
-    and DVTS once at their largest n, beam search once per n; guided run ids end in `.{prm}`."""
+def _approach_entry(approach: str, entry: Any) -> tuple[str, list[int], str | None, dict[str, Any]]:
+    """(method, the n values, the approach's own PRM or None, search settings without n and prm)."""
     where = f"approaches.{approach}"
     _check_name(approach, where)
     entry = dict(entry or {})
     for key in ("seed", *SAMPLING_KEYS[:2]):
         if key in entry:
             raise ConfigError(f"{where}.{key}: set this under seeds / samplings, not per approach")
-    method = entry.get("method")
     ns = entry.pop("n", None)
     ns = ns if isinstance(ns, list) else [ns]
     if not ns or any(not isinstance(n, int) or isinstance(n, bool) for n in ns):
         raise ConfigError(f"{where}.n: must be a whole number or a list of them, got {ns}")
-    own_prm = "prm" in entry
-    search_prm = entry.pop("prm", config.get("search_prm"))
+    return entry.get("method"), ns, entry.pop("prm", None), entry
+
+
+def _approach_runs(
+    approach: str, method: str, ns: list[int], prm: Any, prm_key: str, prms: dict[str, PRMSettings]
+) -> list[tuple[str, int, str | None]]:
+    """(run id, n, in-search PRM) for each run of one approach and model: Best-of-N and DVTS once at
+    their largest n, beam search once per n; guided run ids end in `.{prm}` (`prm_key`: the config
+    key that named the PRM, for errors)."""
+    where = f"approaches.{approach}"
     if method not in GUIDED_METHODS:
-        return [(approach, max(ns), None, entry)]
-    if search_prm is None:
+        return [(approach, max(ns), None)]
+    if prm is None:
         raise ConfigError(f"{where}.prm: {method} needs a PRM (set `search_prm` or `{where}.prm`)")
-    search_prm = _prm_name(search_prm, f"{where}.prm" if own_prm else "search_prm", prms)
+    search_prm = _prm_name(prm, prm_key, prms)
     if method == "beam_search":
-        return [(f"{approach}-n{n}.{search_prm}", n, search_prm, entry) for n in sorted(set(ns))]
-    return [(f"{approach}.{search_prm}", max(ns), search_prm, entry)]
+        return [(f"{approach}-n{n}.{search_prm}", n, search_prm) for n in sorted(set(ns))]
+    return [(f"{approach}.{search_prm}", max(ns), search_prm)]

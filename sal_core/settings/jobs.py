@@ -12,7 +12,16 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sal_core.constants import AGGREGATIONS, BACKENDS, DTYPES, GUIDED_METHODS, METHODS, PRM_TYPES, SERVER_APIS
+from sal_core.constants import (
+    AGGREGATIONS,
+    BACKENDS,
+    DTYPES,
+    GUIDED_METHODS,
+    METHODS,
+    PRM_TYPES,
+    SERVER_APIS,
+    STEP_LAYOUTS,
+)
 from sal_core.errors import ConfigError
 from sal_core.settings.build import Settings, require_at_least, require_one_of
 from sal_core.settings.endpoint import ServedSettings
@@ -40,7 +49,8 @@ class ModelSettings(ServedSettings, Settings):
     name: str
     path: str
     backend: str = "transformers"
-    #: None: the model's own chat template; "none": raw text, no template; else a Jinja template string
+    #: None: the model's own chat template; "none": raw text, no template; "sal-llama3": search-and-learn's
+    #: Llama 3 template (sal_core.search.prompts); else a Jinja template string
     chat_template: str | None = None
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_model_len: int = 4096
@@ -67,6 +77,10 @@ class ModelSettings(ServedSettings, Settings):
         return self.backend == "openai"
 
 
+#: the PRM families search-and-learn scores with (src/sal/models/reward_models.py)
+SAL_PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math")
+
+
 @dataclass
 class PRMSettings(ServedSettings, Settings):
     """A process reward model and how to run it. `type: server` scores through a server (see
@@ -83,9 +97,18 @@ class PRMSettings(ServedSettings, Settings):
     max_length: int = 4096
     #: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API (Qwen2.5-Math-PRM)
     api: str = "sal"
+    #: "default": blank-line steps, empty ones dropped, each family's model-card layout; "sal":
+    #: search-and-learn's input for the family, empty steps kept (sal_core.prm.base.scored_steps)
+    step_layout: str = "default"
 
     def validate(self, where: str) -> None:
         require_one_of(self.type, PRM_TYPES, f"{where}.type")
+        require_one_of(self.step_layout, STEP_LAYOUTS, f"{where}.step_layout")
+        if self.step_layout == "sal" and self.family not in (*SAL_PRM_TYPES, "server"):
+            raise ConfigError(
+                f"{where}.step_layout: search-and-learn has no {self.type} PRM; 'sal' applies to "
+                f"{', '.join(SAL_PRM_TYPES)} (and to a server running one)"
+            )
         remote = self.served
         self.validate_served(where, "type server")
         if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
@@ -100,6 +123,14 @@ class PRMSettings(ServedSettings, Settings):
     def served(self) -> bool:
         return self.type == "server"
 
+    @property
+    def family(self) -> str:
+        """The PRM family whose input layout applies: `type`, or for a server the family its API
+        implies (vLLM pooling: qwen2.5-math; `sal serve-prm`: "server", known to the server only)."""
+        if self.type != "server":
+            return self.type
+        return "qwen2.5-math" if self.api == "vllm-pooling" else "server"
+
     def fingerprint(self) -> str:
         """Every setting that decides scores as stable JSON: equal fingerprints score alike."""
         return json.dumps(self.identity(), sort_keys=True)
@@ -109,8 +140,10 @@ class PRMSettings(ServedSettings, Settings):
 class SearchSettings(Settings):
     """One search method at one n with one temperature scheme and seed.
 
-    Best-of-N splits n samples across `temperatures` by `temperature_ratios`; beam search and DVTS
-    cycle `temperatures` across beams / subtrees (ratios are not used there).
+    Temperatures (sal_core.search.temperatures): Best-of-N splits its n samples across
+    `temperatures` by `temperature_ratios` (cycled without ratios); beam search and DVTS build the
+    same list over `beam_width` and give entry c to each kept beam's c-th copy / each subtree's
+    c-th candidate.
     """
 
     KEY = "search"
@@ -127,9 +160,20 @@ class SearchSettings(Settings):
     lookahead: int = 0
     filter_duplicates: bool = False
     sort_completed: bool = False
+    #: end a beam / subtree once its text contains "boxed{"; None: the method's search-and-learn
+    #: rule (DVTS yes, beam search no)
+    stop_at_boxed: bool | None = None
+    #: DVTS: return every candidate of a subtree's last expansion, finished or not (search-and-learn),
+    #: instead of the finished ones only
+    keep_unfinished: bool = False
     #: how step scores become one beam score during search
     aggregation: str = "last"
     seed: int = 0
+
+    @property
+    def stops_at_boxed(self) -> bool:
+        """`stop_at_boxed`, or search-and-learn's rule for the method: only its DVTS stops at "boxed{"."""
+        return self.stop_at_boxed if self.stop_at_boxed is not None else self.method == "dvts"
 
     @property
     def guided(self) -> bool:

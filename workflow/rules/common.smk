@@ -121,8 +121,8 @@ def _run_wildcards(run):
 
 
 def per_run_and_prm(template):
-    """`template` filled for every run and every scoring PRM."""
-    return sorted({template.format(prm=prm, **_run_wildcards(run)) for run in GRID.runs for prm in GRID.score_prms})
+    """`template` filled for every run and each of its scoring PRMs."""
+    return sorted({template.format(prm=prm, **_run_wildcards(run)) for run in GRID.runs for prm in run.score_prms})
 
 
 def all_metrics():
@@ -138,7 +138,7 @@ def all_shards():
         keys = _run_wildcards(run)
         for start, end in SHARDS:
             files.append(paths.COMPLETIONS.format(start=start, end=end, **keys))
-            files += [paths.SCORES.format(start=start, end=end, prm=prm, **keys) for prm in GRID.score_prms]
+            files += [paths.SCORES.format(start=start, end=end, prm=prm, **keys) for prm in run.score_prms]
     return files
 
 

@@ -1,0 +1,148 @@
+"""The published search-and-learn MATH-500 recipe as data: every value its runs used, with its source.
+
+Sources are files of huggingface/search-and-learn at commit 6f81cac (`SAL`) and, for the one model it
+does not run, BooMinSeong/hotncold at 7f943c9 (`HNC`). config/experiments/*.yaml must agree with
+these values (tests/test_published_recipes.py): RECIPE values in every experiment (they define how a
+model is prompted and judged and how the search behaves), GRID values in the MATH-500 grid
+(config/experiments/math500.yaml), which other experiments change on purpose (their n, token limits,
+temperatures, seeds). docs/recipes.md shows `markdown_tables()`, which the same test keeps in sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SAL = "SAL"
+HNC = "HNC"
+#: checked in every experiment config
+RECIPE = "recipe"
+#: checked in the MATH-500 grid only
+GRID = "grid"
+
+RLHFLOW = "RLHFlow/Llama3.1-8B-PRM-Deepseek-Data"
+QWEN_PRM = "Qwen/Qwen2.5-Math-PRM-7B"
+
+
+@dataclass(frozen=True)
+class Value:
+    """One published setting: our config key for it, its value, where it comes from, and its scope."""
+
+    key: str
+    value: Any
+    source: str
+    scope: str = RECIPE
+
+
+#: per search method: `approaches.<name>.<key>` (and the sampling keys temperatures / top_p)
+SEARCH: dict[str, list[Value]] = {
+    "best_of_n": [
+        Value("n", 256, f"{SAL} recipes/README.md:111,118-121", GRID),
+        Value("max_tokens", 2048, f"{SAL} src/sal/config.py:59", GRID),
+        Value("aggregation", "last", f"{SAL} src/sal/config.py:60"),
+    ],
+    "beam_search": [
+        Value("n", [4, 16, 64, 256], f"{SAL} recipes/README.md:128-141", GRID),
+        Value("max_tokens", 2048, f"{SAL} src/sal/config.py:59", GRID),
+        Value("num_iterations", 40, f"{SAL} src/sal/config.py:64", GRID),
+        Value("beam_width", 4, f"{SAL} src/sal/config.py:63"),
+        Value("lookahead", 0, f"{SAL} src/sal/config.py:65"),
+        Value("filter_duplicates", True, f"{SAL} recipes/*/beam_search.yaml (e.g. Llama-3.2-1B-Instruct:3)"),
+        Value("sort_completed", False, f"{SAL} src/sal/config.py:69 (read only by beam_search.py:177)"),
+        Value("aggregation", "last", f"{SAL} src/sal/config.py:60"),
+        Value("stop_at_boxed", None, f"{SAL} src/sal/search/beam_search.py:125-131 (no boxed rule)"),
+    ],
+    "dvts": [
+        Value("n", 256, f"{SAL} recipes/README.md:111,152-155", GRID),
+        Value("max_tokens", 2048, f"{SAL} src/sal/search/diverse_verifier_tree_search.py:36,74", GRID),
+        Value("num_iterations", 40, f"{SAL} src/sal/config.py:64", GRID),
+        Value("beam_width", 4, f"{SAL} src/sal/config.py:63"),
+        Value("lookahead", 0, f"{SAL} src/sal/config.py:65"),
+        Value("aggregation", "last", f"{SAL} src/sal/config.py:60"),
+        Value("stop_at_boxed", None, f"{SAL} src/sal/search/diverse_verifier_tree_search.py:134-137"),
+        Value("keep_unfinished", True, f"{SAL} src/sal/search/diverse_verifier_tree_search.py:139-157"),
+    ],
+}
+
+#: every method's sampling (`samplings.<name>`) and the seeds
+SAMPLING = [
+    Value("temperatures", [0.8], f"{SAL} src/sal/config.py:54", GRID),
+    Value("top_p", 1.0, f"{SAL} src/sal/config.py:55", GRID),
+]
+SEEDS = Value("seeds", [0, 1, 2, 3, 4], f"{SAL} recipes/README.md:106,115", GRID)
+DATASET = Value("dataset.path", "HuggingFaceH4/MATH-500", f"{SAL} src/sal/config.py:42-44", GRID)
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How a policy model is prompted and which PRM guides and scores it (None: not published)."""
+
+    chat_template: str | None
+    prm: str | None
+    source: str
+    #: in search-and-learn's MATH-500 grid (hotncold's additions are not)
+    in_grid: bool = True
+
+
+MODELS: dict[str, ModelRecipe] = {
+    "meta-llama/Llama-3.2-1B-Instruct": ModelRecipe(
+        "sal-llama3", RLHFLOW, f"{SAL} src/sal/config.py:27,31,51; recipes/Llama-3.2-1B-Instruct/*.yaml"
+    ),
+    "meta-llama/Llama-3.2-3B-Instruct": ModelRecipe(
+        "sal-llama3", RLHFLOW, f"{SAL} src/sal/config.py:31,51; recipes/Llama-3.2-3B-Instruct/*.yaml:3"
+    ),
+    "Qwen/Qwen2.5-1.5B-Instruct": ModelRecipe(
+        None, RLHFLOW, f"{SAL} src/sal/config.py:31; recipes/Qwen2.5-1.5B-Instruct/*.yaml:3-4"
+    ),
+    "nvidia/AceMath-7B-Instruct": ModelRecipe(None, QWEN_PRM, f"{SAL} recipes/AceMath-7B-Instruct/*.yaml:3-5"),
+    "Qwen/Qwen2.5-3B-Instruct": ModelRecipe(
+        None, None, f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml:3-4 (no PRM set)", in_grid=False
+    ),
+}
+
+
+@dataclass(frozen=True)
+class PRMRecipe:
+    """How search-and-learn runs a PRM: our type, its batch size (None: all completions of one
+    problem per batch; batch sizes never change our scores), and its input layout."""
+
+    type: str
+    batch_size: int | None
+    step_layout: str
+    source: str
+
+
+PRMS: dict[str, PRMRecipe] = {
+    RLHFLOW: PRMRecipe("rlhflow", 8, "sal", f"{SAL} src/sal/models/reward_models.py:169,229"),
+    QWEN_PRM: PRMRecipe("qwen2.5-math", None, "sal", f"{SAL} src/sal/models/reward_models.py:352-376"),
+    "peiyi9979/math-shepherd-mistral-7b-prm": PRMRecipe(
+        "math-shepherd", 4, "sal", f"{SAL} src/sal/config.py:56; src/sal/models/reward_models.py:110-123"
+    ),
+    "Skywork/Skywork-o1-Open-PRM-Qwen-2.5-1.5B": PRMRecipe(
+        "skywork", None, "sal", f"{SAL} src/sal/models/reward_models.py:304-325"
+    ),
+    "Skywork/Skywork-o1-Open-PRM-Qwen-2.5-7B": PRMRecipe(
+        "skywork", None, "sal", f"{SAL} src/sal/models/reward_models.py:304-325"
+    ),
+}
+
+
+def _cell(value: Any) -> str:
+    return "`null`" if value is None else f"`{value}`".replace("True", "true").replace("False", "false")
+
+
+def markdown_tables() -> str:
+    """The published values as the markdown tables of docs/recipes.md."""
+    lines = ["| method | key | value | scope | source |", "|---|---|---|---|---|"]
+    for method, values in SEARCH.items():
+        lines += [f"| {method} | `{v.key}` | {_cell(v.value)} | {v.scope} | {v.source} |" for v in values]
+    for v in (*SAMPLING, SEEDS, DATASET):
+        lines.append(f"| all | `{v.key}` | {_cell(v.value)} | {v.scope} | {v.source} |")
+    lines += ["", "| model | `chat_template` | guiding and scoring PRM | source |", "|---|---|---|---|"]
+    for path, model in MODELS.items():
+        lines.append(f"| `{path}` | {_cell(model.chat_template)} | {_cell(model.prm)} | {model.source} |")
+    lines += ["", "| PRM | `type` | `batch_size` | `step_layout` | source |", "|---|---|---|---|---|"]
+    for path, prm in PRMS.items():
+        batch = _cell(prm.batch_size) if prm.batch_size else "one problem's completions"
+        lines.append(f"| `{path}` | `{prm.type}` | {batch} | `{prm.step_layout}` | {prm.source} |")
+    return "\n".join(lines) + "\n"
