@@ -80,6 +80,25 @@ def test_seed_determinism_independent_of_batch(backend) -> None:
     assert other_seed.text != alone.text
 
 
+def test_rows_with_the_same_prompt_share_one_prefill(tiny_model_path: Path) -> None:
+    """Best-of-N's n samples of a problem (and a DVTS subtree's candidates) share a prompt: its forward
+    pass runs once, and every sample is still what it would be alone."""
+    engine = TransformersBackend(settings(tiny_model_path, batch_size=16, max_model_len=256))
+    shapes: list[tuple[int, ...]] = []
+    hook = engine.model.register_forward_pre_hook(
+        lambda _m, _a, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    samples = [GenerationRequest(PROMPT, temperature=1.0, max_tokens=6, seed=s) for s in range(6)]
+    try:
+        together = engine.generate([*samples, greedy(LONG_PROMPT, max_tokens=3)])
+    finally:
+        hook.remove()
+    assert shapes[0][0] == 2  # two distinct prompts prefilled, not seven rows
+    assert all(shape[1] == 1 for shape in shapes[1:])  # then one token per row and step
+    assert together[:6] == [engine.generate([r])[0] for r in samples]
+    assert len({o.text for o in together[:6]}) > 1  # the copies still sample apart
+
+
 def test_order_preserved(backend) -> None:
     requests = [
         greedy(LONG_PROMPT, max_tokens=6),

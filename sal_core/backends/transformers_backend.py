@@ -147,26 +147,13 @@ class TransformersBackend(GenerationBackend):
     def _run_batch(self, batch: list[tuple[_Row, list[int]]]) -> list[_Row]:
         """Decode every row of `batch` to completion; rows come back with tokens and a reason set."""
         rows = [row for row, _ in batch]
-        width = max(len(ids) for _, ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, (_, ids) in enumerate(batch):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         temperature = torch.tensor([r.request.temperature for r in rows], device=self.device)
         top_p = torch.tensor([r.request.top_p for r in rows], device=self.device)
-        from transformers import DynamicCache
-
-        cache = DynamicCache()
-        extra: dict[str, Any] = {self._cache_arg: cache}
-        if self._logits_arg:
-            extra[self._logits_arg] = 1
+        cache, logits, mask, positions = self._prefill([ids for _, ids in batch])
+        extra = self._forward_kwargs(cache)
         done: list[_Row] = []
         while rows:
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
-            next_tokens = self._sample(out.logits[:, -1, :].float(), rows, temperature, top_p)
+            next_tokens = self._sample(logits, rows, temperature, top_p)
             keep: list[int] = []
             for i, (row, token) in enumerate(zip(rows, next_tokens.tolist(), strict=True)):
                 row.tokens.append(token)
@@ -175,18 +162,58 @@ class TransformersBackend(GenerationBackend):
                     keep.append(i)
                 else:
                     done.append(row)
+            if not keep:
+                break
             if len(keep) < len(rows):
-                if not keep:
-                    break
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
                 rows = [rows[i] for i in keep]
                 next_tokens, mask, positions = next_tokens[index], mask[index], positions[index]
                 temperature, top_p = temperature[index], top_p[index]
-            input_ids = next_tokens.unsqueeze(-1)
             mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=-1)
             positions = positions[:, -1:] + 1
+            step = next_tokens.unsqueeze(-1)
+            logits = self.model(input_ids=step, attention_mask=mask, position_ids=positions, **extra).logits[:, -1, :]
+            logits = logits.float()
         return done
+
+    def _forward_kwargs(self, cache: Any) -> dict[str, Any]:
+        """The cache (under the argument name this transformers release uses) and, where the model
+        takes it, a request for the last position's logits only."""
+        extra: dict[str, Any] = {self._cache_arg: cache, "use_cache": True}
+        if self._logits_arg:
+            extra[self._logits_arg] = 1
+        return extra
+
+    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward over the batch's distinct prompts, left-padded; returns the KV cache, the last
+        logits, the attention mask and the positions, each copied out to every row.
+
+        Rows with the same prompt (Best-of-N's n samples of a problem, a DVTS subtree's candidates, a
+        beam's copies) share one prefill: on a CPU the prompt's forward pass is most of the cost of a
+        short step, and the n copies would compute the same numbers n times.
+        """
+        from transformers import DynamicCache
+
+        distinct: dict[tuple[int, ...], int] = {}
+        owner = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts]
+        width = max(len(ids) for ids in distinct)
+        input_ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(distinct), width), dtype=torch.long)
+        for i, ids in enumerate(distinct):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache()
+        extra = self._forward_kwargs(cache)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra).logits
+        logits = logits[:, -1, :].float()
+        if len(distinct) < len(prompts):
+            index = torch.tensor(owner, device=self.device)
+            cache.batch_select_indices(index)
+            logits, mask, positions = logits[index], mask[index], positions[index]
+        return cache, logits, mask, positions
 
     def _sample(
         self, logits: torch.Tensor, rows: list[_Row], temperature: torch.Tensor, top_p: torch.Tensor
