@@ -227,3 +227,19 @@ def test_math_shepherd_matches_model_card_recipe(prm_paths, prms, tokenizer) -> 
         probs = model(ids).logits[0, :, [plus, minus]].softmax(-1)[:, 0]
     reference = probs[ids[0] == tag].tolist()
     assert prms["math-shepherd"].score([PROBLEM], [[SOLUTIONS[0]]])[0][0] == pytest.approx(reference, abs=1e-5)
+
+
+def test_a_judge_of_the_policy_checkpoint_reuses_its_weights(tiny_model_path: Path):
+    """The embedded default judges with its own policy model: one copy in memory, the same scores."""
+    from sal_core.backends.transformers_backend import TransformersBackend
+    from sal_core.settings.jobs import ModelSettings
+
+    backend = TransformersBackend(ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu"))
+    settings = PRMSettings(name="judge", type="rlhflow", path=str(tiny_model_path), device="cpu")
+    shared = load_prm(settings, reuse=backend.weights)
+    alone = load_prm(settings)
+    assert shared.forward_module is backend.model.base_model and alone.forward_module is not shared.forward_module
+    problems, completions = [PROBLEM], [SOLUTIONS[:2]]
+    assert shared.score(problems, completions) == alone.score(problems, completions)
+    float16 = load_prm(PRMSettings(**{**settings.__dict__, "dtype": "float16"}), reuse=backend.weights)
+    assert float16.forward_module is not backend.model.base_model  # another dtype: its own copy

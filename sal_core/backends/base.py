@@ -47,6 +47,18 @@ class GenerationOutput:
 NO_ROOM = GenerationOutput(text="", num_tokens=0, finish_reason="length")
 
 
+@dataclass(frozen=True)
+class LoadedWeights:
+    """A causal LM an engine holds in memory, for a PRM of the same checkpoint to reuse instead of
+    loading it again (the embedded default judges steps with its own policy model)."""
+
+    path: str
+    device: Any
+    dtype: Any
+    model: Any
+    tokenizer: Any
+
+
 class GenerationBackend(ABC):
     """An engine that turns prompts into sampled continuations."""
 
@@ -54,6 +66,8 @@ class GenerationBackend(ABC):
     max_model_len: int
     #: the Hugging Face tokenizer of the model (for chat templates and token counts)
     tokenizer: Any
+    #: the weights in this process, when the engine holds them where a PRM could use them
+    weights: LoadedWeights | None = None
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:

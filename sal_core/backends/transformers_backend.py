@@ -20,7 +20,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.base import (
+    NO_ROOM,
+    FinishReason,
+    GenerationBackend,
+    GenerationOutput,
+    GenerationRequest,
+    LoadedWeights,
+)
 from sal_core.backends.tokens import prepare_prompts
 from sal_core.devices import resolve_device, resolve_dtype
 from sal_core.errors import ModelError
@@ -90,6 +97,7 @@ class TransformersBackend(GenerationBackend):
         except (OSError, ValueError, KeyError) as err:
             raise ModelError(f"model.path {settings.path}: cannot load ({err.__class__.__name__}: {err})") from err
         self.model.to(self.device).eval()
+        self.weights = LoadedWeights(str(path), self.device, self.dtype, self.model, self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id

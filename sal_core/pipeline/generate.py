@@ -88,7 +88,7 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
 
         if prm_in_process:
             check_prm_fits(job.model, job.prm, utilization)
-        prm = load_prm(job.prm, servers)
+        prm = load_prm(job.prm, servers, reuse=backend.weights)
     log.info(
         "loaded %s%s in %.1f s",
         job.model.name,

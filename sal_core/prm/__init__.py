@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from sal_core.backends.base import LoadedWeights
 from sal_core.prm.base import PRM, scored_steps, split_steps
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import PRMSettings
@@ -20,10 +21,11 @@ from sal_core.settings.jobs import PRMSettings
 __all__ = ["PRM", "load_prm", "scored_steps", "split_steps"]
 
 
-def load_prm(settings: PRMSettings, servers: Servers | None = None) -> PRM:
+def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: LoadedWeights | None = None) -> PRM:
     """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it.
     A `type: server` PRM loads no model: it connects to its server (its location in `servers`, by PRM
-    name) and checks what it serves."""
+    name) and checks what it serves. A causal-LM judge (rlhflow, math-shepherd) of the checkpoint in
+    `reuse` (the policy's, same device and dtype) scores with those weights instead of a second copy."""
     settings.validate("prm")
     location = location_of(settings, servers or {}, "PRM")
     if location is not None:
@@ -37,16 +39,16 @@ def load_prm(settings: PRMSettings, servers: Servers | None = None) -> PRM:
 
     device = resolve_device(settings.device, "prm.device")
     dtype = resolve_dtype(settings.dtype, device, "prm.dtype")
-    tokenizer = load_tokenizer(settings)
-    if settings.type == "rlhflow":
+    if settings.type in ("rlhflow", "math-shepherd"):
+        from sal_core.prm.math_shepherd import MathShepherdPRM
         from sal_core.prm.rlhflow import RLHFlowPRM
 
-        return RLHFlowPRM(settings, tokenizer, load_pretrained(settings, AutoModelForCausalLM, device, dtype), device)
-    if settings.type == "math-shepherd":
-        from sal_core.prm.math_shepherd import MathShepherdPRM
-
-        model = load_pretrained(settings, AutoModelForCausalLM, device, dtype)
-        return MathShepherdPRM(settings, tokenizer, model, device)
+        same = reuse is not None and (reuse.path, reuse.device, reuse.dtype) == (settings.path, device, dtype)
+        tokenizer = reuse.tokenizer if same else load_tokenizer(settings)
+        model = reuse.model if same else load_pretrained(settings, AutoModelForCausalLM, device, dtype)
+        family = RLHFlowPRM if settings.type == "rlhflow" else MathShepherdPRM
+        return family(settings, tokenizer, model, device)
+    tokenizer = load_tokenizer(settings)
     if settings.type == "skywork":
         from sal_core.prm.skywork import load_skywork
 
