@@ -1,9 +1,11 @@
 rule generate:
     input:
+        **generate_model_inputs,
         problems=PROBLEMS,
-        models=generate_model_inputs,
     output:
         paths.COMPLETIONS,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/generate/{{start}}-{{end}}.log",
     conda:
@@ -15,6 +17,6 @@ rule generate:
     params:
         job=generate_job,
     shell:
-        "OMP_NUM_THREADS={threads} sal generate --problems {input.problems}"
+        "sal generate --problems {input.problems}"
         " --start {wildcards.start} --end {wildcards.end}"
         " --job {params.job:q} --out {output} > {log} 2>&1"

@@ -1,9 +1,11 @@
 rule score:
     input:
+        **score_model_inputs,
         completions=paths.COMPLETIONS,
-        models=score_model_inputs,
     output:
         paths.SCORES,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
     conda:
@@ -15,5 +17,4 @@ rule score:
     params:
         prm=prm_settings,
     shell:
-        "OMP_NUM_THREADS={threads} sal score --completions {input.completions}"
-        " --prm {params.prm:q} --out {output} > {log} 2>&1"
+        "sal score --completions {input.completions}" " --prm {params.prm:q} --out {output} > {log} 2>&1"
