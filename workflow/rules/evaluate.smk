@@ -3,6 +3,8 @@ rule evaluate:
         paths.MERGED,
     output:
         paths.METRICS,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/evaluate.{{prm}}.log",
     conda:
@@ -24,6 +26,8 @@ rule metrics_list:
         all_metrics(),
     output:
         paths.METRICS_LIST,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.LOGS}/metrics_list.log",
     localrule: True
@@ -45,6 +49,8 @@ rule aggregate:
             caption="../report/compute_optimal.rst",
             category="Tables",
         ),
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.LOGS}/aggregate.log",
     localrule: True

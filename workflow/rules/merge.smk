@@ -5,6 +5,8 @@ rule merge:
         scores=merge_scores,
     output:
         paths.MERGED,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/merge.{{prm}}.log",
     conda:

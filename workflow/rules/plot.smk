@@ -11,6 +11,8 @@ rule plot:
             )
             for path in PLOT_FILES
         ],
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.LOGS}/plot.log",
     localrule: True

@@ -1,6 +1,8 @@
 rule prepare_model:
     output:
         directory(paths.PREPARED_MODEL),
+    message:
+        JOB_MESSAGE
     log:
         "logs/prepare_model/{source}.log",
     conda:

@@ -3,6 +3,8 @@ rule push:
         paths.MERGED,
     output:
         paths.PUSHED,
+    message:
+        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/push.{{prm}}.log",
     localrule: True
