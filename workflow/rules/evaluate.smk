@@ -3,8 +3,6 @@ rule evaluate:
         paths.MERGED,
     output:
         paths.METRICS,
-    message:
-        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/evaluate.{{prm}}.log",
     conda:
@@ -15,6 +13,8 @@ rule evaluate:
         runtime=resource("evaluate", "runtime", 30),
     params:
         options=evaluation_options(),
+    message:
+        JOB_MESSAGE
     shell:
         "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}" " > {log} 2>&1"
 
@@ -26,11 +26,11 @@ rule metrics_list:
         all_metrics(),
     output:
         paths.METRICS_LIST,
-    message:
-        JOB_MESSAGE
     log:
         f"{paths.LOGS}/metrics_list.log",
     localrule: True
+    message:
+        JOB_MESSAGE
     run:
         write_path_list(input, output[0], log[0])
 
@@ -49,13 +49,13 @@ rule aggregate:
             caption="../report/compute_optimal.rst",
             category="Tables",
         ),
-    message:
-        JOB_MESSAGE
     log:
         f"{paths.LOGS}/aggregate.log",
     localrule: True
     conda:
         SAL_ENV
+    message:
+        JOB_MESSAGE
     shell:
         "sal aggregate --metrics-list {input.metrics_list} --out {output.table}"
         " --compute-optimal {output.optimal} > {log} 2>&1"

@@ -4,8 +4,6 @@ rule generate:
         problems=PROBLEMS,
     output:
         paths.COMPLETIONS,
-    message:
-        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/generate/{{start}}-{{end}}.log",
     conda:
@@ -16,6 +14,8 @@ rule generate:
         runtime=resource("generate", "runtime", 120),
     params:
         job=generate_job,
+    message:
+        JOB_MESSAGE
     shell:
         "sal generate --problems {input.problems}"
         " --start {wildcards.start} --end {wildcards.end}"

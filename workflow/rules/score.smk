@@ -4,8 +4,6 @@ rule score:
         completions=paths.COMPLETIONS,
     output:
         paths.SCORES,
-    message:
-        JOB_MESSAGE
     log:
         f"{paths.RUN_LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
     conda:
@@ -16,5 +14,7 @@ rule score:
         runtime=resource("score", "runtime", 60),
     params:
         prm=prm_settings,
+    message:
+        JOB_MESSAGE
     shell:
         "sal score --completions {input.completions}" " --prm {params.prm:q} --out {output} > {log} 2>&1"
