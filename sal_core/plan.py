@@ -13,6 +13,7 @@ truncated-then-quarantined or lost shard missing work without making 43,000 file
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -50,6 +51,14 @@ class Plan:
         self.shards = shards
         self._jobs: dict[tuple[str, str, str, int], str] = {}
         self._prms = {name: to_json(prm) for name, prm in grid.prms.items()}
+
+    @property
+    def dataset_version(self) -> str:
+        """A digest of the dataset settings, a param of every generate job instead of the snapshot as
+        an input: a changed dataset reruns every generate job (its params changed), a snapshot
+        written again for the same dataset reruns none, and Snakemake looks up no producer for
+        21,600 jobs' copy of one file that exists before any job (it is written at parse time)."""
+        return hashlib.sha256(self.grid.dataset.fingerprint().encode()).hexdigest()[:16]
 
     def run(self, wildcards: Any) -> Run:
         return self.grid.run(wildcards.model, wildcards.run, wildcards.sampling, wildcards.seed)

@@ -1,7 +1,6 @@
 rule generate:
     input:
         **generate_model_inputs,
-        problems=PROBLEMS,
     output:
         paths.COMPLETIONS,
     log:
@@ -14,9 +13,12 @@ rule generate:
         runtime=resource("generate", "runtime", 120),
     params:
         job=generate_job,
+        # the snapshot by name, its dataset settings by digest (sal_core.plan.Plan.dataset_version)
+        problems=PROBLEMS,
+        dataset=PLAN.dataset_version,
     message:
         JOB_MESSAGE
     shell:
-        "sal generate --problems {input.problems}"
+        "sal generate --problems {params.problems}"
         " --start {wildcards.start} --end {wildcards.end}"
         " --job {params.job:q} --out {output} > {log} 2>&1"
