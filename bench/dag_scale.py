@@ -1,85 +1,49 @@
-"""Time `snakemake -n` on the hot/cold sweep (~45,000 jobs) against a bare Snakefile of the same shape.
+"""Time `snakemake -n` on the hot/cold sweep (~45,000 jobs) against the leanest Snakefile of its shape.
 
-The real workflow validates the config, expands the grid with sal_core and builds JSON params for
-every job; the bare one has the same rules, wildcards, paths and job count with nothing else. The
-difference is what this workflow adds to DAG building.
+The project's workflow validates the config, expands the grid with sal_core and gives every job its
+settings; `../shared/bench/dag_skeleton.smk` has the same rules, the same job count and nothing
+else: the floor Snakemake itself costs for a DAG this size. Both are dry-run in one invocation,
+alternating, each with the same flags from the repository root (so the default profile applies to
+both), and the script prints each one's best wall time and CPU time (user + system: on shared cores
+the steadier of the two), peak memory (max RSS) and job count, and the ratios.
 
-The dataset is MATH-500 read from ../shared/data/math500.jsonl (the sweep itself names the Hub
-copy, which this machine cannot reach); pass --dataset to use another local copy. Runs only
-dry runs: nothing is generated.
+`--finished` also times the dry run of a finished sweep ("Nothing to be done"): a temporary folder
+gets every output file, with Snakemake's own metadata records, as a real run would leave them
+(see fake_finished.py).
 
-    python bench/dag_scale.py [--dataset PATH] [--repeat 2]
+Reads ../shared (bench/shared_folder.py): the skeleton and MATH-500 (`data/math500.jsonl`; the
+sweep names the Hub copy, which this machine cannot reach). Runs only dry runs.
+
+    python bench/dag_scale.py [--repeat 2] [--finished] [--dataset PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from shared_folder import SHARED
+from shared_folder import shared_file
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = SHARED / "data" / "math500.jsonl"
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+FLAGS = ["-n", "--quiet", "rules", "--cores", "1"]
 
-BARE_SNAKEFILE = r"""
-import json
-DATASET = "math500"
-MODELS = {models}
-RUNS = {runs}
-SAMPLINGS = {samplings}
-SEEDS = {seeds}
-SHARDS = {shards}
-PRMS = ["rlhflow-8b"]
-RUN = "results/{{dataset}}/{{model}}/{{approach}}/{{sampling}}/seed-{{seed}}"
 
-wildcard_constraints:
-    dataset="math500", model="|".join(MODELS), approach="|".join(re.escape(r) for r in RUNS),
-    sampling="|".join(re.escape(s) for s in SAMPLINGS), seed=r"\d+", start=r"\d+", end=r"\d+"
-
-def shards(w, name):
-    run = f"results/{{w.dataset}}/{{w.model}}/{{w.approach}}/{{w.sampling}}/seed-{{w.seed}}"
-    return [f"{{run}}/shards/{{s}}-{{e}}/{{name}}" for s, e in SHARDS]
-
-rule all:
-    input:
-        [f"results/math500/{{m}}/{{r}}/{{t}}/seed-{{s}}/shards/{{a}}-{{b}}/{{f}}"
-         for m in MODELS for r in RUNS for t in SAMPLINGS for s in SEEDS for a, b in SHARDS
-         for f in ("completions.parquet", "scores/rlhflow-8b.parquet")],
-        "results/math500/accuracy.csv"
-
-rule generate:
-    output: RUN + "/shards/{{start}}-{{end}}/completions.parquet"
-    params: job=lambda w: json.dumps([w.model, w.approach, w.sampling, w.seed])
-    shell: "touch {{output}}"
-
-rule score:
-    input: RUN + "/shards/{{start}}-{{end}}/completions.parquet"
-    output: RUN + "/shards/{{start}}-{{end}}/scores/{{prm}}.parquet"
-    shell: "touch {{output}}"
-
-rule merge:
-    input: c=lambda w: shards(w, "completions.parquet"), s=lambda w: shards(w, f"scores/{{w.prm}}.parquet")
-    output: RUN + "/merged/{{prm}}.parquet"
-    shell: "touch {{output}}"
-
-rule evaluate:
-    input: RUN + "/merged/{{prm}}.parquet"
-    output: RUN + "/metrics/{{prm}}.parquet"
-    shell: "touch {{output}}"
-
-rule aggregate:
-    input:
-        [f"results/math500/{{m}}/{{r}}/{{t}}/seed-{{s}}/metrics/{{p}}.parquet"
-         for m in MODELS for r in RUNS for t in SAMPLINGS for s in SEEDS for p in PRMS]
-    output: "results/{{dataset}}/accuracy.csv"
-    shell: "touch {{output}}"
-"""
+@dataclass
+class Timing:
+    seconds: float
+    cpu_seconds: float
+    peak_mb: float
+    jobs: int
+    nothing_to_do: bool
 
 
 def sweep_config(dataset: Path) -> dict:
@@ -88,62 +52,83 @@ def sweep_config(dataset: Path) -> dict:
     return config
 
 
-def dry_run(snakefile: Path, workdir: Path, configfile: Path | None) -> tuple[float, int]:
-    command = [sys.executable, "-m", "snakemake", "-n", "-s", str(snakefile), "-d", str(workdir), "--cores", "1"]
-    command += ["--quiet", "rules"]
-    if configfile:
-        command += ["--configfile", str(configfile)]
+def skeleton_config(config: dict, num_problems: int) -> list[str]:
+    """The skeleton's `--config` for the sweep's shape (it has the same three approaches)."""
+    shards = -(-num_problems // config["dataset"]["shard_size"])
+    sizes = dict(models=len(config["models"]), samplings=len(config["samplings"]), seeds=len(config["seeds"]))
+    return ["--config", *(f"{key}={value}" for key, value in {**sizes, "shards": shards}.items())]
+
+
+def dry_run(args: list[str], workdir: Path) -> Timing:
+    """One `snakemake -n` in its own process: wall time, its max RSS (os.wait4), the job total."""
+    command = [sys.executable, "-m", "snakemake", *FLAGS, "-d", str(workdir), *args]
+    log = workdir / "dry_run.log"
     start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
-    if result.returncode:
-        sys.exit(f"dry run failed:\n{result.stderr[-3000:]}")
-    total = re.search(r"^total\s+(\d+)", result.stdout + result.stderr, re.M)
-    return elapsed, int(total[1]) if total else -1
+    process.returncode = os.waitstatus_to_exitcode(status)
+    text = log.read_text()
+    if process.returncode:
+        sys.exit(f"dry run failed: {' '.join(command)}\n{text[-3000:]}")
+    total = re.search(r"^total\s+(\d+)", text, re.M)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Timing(elapsed, cpu, usage.ru_maxrss / 1024, int(total[1]) if total else 0, "Nothing to be done" in text)
+
+
+def compare(label: str, project: tuple[list[str], Path], skeleton: tuple[list[str], Path], repeat: int) -> None:
+    """Alternate project and skeleton dry runs; print every try, then the best of each and the ratio."""
+    print(f"\n{label}: load average {os.getloadavg()[0]:.2f} before")
+    runs: dict[str, list[Timing]] = {"project": [], "skeleton": []}
+    for attempt in range(repeat):
+        for name, (args, workdir) in (("project", project), ("skeleton", skeleton)):
+            timing = dry_run(args, workdir)
+            runs[name].append(timing)
+            print(
+                f"  try {attempt + 1} {name:<9} {timing.seconds:7.1f} s wall {timing.cpu_seconds:7.1f} s CPU"
+                f"  load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+    best = {name: min(timings, key=lambda t: t.seconds) for name, timings in runs.items()}
+    cpu = {name: min(t.cpu_seconds for t in timings) for name, timings in runs.items()}
+    print(f"{'':<10} {'jobs':>8} {'wall s':>8} {'CPU s':>8} {'peak MB':>8} {'nothing to do':>14}")
+    for name, timing in best.items():
+        print(
+            f"{name:<10} {timing.jobs:>8} {timing.seconds:>8.1f} {cpu[name]:>8.1f} {timing.peak_mb:>8.0f}"
+            f" {timing.nothing_to_do!s:>14}"
+        )
+    wall_ratio = best["project"].seconds / best["skeleton"].seconds
+    print(f"ratio project / skeleton: {wall_ratio:.2f}x wall, {cpu['project'] / cpu['skeleton']:.2f}x CPU")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATA, help="local MATH-500 jsonl")
-    parser.add_argument("--repeat", type=int, default=2, help="dry runs of each, best time kept")
+    parser.add_argument("--dataset", type=Path, help="local MATH-500 jsonl (default ../shared/data/math500.jsonl)")
+    parser.add_argument("--repeat", type=int, default=2, help="dry runs of each, alternating; best time kept")
+    parser.add_argument("--finished", action="store_true", help="also time the dry run of a finished sweep")
     args = parser.parse_args()
-    if not args.dataset.is_file():
-        sys.exit(f"{args.dataset} not found: pass --dataset with a local MATH-500 jsonl")
-
-    sys.path.insert(0, str(REPO))
-    from sal_core.pipeline.prepare_dataset import shard_ranges
-    from sal_core.settings.check import check_config
-
-    config = sweep_config(args.dataset)
-    grid = check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    num_problems = sum(1 for line in args.dataset.open() if line.strip())
-    with tempfile.TemporaryDirectory() as tmp:
-        real_dir, bare_dir = Path(tmp) / "real", Path(tmp) / "bare"
-        real_dir.mkdir()
-        bare_dir.mkdir()
-        configfile = real_dir / "config.yaml"
+    dataset = args.dataset or shared_file("data/math500.jsonl")
+    skeleton = shared_file("bench/dag_skeleton.smk")
+    config = sweep_config(dataset)
+    num_problems = sum(1 for line in dataset.open() if line.strip())
+    print(f"hot/cold sweep: {num_problems} problems in shards of {config['dataset']['shard_size']}; flags {FLAGS}")
+    with tempfile.TemporaryDirectory(prefix="dag_scale.") as tmp:
+        project_dir, skeleton_dir = Path(tmp) / "project", Path(tmp) / "skeleton"
+        project_dir.mkdir()
+        skeleton_dir.mkdir()
+        configfile = project_dir / "config.yaml"
         configfile.write_text(yaml.safe_dump(config))
-        bare = bare_dir / "Snakefile"
-        bare.write_text(
-            "import re\n"
-            + BARE_SNAKEFILE.format(
-                models=sorted(grid.models),
-                runs=grid.run_ids(),
-                samplings=sorted(config["samplings"]),
-                seeds=config["seeds"],
-                shards=shard_ranges(num_problems, config["dataset"]["shard_size"]),
-            )
-        )
-        real = [dry_run(REPO / "workflow" / "Snakefile", real_dir, configfile) for _ in range(args.repeat)]
-        bare_runs = [dry_run(bare, bare_dir, None) for _ in range(args.repeat)]
-    real_time, real_jobs = min(real)
-    bare_time, bare_jobs = min(bare_runs)
-    shard_size = config["dataset"]["shard_size"]
-    print(f"hot/cold sweep: {len(grid.runs)} runs, {num_problems} problems in shards of {shard_size}")
-    print(f"{'workflow':<10} {'jobs':>8} {'snakemake -n (s)':>18}")
-    print(f"{'real':<10} {real_jobs:>8} {real_time:>18.1f}")
-    print(f"{'bare':<10} {bare_jobs:>8} {bare_time:>18.1f}")
-    print(f"overhead of the real workflow: {real_time - bare_time:+.1f} s ({real_time / bare_time:.2f}x)")
+        project = (["-s", str(SNAKEFILE), "--configfile", str(configfile)], project_dir)
+        skeleton_run = (["-s", str(skeleton), *skeleton_config(config, num_problems)], skeleton_dir)
+        compare("nothing done yet", project, skeleton_run, args.repeat)
+        if args.finished:
+            from fake_finished import fake_finished
+
+            for name, (run_args, workdir) in (("project", project), ("skeleton", skeleton_run)):
+                seconds = fake_finished([*run_args, "-d", str(workdir)], cwd=REPO)
+                print(f"faked a finished {name} sweep in {seconds:.0f} s")
+            compare("finished sweep", project, skeleton_run, args.repeat)
 
 
 if __name__ == "__main__":

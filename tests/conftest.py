@@ -54,10 +54,12 @@ def smollm2_path() -> Path:
 def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
     """The cut-down smoke grid (tests/workflow_runs.py) run in-process through Snakemake's CLI, once per
     session: the workflow tests and the served-workflow tests compare against it."""
-    from workflow_runs import new_workdir, snakemake, workflow_config
+    from workflow_runs import REPO, new_workdir, snakemake, workflow_config
 
     workdir = new_workdir(tmp_path_factory.mktemp("workflow"), workflow_config(), tiny_model_path)
-    snakemake(workdir)
+    # With the profile a person gets from the repository root; its output is kept for the tests.
+    result = snakemake(workdir, "--workflow-profile", str(REPO / "profiles" / "default"))
+    (workdir / "snakemake.out").write_text(result.stdout + result.stderr)
     return workdir
 
 

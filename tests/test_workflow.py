@@ -7,12 +7,15 @@ depend on it, and a corrupt shard must be recomputed alone.
 
 from __future__ import annotations
 
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runs import RUN, digest, planned_jobs, snakemake, workflow_config, write_config
+from workflow_runs import RUN, SNAKEFILE, digest, planned_jobs, snakemake, workflow_config, write_config
 
 from sal_core.paths import plot_files
 
@@ -35,6 +38,32 @@ def test_full_run_writes_tables_plots_and_then_has_nothing_left(finished_run: Pa
     assert len(merged) == 4 and all(len(c) == 4 for c in merged["completions"])
     assert all(sorted(t) == [0.5, 1.0, 1.0, 1.0] for t in merged["temperatures"])  # ratios 0.25 / 0.75 of n=4
     assert planned_jobs(finished_run) == set()
+
+
+def test_run_prints_one_line_per_job_and_each_log_starts_with_its_command(finished_run: Path) -> None:
+    out = (finished_run / "snakemake.out").read_text()
+    assert '{"' not in out  # no job settings: they are in the logs
+    jobs = re.findall(r"^Job \d+: (\w+) (\S+)$", out, re.M)
+    assert len(jobs) == 21 == len(set(jobs))  # 3 runs x (2 generate + 2 score + merge + evaluate) + 3
+    assert ("generate", RUN.format(approach="bon", sampling="mix") + "/shards/0-2/completions.parquet") in jobs
+    assert re.search(r"^21 of 22 steps \(95%\) done$", out, re.M)
+    log = finished_run / "logs/wf/tiny/bon/mix/seed-0/generate/0-2.log"
+    command = log.read_text().splitlines()[0]
+    assert "INFO sal: command: sal generate --problems results/wf/problems.parquet --start 0 --end 2" in command
+    assert '"method":"best_of_n"' in command
+
+
+def test_missing_work_is_summarised_by_run(run_copy: Path) -> None:
+    run = RUN.format(approach="dvts.tiny-judge", sampling="mix")
+    shutil.rmtree(run_copy / run / "shards/2-4")
+    args = ["-s", str(SNAKEFILE), "-d", str(run_copy), "--configfile", str(run_copy / "config.yaml")]
+    result = subprocess.run(
+        [sys.executable, "-m", "sal_core.cli", "missing", "--", *args], capture_output=True, text=True, check=True
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["tiny/dvts.tiny-judge/mix/seed-0"] == ["1", "1", "1", "1"]  # generate, score, merge, evaluate
+    assert rows["(whole"] == ["grid)", "1", "1", "1"]  # metrics_list, aggregate, plot
+    assert "1 run(s) with missing work, 7 job(s)" in result.stdout
 
 
 def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> None:

@@ -43,18 +43,13 @@ def snakemake(
 
 
 def planned_jobs(workdir: Path, env: dict[str, str] | None = None) -> set[tuple[str, str]]:
-    """(rule, first output) of every job a dry run would execute."""
+    """(rule, first output) of every job a dry run would execute: one `Job N: rule output` line per
+    job (the rules' message), and Snakemake's own block for `all`, which has no output."""
     result = snakemake(workdir, "-n", env=env)
     out = result.stdout + result.stderr  # Snakemake logs jobs on stderr
-    jobs = set()
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", out)
-    assert "Building DAG of jobs" in blocks[0], out[-2000:]
-    for block in blocks:
-        rule = re.match(r"(?:local)?rule (\w+):", block)
-        if not rule:
-            continue
-        output = re.search(r"\n\s+output: ([^,\n]+)", block)
-        jobs.add((rule[1], output[1] if output else ""))
+    assert "Building DAG of jobs" in out, out[-2000:]
+    jobs = set(re.findall(r"^Job \d+: (\w+) (\S+)$", out, re.M))
+    jobs |= {(rule, "") for rule in re.findall(r"^(?:local)?rule (\w+):$", out, re.M)}
     return jobs
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 
 from sal_core.errors import SalError
@@ -45,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Draw per-model figures: accuracy vs n and tokens, gain over a baseline sampling, accuracy by level.",
     ),
     "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
+    "missing": ("missing", "Summarise the jobs a grid still has to run, by run (from `snakemake -n`)."),
     "serve": (
         "serve",
         "Serve a policy model behind the OpenAI completions API, for `backend: openai` jobs to share.",
@@ -96,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if known.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not sys.stderr.isatty():  # a job's log (the workflow prints one line per job): the command first
+        logging.getLogger("sal").info("command: %s", shlex.join(["sal", *argv]))
     try:
         status = module.run(args)
     except SalError as err:

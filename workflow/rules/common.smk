@@ -2,14 +2,15 @@
 # All logic lives in sal_core (settings, paths, pipeline), where tests reach it directly; every path
 # comes from sal_core.paths.
 import re
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
+from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
-from sal_core.settings.build import to_json
 from sal_core.settings.check import check_config
 from sal_core.settings.endpoint import write_servers_file
 
@@ -52,50 +53,15 @@ def resource(rule_name, key, default):
     return RESOURCES.get(rule_name, {}).get(key, default)
 
 
-def _prepared(path):
-    return [path] if path in GRID.prepared else []
-
-
-def _run(wildcards):
-    return GRID.run(wildcards.model, wildcards.run, wildcards.sampling, wildcards.seed)
-
-
-def generate_model_inputs(wildcards):
-    """Prepared model folders a generate job needs (none for Hub or local models)."""
-    run = _run(wildcards)
-    folders = _prepared(run.job.model.path)
-    if run.job.prm is not None:
-        folders += _prepared(run.job.prm.path)
-    return sorted(set(folders))
-
-
-def generate_job(wildcards):
-    return to_json(_run(wildcards).job)
-
-
-def score_model_inputs(wildcards):
-    return _prepared(GRID.prms[wildcards.prm].path)
-
-
-def prm_settings(wildcards):
-    return to_json(GRID.prms[wildcards.prm])
-
-
-def _shard_files(wildcards, template):
-    return [template.format(start=start, end=end, **wildcards) for start, end in SHARDS]
-
-
-def merge_completions(wildcards):
-    return _shard_files(wildcards, paths.COMPLETIONS)
-
-
-def merge_scores(wildcards):
-    return _shard_files(wildcards, paths.SCORES)
-
-
-def merged_metadata(wildcards):
-    """What the merged file records about its run (read back by evaluate and push)."""
-    return to_json(_run(wildcards).metadata(DATASET, wildcards.prm))
+# Inputs and params from sal_core.plan: computed once per run, in the form Snakemake reads fastest.
+PLAN = Plan(GRID, SHARDS)
+generate_model_inputs = PLAN.generate_models()
+generate_job = for_snakemake(PLAN.generate_job)
+score_model_inputs = PLAN.score_models()
+prm_settings = for_snakemake(PLAN.prm_json)
+merge_completions = PLAN.shard_templates(paths.COMPLETIONS)
+merge_scores = PLAN.shard_templates(paths.SCORES)
+merged_metadata = for_snakemake(PLAN.merged_metadata)
 
 
 def evaluation_options():
@@ -109,37 +75,8 @@ def evaluation_options():
     return " ".join(f"{flag} {options[key]}" for key, flag in flags.items() if key in options)
 
 
-def _run_wildcards(run):
-    """The wildcard values of a run's result paths."""
-    return dict(
-        dataset=DATASET,
-        model=run.model,
-        run=run.run_id,
-        sampling=run.sampling,
-        seed=run.seed,
-    )
-
-
-def per_run_and_prm(template):
-    """`template` filled for every run and each of its scoring PRMs."""
-    return sorted({template.format(prm=prm, **_run_wildcards(run)) for run in GRID.runs for prm in run.score_prms})
-
-
 def all_metrics():
-    return per_run_and_prm(paths.METRICS)
-
-
-def all_shards():
-    """Every shard file of every run. They are targets themselves, so a deleted or quarantined
-    shard is missing work: it is recomputed, and what was built from it reruns as its input changed.
-    """
-    files = []
-    for run in GRID.runs:
-        keys = _run_wildcards(run)
-        for start, end in SHARDS:
-            files.append(paths.COMPLETIONS.format(start=start, end=end, **keys))
-            files += [paths.SCORES.format(start=start, end=end, prm=prm, **keys) for prm in run.score_prms]
-    return files
+    return PLAN.per_run_and_prm(paths.METRICS)
 
 
 def pushed():
@@ -149,7 +86,7 @@ def pushed():
         return []
     if not settings.get("repo"):
         raise WorkflowError("invalid configuration: push.repo: needed when push.enabled is true")
-    return per_run_and_prm(paths.PUSHED)
+    return PLAN.per_run_and_prm(paths.PUSHED)
 
 
 # one figure set per model: results/{dataset}/plots/{model}/{figure}.png
@@ -158,7 +95,7 @@ PLOT_FILES = paths.plot_files(GRID.models)
 
 def get_final_outputs():
     return [
-        *all_shards(),
+        *PLAN.missing_shard_targets(),
         *pushed(),
         paths.ACCURACY.format(dataset=DATASET),
         paths.COMPUTE_OPTIMAL.format(dataset=DATASET),

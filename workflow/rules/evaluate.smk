@@ -13,6 +13,8 @@ rule evaluate:
         runtime=resource("evaluate", "runtime", 30),
     params:
         options=evaluation_options(),
+    message:
+        JOB_MESSAGE
     shell:
         "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}" " > {log} 2>&1"
 
@@ -27,6 +29,8 @@ rule metrics_list:
     log:
         f"{paths.LOGS}/metrics_list.log",
     localrule: True
+    message:
+        JOB_MESSAGE
     run:
         write_path_list(input, output[0], log[0])
 
@@ -50,6 +54,8 @@ rule aggregate:
     localrule: True
     conda:
         SAL_ENV
+    message:
+        JOB_MESSAGE
     shell:
         "sal aggregate --metrics-list {input.metrics_list} --out {output.table}"
         " --compute-optimal {output.optimal} > {log} 2>&1"

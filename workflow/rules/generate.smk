@@ -1,7 +1,6 @@
 rule generate:
     input:
-        problems=PROBLEMS,
-        models=generate_model_inputs,
+        **generate_model_inputs,
     output:
         paths.COMPLETIONS,
     log:
@@ -14,9 +13,14 @@ rule generate:
         runtime=resource("generate", "runtime", 120),
     params:
         job=generate_job,
+        # the snapshot by name, its dataset settings by digest (sal_core.plan.Plan.dataset_version)
+        problems=PROBLEMS,
+        dataset=PLAN.dataset_version,
         # the path only, a constant: the server locations in the file are no parameter (paths.SERVERS)
         servers=SERVERS,
+    message:
+        JOB_MESSAGE
     shell:
-        "OMP_NUM_THREADS={threads} sal generate --problems {input.problems}"
+        "sal generate --problems {params.problems}"
         " --start {wildcards.start} --end {wildcards.end}"
         " --job {params.job:q} --servers {params.servers} --out {output} > {log} 2>&1"

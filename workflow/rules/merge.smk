@@ -12,6 +12,8 @@ rule merge:
     params:
         run=merged_metadata,
         shard_size=GRID.dataset.shard_size,
+    message:
+        JOB_MESSAGE
     shell:
         "sal merge --problems {input.problems} --completions {input.completions}"
         " --scores {input.scores} --run {params.run:q} --shard-size {params.shard_size}"

@@ -19,5 +19,7 @@ rule plot:
     params:
         outdir=lambda wildcards: paths.PLOTS.format(dataset=wildcards.dataset),
         baseline=GRID.baseline_sampling,
+    message:
+        JOB_MESSAGE
     shell:
         "sal plot --accuracy {input} --outdir {params.outdir}" " --baseline-sampling {params.baseline} > {log} 2>&1"

@@ -11,5 +11,7 @@ rule push:
     params:
         repo=config.get("push", {}).get("repo", ""),
         public="" if config.get("push", {}).get("private", True) else "--public",
+    message:
+        JOB_MESSAGE
     shell:
         "sal push --merged {input} --repo {params.repo} {params.public}" " --receipt {output} > {log} 2>&1"

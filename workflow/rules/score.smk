@@ -1,7 +1,7 @@
 rule score:
     input:
+        **score_model_inputs,
         completions=paths.COMPLETIONS,
-        models=score_model_inputs,
     output:
         paths.SCORES,
     log:
@@ -16,6 +16,8 @@ rule score:
         prm=prm_settings,
         # the path only, a constant: the server locations in the file are no parameter (paths.SERVERS)
         servers=SERVERS,
+    message:
+        JOB_MESSAGE
     shell:
-        "OMP_NUM_THREADS={threads} sal score --completions {input.completions}"
+        "sal score --completions {input.completions}"
         " --prm {params.prm:q} --servers {params.servers} --out {output} > {log} 2>&1"
