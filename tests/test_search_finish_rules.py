@@ -99,7 +99,15 @@ def test_a_step_that_ends_by_the_boxed_rule_gets_no_lookahead_rollout(chain, jud
 def test_best_of_n_ends_at_a_stop_string_and_cuts_it_from_the_text(chain, judge, tiny_model_path):
     plain = search(chain, judge, tiny_model_path, "best_of_n", problems=["Solve:"], model=CHAT, n=2, max_tokens=16)
     run = search(
-        chain, judge, tiny_model_path, "best_of_n", problems=["Solve:"], model=CHAT, n=2, max_tokens=16, stop=["\n\nDone"]
+        chain,
+        judge,
+        tiny_model_path,
+        "best_of_n",
+        problems=["Solve:"],
+        model=CHAT,
+        n=2,
+        max_tokens=16,
+        stop=["\n\nDone"],
     )
     (result,) = run.results
     assert result.completions == [CHAIN_STEP_BOXED.rstrip("\n")] * 2
