@@ -45,7 +45,7 @@ def test_pools_and_heldout_sets_are_builtin_and_sized(pools) -> None:
     assert [len(pools[name]) for name in SETS] == [200, 100, 166, 60]
 
 
-@pytest.mark.parametrize(("pool", "heldout"), zip(POOLS, HELDOUT, strict=True))
+@pytest.mark.parametrize(("pool", "heldout"), list(zip(POOLS, HELDOUT, strict=True)))
 def test_pool_and_heldout_are_disjoint(pools, pool, heldout) -> None:
     assert not pools[pool] & pools[heldout]
 
