@@ -25,10 +25,11 @@ from typing import Any
 
 import pandas as pd
 
+from sal_core.constants import PROCESSBENCH_SPLITS
 from sal_core.errors import DatasetError
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 
-SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
+SPLITS = PROCESSBENCH_SPLITS
 HUB_DATASET = "Qwen/ProcessBench"
 BUILTIN = "builtin"
 AVERAGE = "average"

@@ -170,16 +170,6 @@ def settings_fingerprint(settings: Any) -> str:
 
 def settings_from_arg(text: str, cls: Any, where: str) -> Any:
     """`cls` settings (ModelSettings, PRMSettings) from JSON text or the path of a JSON file."""
-    import json
-    from pathlib import Path
+    from sal_core.settings.build import json_object
 
-    source = text
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        source = Path(text).read_text()
-    try:
-        data = json.loads(source)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: not valid JSON, nor the path of a JSON file ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object of settings, got {type(data).__name__}")
-    return cls.from_dict(data, where)
+    return cls.from_dict(json_object(text, where, "settings"), where)
