@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   installs everything, then runs the embedded default end to end (CPU, no network)
 #   make test   installs everything, then runs the test suite
+# make demo-served runs the same grid with its model and PRM behind local servers (docs/serving.md).
 # Slurm tests run when a cluster is up (bash tests/slurm/start_cluster.sh); otherwise they skip.
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Rules call `sal`, so the virtual environment must be on PATH for Snakemake's jobs.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo test lint bench clean vllm-env test-vllm
+.PHONY: install demo demo-served test lint bench clean vllm-env test-vllm
 
 install: $(STAMP)
 
@@ -52,6 +53,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake
 	@echo "Accuracy table: results/easy-math/accuracy.csv; plots: results/easy-math/plots/"
 
+# The embedded default through `sal serve` + `sal serve-prm` (config/served.yaml): the servers start
+# first, snakemake runs against them, and they stop afterwards, also on failure or Ctrl-C.
+demo-served: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/sal with-servers --config config/config.yaml --serve smollm2-135m --serve smollm2-judge \
+		-- $(BIN)/snakemake --configfile config/served.yaml
+	@echo "Accuracy table: results/easy-math-served/accuracy.csv (in-process: results/easy-math/ after make demo)"
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -ra
 
@@ -62,4 +70,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results logs .snakemake
+	rm -rf results logs services .snakemake

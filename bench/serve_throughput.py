@@ -60,8 +60,11 @@ def embedded_job(n: int) -> tuple[dict, dict]:
     return model, search
 
 
-def run_jobs(problems: Path, shards: int, job: dict, out: Path, threads: int) -> tuple[float, list[str]]:
-    """`shards` concurrent `sal generate` processes (one problem each); wall seconds and their stderr."""
+def run_jobs(
+    problems: Path, shards: int, job: dict, out: Path, threads: int, servers: dict | None = None
+) -> tuple[float, list[str]]:
+    """`shards` concurrent `sal generate` processes (one problem each), given server locations `servers`
+    (as the workflow's servers file); wall seconds and their stderr."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -69,6 +72,7 @@ def run_jobs(problems: Path, shards: int, job: dict, out: Path, threads: int) ->
     for k in range(shards):
         argv = [sys.executable, "-m", "sal_core.cli", "generate", "--problems", str(problems)]
         argv += ["--start", str(k), "--end", str(k + 1), "--job", json.dumps(job), "--out", str(out / f"{k}.parquet")]
+        argv += ["--servers", json.dumps(servers)] if servers else []
         processes.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env))
     logs = [p.communicate()[1] for p in processes]
     elapsed = time.perf_counter() - started
@@ -105,15 +109,11 @@ def served_mode(args: argparse.Namespace, model: dict, search: dict, root: Path)
     server_args = ["--model", json.dumps(model), "--batch-window-ms", "20"]
     server, record = start_server("serve", server_args, root / "svc.json", root / "server.log", env=server_env)
     server_start = time.perf_counter() - started
-    remote = model | {"backend": "openai", "service_file": str(root / "svc.json"), "served_model": model["name"]}
+    remote = model | {"backend": "openai", "served_model": model["name"]}
+    servers = {model["name"]: {"service_file": str(root / "svc.json")}}
     try:
-        wall, logs = run_jobs(
-            root / "problems.parquet",
-            args.shards,
-            {"model": remote, "search": search},
-            root / "served",
-            args.job_threads,
-        )
+        job = {"model": remote, "search": search}
+        wall, logs = run_jobs(root / "problems.parquet", args.shards, job, root / "served", args.job_threads, servers)
         stats = httpx.get(f"{record['url']}/v1/info").json()["stats"]
     finally:
         stop_server(server)

@@ -16,6 +16,10 @@ from pathlib import Path
 RESULTS = "results/{dataset}"
 PROBLEMS = f"{RESULTS}/problems.parquet"
 """The dataset snapshot, written when the workflow is parsed; every job reads its problems from it."""
+SERVERS = f"{RESULTS}/servers.json"
+"""Where the served models and PRMs are (the config's `servers:` block), written when the workflow is
+parsed; `generate` and `score` jobs read it (`--servers`). Only its path, a constant, is a parameter of
+their rules; its contents are neither input nor parameter, so a server that moves reruns nothing."""
 METRICS_LIST = f"{RESULTS}/metrics_files.txt"
 """The metrics files of all runs, one per line: a sweep has too many for one command line."""
 ACCURACY = f"{RESULTS}/accuracy.csv"

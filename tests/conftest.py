@@ -50,6 +50,17 @@ def smollm2_path() -> Path:
     return prepare_model("smollm2-135m-instruct", SMOLLM2_DIR)
 
 
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
+    """The cut-down smoke grid (tests/workflow_runs.py) run in-process through Snakemake's CLI, once per
+    session: the workflow tests and the served-workflow tests compare against it."""
+    from workflow_runs import new_workdir, snakemake, workflow_config
+
+    workdir = new_workdir(tmp_path_factory.mktemp("workflow"), workflow_config(), tiny_model_path)
+    snakemake(workdir)
+    return workdir
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_model_path: Path) -> GenerationBackend:
     """The tiny model in the transformers engine, biased to write short steps (search tests)."""

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from sal_core.errors import ConfigError
+from sal_core.settings.build import to_json
 from sal_core.settings.check import check_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -18,6 +19,23 @@ CONFIGS = sorted((REPO / "config").glob("*.yaml")) + sorted((REPO / "config" / "
 
 def smoke() -> dict:
     return yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+
+
+def serve(config: dict) -> dict:
+    """`config` (the smoke config) with its model and PRM behind servers."""
+    config["models"]["tiny"].update(backend="openai", served_model="tiny")
+    config["prms"]["tiny-judge"] = {"type": "server", "served_model": "tiny-judge"}
+    config["servers"] = {"tiny": {"url": "http://node1:8000"}, "tiny-judge": {"service_file": "services/judge.json"}}
+    return config
+
+
+def served(edit):
+    """An edit of the served smoke config."""
+    return lambda config: edit(serve(config))
+
+
+def served_smoke() -> dict:
+    return serve(smoke())
 
 
 def test_runs_per_method_follow_the_search_rules() -> None:
@@ -75,6 +93,36 @@ def test_two_settings_never_share_a_run_id() -> None:
             lambda c: c["evaluation"].update(baseline_sampling="t0.8"),
             r"^evaluation.baseline_sampling: 't0.8' is not a sampling defined under samplings \(defined: t1.0, mix\)",
         ),
+        (served(lambda c: c["servers"].pop("tiny")), r"^servers.tiny: missing: models.tiny is served"),
+        (
+            served(lambda c: c["servers"].update(other={"url": "http://a:1"})),
+            r"^servers.other: not a model with backend openai",
+        ),
+        (
+            served(lambda c: c["servers"]["tiny"].update(service_file="s.json")),
+            r"^servers.tiny.url: give exactly one of",
+        ),
+        (
+            served(lambda c: c["servers"]["tiny"].update(port=1)),
+            r"^servers.tiny.port: unknown key \(allowed: api_key_env, max_in",
+        ),
+        (
+            served(lambda c: c["servers"]["tiny"].update(retries=-1)),
+            r"^servers.tiny.retries: -1 is less than the minimum of 0",
+        ),
+        (
+            served(lambda c: c["models"]["tiny"].update(url="http://a:1")),
+            r"^models.tiny.url: unknown key \(allowed: .*\); a server's location goes under servers.tiny.url",
+        ),
+        (
+            served(lambda c: c["models"]["tiny"].pop("served_model")),
+            r"^models.tiny.served_model: name the model the server",
+        ),
+        (served(lambda c: c["prms"]["tiny-judge"].update(type="rlhflow")), r"^prms.tiny-judge.path: missing"),
+        (
+            served(lambda c: c["prms"].update(tiny={"type": "server", "served_model": "t"})),
+            r"^servers.tiny: names both a served model and a served PRM",
+        ),
     ],
 )
 def test_bad_config_names_the_key(edit, message: str) -> None:
@@ -107,6 +155,55 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     grid = check_config(config, SCHEMA)
     assert grid.runs
+
+
+def test_server_locations_stay_out_of_the_jobs_settings() -> None:
+    grid = check_config(served_smoke(), SCHEMA)
+    assert grid.servers["tiny"].url == "http://node1:8000" and grid.servers["tiny-judge"].wait == 0
+    job = to_json(grid.run("tiny", "dvts.tiny-judge", "mix", 0).job)
+    assert '"served_model":"tiny"' in job and '"served_model":"tiny-judge"' in job
+    assert not any(key in job for key in ("node1", "services/", "timeout", "retries", "max_in_flight"))
+    moved = served_smoke()
+    moved["servers"]["tiny"] = {"service_file": "elsewhere.json", "timeout": 5, "retries": 0, "api_key_env": "KEY"}
+    assert to_json(check_config(moved, SCHEMA).run("tiny", "bon", "mix", 0).job) == to_json(
+        grid.run("tiny", "bon", "mix", 0).job
+    )
+
+
+def test_served_config_is_the_embedded_default_behind_servers() -> None:
+    """config/served.yaml must not drift from config/config.yaml: same grid, same model settings."""
+    default, served = (yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text()) for name in ("config", "served"))
+    assert set(served) == set(default) | {"servers"}
+    assert {k: v for k, v in served.items() if k not in ("dataset", "models", "prms", "servers")} == {
+        k: v for k, v in default.items() if k not in ("dataset", "models", "prms")
+    }
+    assert {**served["dataset"], "name": default["dataset"]["name"]} == default["dataset"]
+    (name, model), judge = next(iter(default["models"].items())), next(iter(default["prms"]))
+    client = {k: v for k, v in served["models"][name].items() if k not in ("backend", "served_model")}
+    assert client == {k: v for k, v in model.items() if k not in ("backend", "batch_size")}
+    assert served["models"][name]["served_model"] == name and served["prms"] == {
+        judge: {"type": "server", "served_model": judge}
+    }
+    assert set(served["servers"]) == {name, judge}
+    grid = check_config(served, SCHEMA)
+    assert len(grid.runs) == len(check_config(default, SCHEMA).runs)
+
+
+def test_the_served_slurm_profile_is_the_slurm_profile_without_gpus_for_clients() -> None:
+    slurm, served = (
+        yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text()) for name in ("slurm", "slurm-served")
+    )
+    clients = ("generate", "score")
+    assert {k: v for k, v in served.items() if k not in ("set-resources", "set-threads")} == {
+        k: v for k, v in slurm.items() if k not in ("set-resources", "set-threads")
+    }
+    for block in ("set-resources", "set-threads"):
+        assert {r: v for r, v in served[block].items() if r not in clients} == {
+            r: v for r, v in slurm[block].items() if r not in clients
+        }
+    assert all(
+        slurm["set-resources"][rule]["gpu"] == 1 and "gpu" not in served["set-resources"][rule] for rule in clients
+    )
 
 
 def test_a_model_can_bring_its_own_prms() -> None:

@@ -11,16 +11,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
+from http_faults import broken_server
 
 from sal_core.cli import main
 from sal_core.pipeline.prepare_dataset import DatasetSettings, snapshot_problems
 from sal_core.pipeline.score import score_shard
 from sal_core.serving.launch import start_server, stop_server
+from sal_core.settings.endpoint import read_servers
 from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_table, write_table_atomic
 
@@ -38,49 +39,18 @@ def shard(tmp_path: Path) -> Path:
     return write_table_atomic(ROWS, tmp_path / "completions.parquet")
 
 
-class _Handler(BaseHTTPRequestHandler):
-    def _answer(self) -> None:
-        status, body = self.server.routes.get(self.path, (404, "no such path"))  # type: ignore[attr-defined]
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "text/html" if isinstance(body, str) else "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self._answer()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self._answer()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@contextmanager
-def broken_server(routes: dict[str, tuple[int, object]]) -> Iterator[str]:
-    """An HTTP server on a free port answering `routes[path] = (status, body)`; str bodies are sent as HTML."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.routes = routes  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def problems_file(folder: Path, limit: int) -> Path:
     settings = DatasetSettings.from_dict({"name": "e", "source": "builtin", "path": "easy_math", "limit": limit})
     snapshot_problems(settings, folder / "problems.parquet")
     return folder / "problems.parquet"
 
 
-def prm_json(**where) -> str:
-    return json.dumps({"name": "judge", "type": "server", "served_model": "judge", "retries": 2, **where})
+PRM_JSON = json.dumps({"name": "judge", "type": "server", "served_model": "judge"})
+
+
+def servers_json(name: str, **where) -> str:
+    """The `--servers` argument: where the server of `name` is, retried twice."""
+    return json.dumps({name: {"retries": 2, **where}})
 
 
 @pytest.mark.parametrize(
@@ -91,7 +61,8 @@ def test_a_prm_server_answering_garbage_or_500_fails_the_score_job(shard, tmp_pa
     routes = {"/health": (200, HEALTH), "/v1/info": (200, {"limits": {}}), "/v1/score": answer}
     out = tmp_path / "scores.parquet"
     with broken_server(routes) as url:
-        code = main(["score", "--completions", str(shard), "--prm", prm_json(url=url), "--out", str(out)])
+        args = ["--prm", PRM_JSON, "--servers", servers_json("judge", url=url), "--out", str(out)]
+        code = main(["score", "--completions", str(shard), *args])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(error) == 1
     assert f"prm server {url}: POST /v1/score answered" in error[0] and words in error[0]
@@ -101,7 +72,8 @@ def test_a_prm_server_answering_garbage_or_500_fails_the_score_job(shard, tmp_pa
 def test_a_prm_server_answering_wrong_shapes_fails_naming_it(shard, tmp_path, capsys) -> None:
     routes = {"/health": (200, HEALTH), "/v1/info": (200, {}), "/v1/score": (200, {"scores": [[[2.0]], [[0.5]]]})}
     with broken_server(routes) as url:
-        code = main(["score", "--completions", str(shard), "--prm", prm_json(url=url), "--out", str(tmp_path / "o")])
+        args = ["--prm", PRM_JSON, "--servers", servers_json("judge", url=url), "--out", str(tmp_path / "o")]
+        code = main(["score", "--completions", str(shard), *args])
     assert code == 2 and f"prm server {url}: answered malformed scores" in capsys.readouterr().err
 
 
@@ -119,12 +91,10 @@ def test_a_model_server_answering_garbage_or_500_fails_the_generate_job(
     problems = problems_file(tmp_path, 1)
     out = tmp_path / "completions.parquet"
     with broken_server(routes) as url:
-        model = {"name": "tiny", "path": str(tiny_model_path), "backend": "openai", "url": url}
-        model |= {"served_model": "tiny", "retries": 1}
+        model = {"name": "tiny", "path": str(tiny_model_path), "backend": "openai", "served_model": "tiny"}
         job = json.dumps({"model": model, "search": {"method": "best_of_n", "n": 2, "max_tokens": 4}})
-        code = main(
-            ["generate", "--problems", str(problems), "--start", "0", "--end", "1", "--job", job, "--out", str(out)]
-        )
+        where = ["--servers", servers_json("tiny", url=url, retries=1), "--out", str(out)]
+        code = main(["generate", "--problems", str(problems), "--start", "0", "--end", "1", "--job", job, *where])
     error = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and f"model server {url}: " in error[-1] and words in error[-1]
     assert not out.exists()
@@ -165,9 +135,8 @@ def test_prm_server_killed_mid_job_fails_it_without_output_and_the_rerun_scores(
     server, record = start_server("serve-prm", args, service, tmp_path / "server.log", env=ENV)
     out = tmp_path / "scores" / "judge.parquet"
     try:
-        with sal_job(
-            "score", "--completions", str(shard), "--prm", prm_json(service_file=str(service)), "--out", str(out)
-        ) as job:
+        where = ["--servers", servers_json("judge", service_file=str(service)), "--out", str(out)]
+        with sal_job("score", "--completions", str(shard), "--prm", PRM_JSON, *where) as job:
             wait_for_pending(record["url"], job)
             server.kill()  # SIGKILL: no clean shutdown, the stale service file stays behind
     finally:
@@ -180,7 +149,7 @@ def test_prm_server_killed_mid_job_fails_it_without_output_and_the_rerun_scores(
 
     server, record = start_server("serve-prm", ["--prm", json.dumps(judge)], service, tmp_path / "again.log", env=ENV)
     try:  # the rerun finds the new server through the same service file
-        score_shard(shard, PRMSettings.from_dict(json.loads(prm_json(service_file=str(service)))), out)
+        score_shard(shard, PRMSettings.from_dict(json.loads(PRM_JSON)), out, read_servers(where[1]))
     finally:
         stop_server(server)
     assert [len(s) for s in read_table(out)["scores"][0]] == [2, 1]
@@ -192,10 +161,19 @@ def test_model_server_killed_mid_job_fails_it_without_output(tiny_model_path: Pa
     args = ["--model", json.dumps(settings), "--batch-window-ms", "5000"]
     server, record = start_server("serve", args, service, tmp_path / "server.log", env=ENV)
     problems = problems_file(tmp_path, 2)
-    model = {**settings, "backend": "openai", "service_file": str(service), "served_model": "tiny", "retries": 2}
+    model = {**settings, "backend": "openai", "served_model": "tiny"}
     job_json = json.dumps({"model": model, "search": {"method": "best_of_n", "n": 2, "max_tokens": 8}})
     out = tmp_path / "completions.parquet"
-    shard = ["--problems", str(problems), "--start", "0", "--end", "2"]
+    shard = [
+        "--problems",
+        str(problems),
+        "--start",
+        "0",
+        "--end",
+        "2",
+        "--servers",
+        servers_json("tiny", service_file=str(service)),
+    ]
     try:
         with sal_job("generate", *shard, "--job", job_json, "--out", str(out)) as job:
             wait_for_pending(record["url"], job)

@@ -22,6 +22,7 @@ from sal_core.errors import ServerError
 from sal_core.pipeline.generate import generate_shard
 from sal_core.pipeline.prepare_dataset import DatasetSettings, snapshot_problems
 from sal_core.serving.launch import start_server, stop_server
+from sal_core.settings.endpoint import Servers, build_servers
 from sal_core.settings.jobs import GenerateJob, ModelSettings
 from sal_core.tables import read_table
 
@@ -50,21 +51,25 @@ def local(model_settings: ModelSettings) -> TransformersBackend:
     return TransformersBackend(model_settings)
 
 
-def remote_settings(server: dict, model_settings: ModelSettings, **overrides) -> ModelSettings:
+def remote_settings(model_settings: ModelSettings, **overrides) -> ModelSettings:
     data = {
         "name": "tiny",
         "path": model_settings.path,
         "backend": "openai",
-        "service_file": str(server["service_file"]),
         "served_model": "tiny",
         "max_model_len": 256,
     }
     return ModelSettings.from_dict({**data, **overrides})
 
 
+def servers(server: dict, **location) -> Servers:
+    """Where the module's server is, as the workflow's servers file says it."""
+    return build_servers({"tiny": {"service_file": str(server["service_file"]), **location}})
+
+
 @pytest.fixture(scope="module")
 def remote(server, model_settings: ModelSettings) -> OpenAIBackend:
-    backend = load_backend(remote_settings(server, model_settings, max_in_flight=8))
+    backend = load_backend(remote_settings(model_settings), servers(server, max_in_flight=8))
     assert isinstance(backend, OpenAIBackend)
     return backend
 
@@ -134,7 +139,7 @@ def test_malformed_requests_get_a_clear_4xx(server, body: dict, status: int, wor
 
 def test_a_server_serving_another_model_fails_at_backend_start(server, model_settings) -> None:
     with pytest.raises(ServerError, match="serves 'tiny', but model.served_model is 'other'") as err:
-        load_backend(remote_settings(server, model_settings, served_model="other"))
+        load_backend(remote_settings(model_settings, served_model="other"), servers(server))
     assert server["url"] in str(err.value)
 
 
@@ -147,10 +152,10 @@ def test_generate_job_through_the_server_equals_in_process(server, model_setting
     search = {"method": "best_of_n", "n": 3, "temperatures": [0.8], "max_tokens": 16, "seed": 0}
     jobs = {
         "local": GenerateJob.from_dict({"model": asdict(model_settings), "search": search}),
-        "served": GenerateJob.from_dict({"model": asdict(remote_settings(server, model_settings)), "search": search}),
+        "served": GenerateJob.from_dict({"model": asdict(remote_settings(model_settings)), "search": search}),
     }
     frames = {}
     for name, job in jobs.items():
-        frames[name] = read_table(generate_shard(problems, 0, 2, job, tmp_path / f"{name}.parquet"))
+        frames[name] = read_table(generate_shard(problems, 0, 2, job, tmp_path / f"{name}.parquet", servers(server)))
     columns = ["problem_id", "completions", "completion_tokens", "finish_reasons"]
     pd.testing.assert_frame_equal(frames["local"][columns], frames["served"][columns])

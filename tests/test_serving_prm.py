@@ -20,6 +20,7 @@ from sal_core.prm import load_prm
 from sal_core.prm.server import SalServerPRM, VLLMPoolingPRM
 from sal_core.serving.app import settings_fingerprint
 from sal_core.serving.launch import start_server, stop_server
+from sal_core.settings.endpoint import build_servers
 from sal_core.settings.jobs import PRMSettings
 
 ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -60,8 +61,10 @@ def local(judge_settings: PRMSettings):
 
 
 def client(server: dict, **overrides) -> SalServerPRM:
-    settings = {"name": "judge", "type": "server", "service_file": str(server["service_file"]), "served_model": "judge"}
-    prm = load_prm(PRMSettings.from_dict({**settings, **overrides}))
+    settings = {"name": "judge", "type": "server", "served_model": "judge", **overrides}
+    prm = load_prm(
+        PRMSettings.from_dict(settings), build_servers({"judge": {"service_file": str(server["service_file"])}})
+    )
     assert isinstance(prm, SalServerPRM)
     return prm
 
@@ -137,28 +140,36 @@ def test_a_server_serving_another_model_fails_at_start(server) -> None:
 
 
 def test_missing_service_file_is_one_clear_error(tmp_path: Path) -> None:
-    settings = {"name": "j", "type": "server", "served_model": "j", "wait": 0.3}
+    settings = PRMSettings.from_dict({"name": "j", "type": "server", "served_model": "j"})
     with pytest.raises(ServerError, match="service file .*gone.json does not exist after waiting 0.3 s"):
-        load_prm(PRMSettings.from_dict({**settings, "service_file": str(tmp_path / "gone.json")}))
+        load_prm(settings, build_servers({"j": {"service_file": str(tmp_path / "gone.json"), "wait": 0.3}}))
 
 
-def test_server_settings_are_checked_and_their_location_is_not_identity(monkeypatch) -> None:
+def test_server_settings_are_checked_and_the_location_is_kept_apart(monkeypatch) -> None:
     base = {"name": "j", "type": "server", "served_model": "j"}
-    with pytest.raises(ConfigError, match="prm.url: give exactly one"):
-        PRMSettings.from_dict({**base, "url": "http://a:1", "service_file": "s.json"})
+    with pytest.raises(ConfigError, match="servers.j.url: give exactly one"):
+        build_servers({"j": {"url": "http://a:1", "service_file": "s.json"}})
+    with pytest.raises(ConfigError, match="servers.j.url: 'a:1' must start with http"):
+        build_servers({"j": {"url": "a:1"}})
     with pytest.raises(ConfigError, match="prm.served_model"):
-        PRMSettings.from_dict({"name": "j", "type": "server", "url": "http://a:1"})
-    with pytest.raises(ConfigError, match="prm.url: only for type server"):
-        PRMSettings.from_dict({"name": "j", "type": "rlhflow", "path": "x", "url": "http://a:1"})
+        PRMSettings.from_dict({"name": "j", "type": "server"})
+    with pytest.raises(ConfigError, match="prm.served_model: only for type server"):
+        PRMSettings.from_dict({"name": "j", "type": "rlhflow", "path": "x", "served_model": "j"})
+    with pytest.raises(ConfigError, match=r"prm.url: unknown key \(allowed: api, batch_size"):
+        PRMSettings.from_dict({**base, "url": "http://a:1"})
     with pytest.raises(ConfigError, match="prm.path"):
-        PRMSettings.from_dict({**base, "url": "http://a:1", "api": "vllm-pooling"})
-    here = PRMSettings.from_dict({**base, "url": "http://a:1", "retries": 1})
-    there = PRMSettings.from_dict({**base, "url": "http://b:2", "retries": 5, "timeout": 9})
-    other = PRMSettings.from_dict({**base, "url": "http://a:1", "served_model": "k"})
-    assert here.fingerprint() == there.fingerprint() != other.fingerprint()
+        PRMSettings.from_dict({**base, "api": "vllm-pooling"})
+    with pytest.raises(ConfigError, match="servers.j: missing: PRM 'j' is served"):
+        load_prm(PRMSettings.from_dict(base), build_servers({"k": {"url": "http://a:1"}}))
+    assert (
+        PRMSettings.from_dict(base).fingerprint() != PRMSettings.from_dict({**base, "served_model": "k"}).fingerprint()
+    )
     monkeypatch.delenv("SAL_TEST_UNSET_KEY", raising=False)
-    with pytest.raises(ConfigError, match="prm.api_key_env: environment variable SAL_TEST_UNSET_KEY is not set"):
-        load_prm(PRMSettings.from_dict({**base, "url": "http://a:1", "api_key_env": "SAL_TEST_UNSET_KEY"}))
+    with pytest.raises(ConfigError, match="servers.j.api_key_env: environment variable SAL_TEST_UNSET_KEY is not set"):
+        load_prm(
+            PRMSettings.from_dict(base),
+            build_servers({"j": {"url": "http://a:1", "api_key_env": "SAL_TEST_UNSET_KEY"}}),
+        )
 
 
 # --- api: vllm-pooling, against the server's vLLM-compatible /pooling on a tiny Qwen2.5-Math-style PRM
@@ -209,12 +220,11 @@ def test_vllm_pooling_client_equals_in_process_qwen_scores(pooling_server, qwen_
                 "type": "server",
                 "api": "vllm-pooling",
                 "path": str(qwen_path),
-                "url": pooling_server["url"],
                 "served_model": "Qwen/tiny-PRM",
-                "api_key_env": "SAL_TEST_PRM_KEY",
                 "max_length": 64,  # long completions are cut as in-process: later steps repeat the last score
             }
-        )
+        ),
+        build_servers({"qwen": {"url": pooling_server["url"], "api_key_env": "SAL_TEST_PRM_KEY"}}),
     )
     assert isinstance(remote, VLLMPoolingPRM)
     problems, completions = PROBLEMS[:2], [COMPLETIONS[0], [COMPLETIONS[1][2] * 4, "One."]]
@@ -225,8 +235,14 @@ def test_vllm_pooling_client_equals_in_process_qwen_scores(pooling_server, qwen_
 
 def test_a_wrong_api_key_is_refused_naming_the_server(pooling_server, qwen_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SAL_TEST_PRM_KEY", "not-the-key-4711")
-    settings = {"name": "q", "type": "server", "api": "vllm-pooling", "path": str(qwen_path)}
-    settings |= {"url": pooling_server["url"], "served_model": "Qwen/tiny-PRM", "api_key_env": "SAL_TEST_PRM_KEY"}
+    settings = {
+        "name": "q",
+        "type": "server",
+        "api": "vllm-pooling",
+        "path": str(qwen_path),
+        "served_model": "Qwen/tiny-PRM",
+    }
+    location = {"url": pooling_server["url"], "api_key_env": "SAL_TEST_PRM_KEY"}
     with pytest.raises(ServerError, match="HTTP 401: missing or wrong API key") as err:
-        load_prm(PRMSettings.from_dict(settings))
+        load_prm(PRMSettings.from_dict(settings), build_servers({"q": location}))
     assert pooling_server["url"] in str(err.value) and "4711" not in str(err.value)

@@ -1,82 +1,20 @@
 """The Snakemake workflow end to end on a tiny random model, driven through Snakemake's CLI.
 
-One full run is shared by the module (copied per test that changes files): the dry runs after a
-deleted shard or a changed parameter must list exactly the jobs that depend on it, and a corrupt
-shard must be recomputed alone.
+One full run is shared by the session (`finished_run` in conftest.py, copied per test that changes
+files): the dry runs after a deleted shard or a changed parameter must list exactly the jobs that
+depend on it, and a corrupt shard must be recomputed alone.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
+from workflow_runs import RUN, digest, planned_jobs, snakemake, workflow_config, write_config
 
 from sal_core.paths import plot_files
-
-REPO = Path(__file__).resolve().parent.parent
-SNAKEFILE = REPO / "workflow" / "Snakefile"
-RUN = "results/wf/tiny/{approach}/{sampling}/seed-0"
-
-
-def workflow_config() -> dict:
-    """The smoke config, cut to three runs so the module stays quick."""
-    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
-    config["dataset"].update(name="wf", limit=4, shard_size=2)
-    config["approaches"]["beam"]["n"] = [2]
-    config["samplings"] = {"mix": config["samplings"]["mix"]}
-    return config
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir)]
-    command += ["--configfile", str(workdir / "config.yaml"), "--cores", "2", "--show-failed-logs", *args]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workdir, timeout=900)
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        )
-    return result
-
-
-def planned_jobs(workdir: Path) -> set[tuple[str, str]]:
-    """(rule, first output) of every job a dry run would execute."""
-    result = snakemake(workdir, "-n")
-    out = result.stdout + result.stderr  # Snakemake logs jobs on stderr
-    jobs = set()
-    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", out)
-    assert "Building DAG of jobs" in blocks[0], out[-2000:]
-    for block in blocks:
-        rule = re.match(r"(?:local)?rule (\w+):", block)
-        if not rule:
-            continue
-        output = re.search(r"\n\s+output: ([^,\n]+)", block)
-        jobs.add((rule[1], output[1] if output else ""))
-    return jobs
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_path: Path) -> Path:
-    workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir, workflow_config())
-    # The prepared tiny model is shared with the other tests instead of being rebuilt here.
-    shutil.copytree(tiny_model_path, workdir / "resources" / "models" / "tiny-random")
-    snakemake(workdir)
-    return workdir
 
 
 @pytest.fixture

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.errors import ConfigError
+from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import ModelSettings
 
 __all__ = ["GenerationBackend", "GenerationOutput", "GenerationRequest", "load_backend"]
 
 
-def load_backend(settings: ModelSettings) -> GenerationBackend:
-    """The engine named by `settings.backend`, with the model loaded and ready."""
+def load_backend(settings: ModelSettings, servers: Servers | None = None) -> GenerationBackend:
+    """The engine named by `settings.backend`, with the model loaded and ready (`backend: openai`:
+    connected to the server whose location `servers` holds under the model's name)."""
     if settings.backend == "transformers":
         from sal_core.backends.transformers_backend import TransformersBackend
 
@@ -25,5 +27,7 @@ def load_backend(settings: ModelSettings) -> GenerationBackend:
     if settings.backend == "openai":
         from sal_core.backends.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(settings)
+        location = location_of(settings, servers or {}, "model")
+        assert location is not None, "a model with backend openai is served"
+        return OpenAIBackend(settings, location)
     raise ConfigError(f"model.backend: {settings.backend!r} is not one of transformers, vllm, openai")

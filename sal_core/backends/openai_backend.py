@@ -26,6 +26,7 @@ from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOu
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ModelError, ServerError
 from sal_core.serving.client import resolve_endpoint
+from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,13 @@ def completion_arguments(model: str | None, request: GenerationRequest, ids: lis
 class OpenAIBackend(GenerationBackend):
     """Sends each GenerationRequest as one /v1/completions request (see the module docstring)."""
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(self, settings: ModelSettings, location: ServerLocation) -> None:
         import openai
         from transformers import AutoTokenizer
 
         settings.validate("model")
-        self.settings = settings
-        self.endpoint = resolve_endpoint(settings, "model", WHO)
+        self.settings, self.location = settings, location
+        self.endpoint = resolve_endpoint(location, f"{SERVERS_KEY}.{settings.name}", WHO)
         self.name = self.endpoint.name(WHO)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(settings.path)
@@ -83,8 +84,8 @@ class OpenAIBackend(GenerationBackend):
         self.client = openai.OpenAI(
             base_url=f"{self.endpoint.url}/v1",
             api_key=self.endpoint.api_key or "EMPTY",
-            timeout=settings.timeout,
-            max_retries=settings.retries,
+            timeout=location.timeout,
+            max_retries=location.retries,
         )
         self.max_model_len = self._check_model()
 
@@ -94,11 +95,11 @@ class OpenAIBackend(GenerationBackend):
         try:
             return fn(*args, **kwargs)
         except openai.APITimeoutError as err:
-            raise ServerError(f"{self.name}: {what} timed out after {self.settings.retries + 1} attempts") from err
+            raise ServerError(f"{self.name}: {what} timed out after {self.location.retries + 1} attempts") from err
         except openai.APIConnectionError as err:
             cause = err.__cause__ or err
             raise ServerError(
-                f"{self.name}: {what} failed after {self.settings.retries + 1} attempts "
+                f"{self.name}: {what} failed after {self.location.retries + 1} attempts "
                 f"({cause.__class__.__name__}: {cause})"
             ) from err
         except openai.APIStatusError as err:
@@ -138,7 +139,7 @@ class OpenAIBackend(GenerationBackend):
             else:
                 work.append((index, ids, budget))
         if work:
-            with ThreadPoolExecutor(max_workers=min(self.settings.max_in_flight, len(work))) as pool:
+            with ThreadPoolExecutor(max_workers=min(self.location.max_in_flight, len(work))) as pool:
                 futures = [pool.submit(self._complete, requests[i], ids, budget) for i, ids, budget in work]
                 try:
                     for (index, _, _), future in tqdm(

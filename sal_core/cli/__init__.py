@@ -59,6 +59,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "train-prm": ("train_prm", "Fine-tune a token-classification PRM on stepwise data (as TRL's PRMTrainer)."),
     "processbench": ("processbench", "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split."),
+    "announce": (
+        "announce",
+        "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
+    ),
+    "with-servers": (
+        "with_servers",
+        "Run a command (snakemake) with model and PRM servers started around it on this machine.",
+    ),
 }
 
 
@@ -89,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        module.run(args)
+        status = module.run(args)
     except SalError as err:
         print(f"sal {known.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return int(status or 0)  # with-servers passes on its command's exit status

@@ -20,6 +20,7 @@ from sal_core.errors import ConfigError
 from sal_core.pipeline.prepare_dataset import read_problems
 from sal_core.search.results import SearchResult
 from sal_core.settings.build import json_object
+from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import GenerateJob
 from sal_core.tables import write_table_atomic
 
@@ -58,31 +59,46 @@ def completion_rows(problems: pd.DataFrame, results: list[SearchResult], with_sc
     return rows
 
 
-def generate_shard(problems_path: str | Path, start: int, end: int, job: GenerateJob, out: str | Path) -> Path:
-    """Run `job` on problems [start, end) of `problems_path` and write the completions table to `out`."""
-    problems = read_problems(problems_path, start, end)
-    settings = job.search
-    guided = settings.guided
-
+def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
+    """The job's backend and in-search PRM (None for Best-of-N). Served ones connect to their servers;
+    missing server locations fail before any model loads."""
+    guided = job.search.guided
+    location_of(job.model, servers, "model")
+    if guided and job.prm is not None:
+        location_of(job.prm, servers, "PRM")
     # imported here: torch and transformers load only once the inputs are known to be good
     from sal_core.backends import load_backend
-    from sal_core.search import run_search
 
     load_started = time.perf_counter()
-    utilization = gpu_memory_utilization(job.model, prm_in_process=guided)
-    backend = load_backend(replace(job.model, gpu_memory_utilization=utilization))
+    prm_in_process = guided and job.prm is not None and not job.prm.served
+    utilization = gpu_memory_utilization(job.model, prm_in_process=prm_in_process)
+    backend = load_backend(replace(job.model, gpu_memory_utilization=utilization), servers)
     prm = None
     if guided:
         from sal_core.prm import load_prm
 
-        check_prm_fits(job.model, job.prm, utilization)
-        prm = load_prm(job.prm)
+        if prm_in_process:
+            check_prm_fits(job.model, job.prm, utilization)
+        prm = load_prm(job.prm, servers)
     log.info(
         "loaded %s%s in %.1f s",
         job.model.name,
         f" and PRM {job.prm.name}" if prm else "",
         time.perf_counter() - load_started,
     )
+    return backend, prm
+
+
+def generate_shard(
+    problems_path: str | Path, start: int, end: int, job: GenerateJob, out: str | Path, servers: Servers | None = None
+) -> Path:
+    """Run `job` on problems [start, end) of `problems_path` and write the completions table to `out`;
+    a served model or PRM is reached at its location in `servers` (by name)."""
+    problems = read_problems(problems_path, start, end)
+    settings = job.search
+    guided = settings.guided
+    backend, prm = load_models(job, servers or {})
+    from sal_core.search import run_search
 
     started = time.perf_counter()
     results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)

@@ -16,6 +16,7 @@ import pandas as pd
 from sal_core.errors import ShardError
 from sal_core.prm.base import scored_steps
 from sal_core.settings.build import json_object
+from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
@@ -45,10 +46,12 @@ def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settin
     return scores
 
 
-def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: str | Path) -> Path:
-    """Score `completions_path` with the PRM of `settings` and write `problem_id`, `scores` and
-    `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's scores were reused) and
-    `completion_prm_tokens` (the same per completion) to `out_path`."""
+def score_shard(
+    completions_path: str | Path, settings: PRMSettings, out_path: str | Path, servers: Servers | None = None
+) -> Path:
+    """Score `completions_path` with the PRM of `settings` (a served one at its location in `servers`) and
+    write `problem_id`, `scores` and `prm_tokens` (per problem, the tokens the PRM read; 0 when the search's
+    scores were reused) and `completion_prm_tokens` (the same per completion) to `out_path`."""
     frame = read_table(completions_path, quarantine_corrupt=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -66,7 +69,7 @@ def score_shard(completions_path: str | Path, settings: PRMSettings, out_path: s
 
     problems = [str(p) for p in frame["problem"]]
     completions = [[str(c) for c in comps] for comps in frame["completions"]]
-    prm = load_prm(settings)
+    prm = load_prm(settings, servers)
     start = time.perf_counter()
     scores, read = prm.score_with_tokens(problems, completions)
     total = sum(len(c) for c in completions)

@@ -14,19 +14,22 @@
 from __future__ import annotations
 
 from sal_core.prm.base import PRM, scored_steps, split_steps
+from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import PRMSettings
 
 __all__ = ["PRM", "load_prm", "scored_steps", "split_steps"]
 
 
-def load_prm(settings: PRMSettings) -> PRM:
+def load_prm(settings: PRMSettings, servers: Servers | None = None) -> PRM:
     """Validate `settings`, then load the PRM; a path that cannot be loaded raises ModelError naming it.
-    A `type: server` PRM loads no model: it connects to its server and checks what it serves."""
+    A `type: server` PRM loads no model: it connects to its server (its location in `servers`, by PRM
+    name) and checks what it serves."""
     settings.validate("prm")
-    if settings.type == "server":
+    location = location_of(settings, servers or {}, "PRM")
+    if location is not None:
         from sal_core.prm.server import load_server_prm
 
-        return load_server_prm(settings)
+        return load_server_prm(settings, location)
     from transformers import AutoModelForCausalLM
 
     from sal_core.devices import resolve_device, resolve_dtype

@@ -27,6 +27,7 @@ from typing import Any
 from sal_core.errors import ServerError
 from sal_core.prm.base import PRM, Scored, scored_steps
 from sal_core.serving.client import JsonClient, resolve_endpoint, wait_until_ready
+from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,11 @@ def run_chunks(chunks: Sequence[Any], send: Callable[[Any], Any], in_flight: int
 class ServerPRM(PRM):
     """What both APIs share: the endpoint, the HTTP client and the served-model check at start."""
 
-    def __init__(self, settings: PRMSettings) -> None:
+    def __init__(self, settings: PRMSettings, location: ServerLocation) -> None:
         settings.validate("prm")
-        self.settings = settings
-        self.endpoint = resolve_endpoint(settings, "prm", WHO)
-        self.http = JsonClient(self.endpoint, settings, WHO)
+        self.settings, self.location = settings, location
+        self.endpoint = resolve_endpoint(location, f"{SERVERS_KEY}.{settings.name}", WHO)
+        self.http = JsonClient(self.endpoint, location, WHO)
         self.check_server()
 
     @property
@@ -83,7 +84,7 @@ class SalServerPRM(ServerPRM):
     """Client of `sal serve-prm`'s POST /v1/score."""
 
     def check_server(self) -> None:
-        health = wait_until_ready(self.http, self.settings.wait)
+        health = wait_until_ready(self.http, self.location.wait)
         model = health.get("model") if isinstance(health, dict) else None
         if not isinstance(model, dict) or "name" not in model:
             raise ServerError(f"{self.name}: /health does not describe a model; is this a `sal serve-prm` server?")
@@ -135,7 +136,7 @@ class SalServerPRM(ServerPRM):
                     scores[i][j] = self.checked(row, len(steps))
                     read[i][j] = count
 
-        run_chunks(chunks, send, self.settings.max_in_flight)
+        run_chunks(chunks, send, self.location.max_in_flight)
         return Scored(scores, read)
 
     def checked(self, row: Any, n_steps: int) -> list[float]:
@@ -164,7 +165,7 @@ class VLLMPoolingPRM(ServerPRM):
         from sal_core.prm.hf import load_tokenizer
         from sal_core.prm.qwen_math import QwenMathPRM
 
-        wait_until_ready(self.http, self.settings.wait)
+        wait_until_ready(self.http, self.location.wait)
         listed = self.http.get("/v1/models")
         cards = listed.get("data") if isinstance(listed, dict) else None
         if not isinstance(cards, list):
@@ -190,7 +191,7 @@ class VLLMPoolingPRM(ServerPRM):
         jobs, read = self.layout.encode_all(problems, completions)
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
         chunks = [jobs[s : s + POOLING_CHUNK] for s in range(0, len(jobs), POOLING_CHUNK)]
-        for chunk, probs in zip(chunks, run_chunks(chunks, self.send, self.settings.max_in_flight), strict=True):
+        for chunk, probs in zip(chunks, run_chunks(chunks, self.send, self.location.max_in_flight), strict=True):
             for (i, j, n_steps, _), got in zip(chunk, probs, strict=True):
                 scores[i][j] = fill_steps(got, n_steps)
         return Scored(scores, read)
@@ -245,8 +246,8 @@ def good_probability(row: Any) -> float:
     return 1.0 / (1.0 + math.exp(bad - good))
 
 
-def load_server_prm(settings: PRMSettings) -> ServerPRM:
-    """The client for `settings.api`, connected and checked against the server."""
+def load_server_prm(settings: PRMSettings, location: ServerLocation) -> ServerPRM:
+    """The client for `settings.api`, connected to the server at `location` and checked against it."""
     if settings.api == "vllm-pooling":
-        return VLLMPoolingPRM(settings)
-    return SalServerPRM(settings)
+        return VLLMPoolingPRM(settings, location)
+    return SalServerPRM(settings, location)

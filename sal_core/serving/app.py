@@ -11,51 +11,47 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sal_core.errors import ConfigError
 from sal_core.serving.batching import MicroBatcher, QueueFullError
+from sal_core.serving.service import bind_socket, model_revision, run_server, service_record
+from sal_core.settings.endpoint import key_from_env
 
 log = logging.getLogger(__name__)
 
 
+def _flag(default: Any, help: str) -> Any:
+    """A ServerOptions field with its command-line help: the flags of `sal serve` / `sal serve-prm` and
+    the defaults of code that starts a server directly are one definition ({unit}: prompts, completions)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class ServerOptions:
-    """Command-line options shared by `sal serve` and `sal serve-prm`."""
+    """Command-line options shared by `sal serve` and `sal serve-prm` (each field is a flag)."""
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    service_file: str | None = None
-    served_model: str | None = None
-    revision: str | None = None
-    #: environment variable holding the key clients must send (Authorization: Bearer KEY)
-    api_key_env: str | None = None
-    batch_window_ms: float = 10.0
-    #: items (prompts, completions) per model call
-    max_batch: int = 256
-    #: requests waiting; more are answered 503
-    max_queue: int = 1024
-    #: items in one request; more are answered 413
-    max_request_items: int = 1024
-    #: bytes in one request body; more are answered 413
-    max_body_bytes: int = 64 * 2**20
+    host: str = _flag("127.0.0.1", "interface to listen on (0.0.0.0: all)")
+    port: int = _flag(8000, "port (0: any free port)")
+    service_file: str | None = _flag(None, "JSON file to write (atomically) once the server answers")
+    served_model: str | None = _flag(None, "model name clients must ask for (default: the settings' name)")
+    revision: str | None = _flag(None, "model revision to report (default: the Hub snapshot, if any)")
+    api_key_env: str | None = _flag(None, "environment variable holding the key clients must send")
+    batch_window_ms: float = _flag(10.0, "how long to wait for more requests before a model call")
+    max_batch: int = _flag(256, "{unit} per model call")
+    max_queue: int = _flag(1024, "waiting requests; more are answered 503")
+    max_request_items: int = _flag(1024, "{unit} in one request; more are answered 413")
+    max_body_bytes: int = _flag(64 * 2**20, "bytes in one request body; more are answered 413")
 
     def limits(self) -> dict[str, Any]:
         keys = ("batch_window_ms", "max_batch", "max_queue", "max_request_items", "max_body_bytes")
         return {k: v for k, v in asdict(self).items() if k in keys}
 
     def api_key(self) -> str | None:
-        if not self.api_key_env:
-            return None
-        key = os.environ.get(self.api_key_env)
-        if not key:
-            raise ConfigError(f"--api-key-env: environment variable {self.api_key_env} is not set")
-        return key
+        return key_from_env(self.api_key_env, "--api-key-env")
 
 
 class HTTPError(Exception):
@@ -70,12 +66,35 @@ def error_body(status: int, message: str, kind: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "code": status}}
 
 
-def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options: ServerOptions) -> Any:
-    """A FastAPI app with the shared endpoints; each server adds its own work endpoint."""
+def model_card(settings: Any, options: ServerOptions, kind: str, **extra: Any) -> dict[str, Any]:
+    """What /health reports about the served model: the served name, the weights, the revision and a
+    fingerprint of the settings, plus what the server kind adds (`extra`)."""
+    return {
+        "name": options.served_model or settings.name,
+        "kind": kind,
+        "path": settings.path,
+        "revision": options.revision or model_revision(settings.path),
+        "fingerprint": settings_fingerprint(settings),
+        **extra,
+    }
+
+
+def create_app(
+    model: dict[str, Any], process: Callable[[list[Any]], list[Any]], unit: str, options: ServerOptions
+) -> tuple[Any, MicroBatcher]:
+    """A FastAPI app with the shared endpoints, and the batcher that merges requests for `process`;
+    each server adds its own work endpoint."""
     from fastapi import FastAPI
 
     key = options.api_key()
     created = int(time.time())
+    batcher = MicroBatcher(
+        process,
+        max_batch=options.max_batch,
+        window_s=options.batch_window_ms / 1000,
+        max_queue=options.max_queue,
+        unit=unit,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -83,7 +102,7 @@ def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options
         yield
         await batcher.stop()
 
-    app = FastAPI(title=title, lifespan=lifespan)
+    app = FastAPI(title=f"sal {model['kind']} server: {model['name']}", lifespan=lifespan)
 
     _install_guards(app, options, key)
 
@@ -107,7 +126,22 @@ def create_app(title: str, model: dict[str, Any], batcher: MicroBatcher, options
             "stats": batcher.stats.as_dict(),
         }
 
-    return app
+    return app, batcher
+
+
+def serve_loaded(options: ServerOptions, what: str, load: Callable[[], Any], create: Callable[[Any], Any]) -> None:
+    """Bind the port, `load` the model, build its app with `create(loaded)` -> (app, model card), then
+    serve until SIGTERM, writing the service file once the server answers. The port is bound before the
+    model loads, so a taken port fails in a second; the service file names what /health reports."""
+    options.api_key()  # an unset key variable fails now, not after loading
+    sock = bind_socket(options.host, options.port)
+    started = time.perf_counter()
+    loaded = load()
+    log.info("loaded %s in %.1f s", what, time.perf_counter() - started)
+    app, model = create(loaded)
+    served = {key: model[key] for key in ("kind", "api", "revision", "fingerprint")}
+    record = service_record(options.host, sock.getsockname()[1], model=model["name"], **served)
+    run_server(app, sock, options.service_file, record)
 
 
 def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:

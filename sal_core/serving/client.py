@@ -1,23 +1,23 @@
 """The client side every server-backed job shares: finding the server, its API key, and HTTP calls with
 timeouts, bounded retries with exponential backoff, and one-line errors naming the server.
 
-A job finds its server from `url`, or from the `service_file` a server job writes once it answers
-(waiting up to `wait` seconds for it). Connection failures, timeouts and 502/503/504 answers are
-retried `retries` times (0.5 s, 1 s, 2 s, ... apart); anything else that is not a good JSON answer
-fails the job at once with a ServerError naming the URL, so a broken server never passes silently.
+A job finds its server from its ServerLocation (the config's `servers:` entry): `url`, or the
+`service_file` a server job writes once it answers (waiting up to `wait` seconds for it).
+Connection failures, timeouts and 502/503/504 answers are retried `retries` times (0.5 s, 1 s, 2 s,
+... apart); anything else that is not a good JSON answer fails the job at once with a ServerError
+naming the URL, so a broken server never passes silently.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from sal_core.errors import ConfigError, ServerError
+from sal_core.errors import ServerError
 from sal_core.serving.service import read_service_file
-from sal_core.settings.jobs import EndpointSettings
+from sal_core.settings.endpoint import ServerLocation, key_from_env
 
 log = logging.getLogger(__name__)
 
@@ -42,38 +42,29 @@ class Endpoint:
         return f"{who} {self.where}"
 
 
-def api_key(settings: EndpointSettings, where: str) -> str | None:
-    """The key from the environment variable `api_key_env` names; ConfigError naming it when unset."""
-    if not settings.api_key_env:
-        return None
-    key = os.environ.get(settings.api_key_env)
-    if not key:
-        raise ConfigError(f"{where}.api_key_env: environment variable {settings.api_key_env} is not set")
-    return key
-
-
-def resolve_endpoint(settings: EndpointSettings, where: str, who: str) -> Endpoint:
-    """The server's root URL, from `url` or from the service file (waiting up to `wait` for it)."""
-    key = api_key(settings, where)
-    if settings.url:
-        url = settings.url.rstrip("/")
-        return Endpoint(url=url.removesuffix("/v1"), where=url.removesuffix("/v1"), api_key=key)
-    assert settings.service_file, f"{where}: validated settings name a url or a service file"
-    record = read_service_file(settings.service_file, settings.wait, who)
+def resolve_endpoint(location: ServerLocation, where: str, who: str) -> Endpoint:
+    """The server's root URL, from `url` or from the service file (waiting up to `wait` for it), and
+    the API key from the environment variable `api_key_env` names (`where`: the config key, for errors)."""
+    key = key_from_env(location.api_key_env, f"{where}.api_key_env")
+    if location.url:
+        url = location.url.rstrip("/").removesuffix("/v1")
+        return Endpoint(url=url, where=url, api_key=key)
+    assert location.service_file, f"{where}: a validated location names a url or a service file"
+    record = read_service_file(location.service_file, location.wait, who)
     url = str(record["url"]).rstrip("/")
-    return Endpoint(url=url, where=f"{url} (service file {settings.service_file})", api_key=key)
+    return Endpoint(url=url, where=f"{url} (service file {location.service_file})", api_key=key)
 
 
 class JsonClient:
     """JSON over HTTP to one server, with the retry and error rules of this module."""
 
-    def __init__(self, endpoint: Endpoint, settings: EndpointSettings, who: str) -> None:
+    def __init__(self, endpoint: Endpoint, location: ServerLocation, who: str) -> None:
         import httpx
 
-        self.endpoint, self.who, self.retries = endpoint, who, settings.retries
+        self.endpoint, self.who, self.retries = endpoint, who, location.retries
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-        timeout = httpx.Timeout(settings.timeout, connect=min(settings.timeout, 10.0))
-        limits = httpx.Limits(max_connections=settings.max_in_flight + 2)
+        timeout = httpx.Timeout(location.timeout, connect=min(location.timeout, 10.0))
+        limits = httpx.Limits(max_connections=location.max_in_flight + 2)
         self._http = httpx.Client(base_url=endpoint.url, headers=headers, timeout=timeout, limits=limits)
 
     @property

@@ -14,29 +14,20 @@ in-process. This lets the whole `backend: openai` path run on a CPU, in tests an
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ConfigError
-from sal_core.serving.app import (
-    HTTPError,
-    ServerOptions,
-    check_model_name,
-    create_app,
-    run_batched,
-    settings_fingerprint,
-)
-from sal_core.serving.batching import MicroBatcher
-from sal_core.serving.service import bind_socket, model_revision, run_server, service_record
+from sal_core.serving.app import HTTPError, check_model_name, create_app, model_card, run_batched, serve_loaded
 from sal_core.settings.jobs import ModelSettings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # annotations only
+    from sal_core.serving.app import ServerOptions
 
 
 class CompletionRequest(BaseModel):
@@ -102,30 +93,12 @@ def to_choice(index: int, out: GenerationOutput, stops: list[str], keep_stop: bo
     return {"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason, "logprobs": None}
 
 
-def model_info(backend: GenerationBackend, settings: ModelSettings, options: ServerOptions) -> dict[str, Any]:
-    return {
-        "name": options.served_model or settings.name,
-        "kind": "generation",
-        "api": "openai",
-        "backend": settings.backend,
-        "path": settings.path,
-        "revision": options.revision or model_revision(settings.path),
-        "max_model_len": backend.max_model_len,
-        "fingerprint": settings_fingerprint(settings),
-    }
-
-
 def create_generation_app(backend: GenerationBackend, settings: ModelSettings, options: ServerOptions) -> Any:
-    """The FastAPI app serving `backend` (model already loaded)."""
-    model = model_info(backend, settings, options)
-    batcher = MicroBatcher(
-        lambda payloads: _generate_batch(backend, payloads),
-        max_batch=options.max_batch,
-        window_s=options.batch_window_ms / 1000,
-        max_queue=options.max_queue,
-        unit="prompts",
+    """The FastAPI app serving `backend` (model already loaded), and its model card."""
+    model = model_card(
+        settings, options, "generation", api="openai", backend=settings.backend, max_model_len=backend.max_model_len
     )
-    app = create_app(f"sal serve: {model['name']}", model, batcher, options)
+    app, batcher = create_app(model, lambda payloads: _generate_batch(backend, payloads), "prompts", options)
 
     @app.post("/v1/completions")
     async def completions(request: CompletionRequest) -> dict[str, Any]:
@@ -162,7 +135,7 @@ def create_generation_app(backend: GenerationBackend, settings: ModelSettings, o
             },
         }
 
-    return app
+    return app, model
 
 
 def _generate_batch(
@@ -185,22 +158,7 @@ def serve_model(settings: ModelSettings, options: ServerOptions) -> None:
             f"model.backend: sal serve runs the transformers backend, not {settings.backend} "
             "(on a GPU node, `vllm serve` is the OpenAI-compatible server to use)"
         )
-    options.api_key()
-    sock = bind_socket(options.host, options.port)
     from sal_core.backends import load_backend
 
-    started = time.perf_counter()
-    backend = load_backend(settings)
-    log.info("loaded %s (%s) in %.1f s", settings.name, settings.backend, time.perf_counter() - started)
-    app = create_generation_app(backend, settings, options)
-    model = model_info(backend, settings, options)
-    record = service_record(
-        options.host,
-        sock.getsockname()[1],
-        kind="generation",
-        api="openai",
-        model=model["name"],
-        revision=model["revision"],
-        fingerprint=model["fingerprint"],
-    )
-    run_server(app, sock, options.service_file, record)
+    what = f"{settings.name} ({settings.backend})"
+    serve_loaded(options, what, lambda: load_backend(settings), lambda b: create_generation_app(b, settings, options))

@@ -15,27 +15,17 @@ completions of similar length across all of them. Scores equal in-process scores
 
 from __future__ import annotations
 
-import logging
-import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from sal_core.errors import ConfigError
 from sal_core.prm.base import PRM
-from sal_core.serving.app import (
-    HTTPError,
-    ServerOptions,
-    check_model_name,
-    create_app,
-    run_batched,
-    settings_fingerprint,
-)
-from sal_core.serving.batching import MicroBatcher
-from sal_core.serving.service import bind_socket, model_revision, run_server, service_record
+from sal_core.serving.app import HTTPError, check_model_name, create_app, model_card, run_batched, serve_loaded
 from sal_core.settings.jobs import PRMSettings
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # annotations only
+    from sal_core.serving.app import ServerOptions
 
 
 class ScoreRequest(BaseModel):
@@ -76,32 +66,11 @@ def score_batch(prm: PRM, payloads: list[tuple[str, Any]]) -> list[Any]:
     return results
 
 
-def prm_model_info(settings: PRMSettings, options: ServerOptions) -> dict[str, Any]:
-    """What /health reports: the served name, the PRM family and weights, and a settings fingerprint."""
-    return {
-        "name": options.served_model or settings.name,
-        "kind": "prm",
-        "api": "sal",
-        "type": settings.type,
-        "path": settings.path,
-        "revision": options.revision or model_revision(settings.path),
-        "max_length": settings.max_length,
-        "step_layout": settings.step_layout,
-        "fingerprint": settings_fingerprint(settings),
-    }
-
-
 def create_prm_app(prm: PRM, settings: PRMSettings, options: ServerOptions) -> Any:
-    """The FastAPI app serving `prm` (already loaded)."""
-    model = prm_model_info(settings, options)
-    batcher = MicroBatcher(
-        lambda payloads: score_batch(prm, payloads),
-        max_batch=options.max_batch,
-        window_s=options.batch_window_ms / 1000,
-        max_queue=options.max_queue,
-        unit="completions",
-    )
-    app = create_app(f"sal serve-prm: {model['name']}", model, batcher, options)
+    """The FastAPI app serving `prm` (already loaded), and its model card."""
+    extra = {"type": settings.type, "max_length": settings.max_length, "step_layout": settings.step_layout}
+    model = model_card(settings, options, "prm", api="sal", **extra)
+    app, batcher = create_app(model, lambda payloads: score_batch(prm, payloads), "completions", options)
 
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
@@ -126,7 +95,7 @@ def create_prm_app(prm: PRM, settings: PRMSettings, options: ServerOptions) -> A
         used = sum(len(ids) for ids in inputs)
         return {"object": "list", "model": model["name"], "data": data, "usage": {"prompt_tokens": used}}
 
-    return app
+    return app, model
 
 
 def _tagged(ids: Any, tag_id: int, max_length: int, prm: PRM) -> Any:
@@ -146,24 +115,9 @@ def _tagged(ids: Any, tag_id: int, max_length: int, prm: PRM) -> Any:
 def serve_prm(settings: PRMSettings, options: ServerOptions) -> None:
     """Bind the port, load the PRM, then serve until SIGTERM (writing the service file once ready)."""
     settings.validate("prm")
-    if settings.type == "server":
+    if settings.served:
         raise ConfigError("prm.type: serve-prm loads a PRM's weights; `type: server` would call another server")
-    options.api_key()  # an unset key variable fails now, not after loading
-    sock = bind_socket(options.host, options.port)
     from sal_core.prm import load_prm
 
-    started = time.perf_counter()
-    prm = load_prm(settings)
-    log.info("loaded PRM %s (%s) in %.1f s", settings.name, settings.type, time.perf_counter() - started)
-    app = create_prm_app(prm, settings, options)
-    model = prm_model_info(settings, options)
-    record = service_record(
-        options.host,
-        sock.getsockname()[1],
-        kind="prm",
-        api="sal",
-        model=model["name"],
-        revision=model["revision"],
-        fingerprint=model["fingerprint"],
-    )
-    run_server(app, sock, options.service_file, record)
+    what = f"PRM {settings.name} ({settings.type})"
+    serve_loaded(options, what, lambda: load_prm(settings), lambda prm: create_prm_app(prm, settings, options))

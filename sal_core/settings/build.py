@@ -62,8 +62,9 @@ def require_at_least(value: int, minimum: int, key: str) -> None:
 
 
 def identity(obj: Any) -> Any:
-    """A settings object as plain data, without what changes no result (a server's location, see
-    settings.endpoint): what the workflow compares to decide whether a job must rerun."""
+    """A settings object as plain data, what the workflow compares to decide whether a job must rerun
+    (served-model keys left out while unset, so configs without servers keep their JSON; a server's
+    location is no setting at all: settings.endpoint)."""
     if hasattr(obj, "identity"):
         return obj.identity()
     if hasattr(obj, "__dataclass_fields__"):

@@ -13,6 +13,7 @@ import jsonschema
 import yaml
 
 from sal_core.errors import ConfigError
+from sal_core.settings.endpoint import LOCATION_KEYS, SERVERS_KEY
 from sal_core.settings.grid import Grid, build_grid
 
 
@@ -29,6 +30,14 @@ def _allowed_keys(schema: dict[str, Any], defs: dict[str, Any]) -> set[str]:
     return keys
 
 
+def _location_hint(path: Any, key: str) -> str:
+    """Where a server location key belongs, when it was put on a model or PRM entry."""
+    parts = list(path)
+    if len(parts) == 2 and parts[0] in ("models", "prms") and key in LOCATION_KEYS:
+        return f"; a server's location goes under {SERVERS_KEY}.{parts[1]}.{key}"
+    return ""
+
+
 def _describe(error: jsonschema.ValidationError, defs: dict[str, Any]) -> str:
     where = _key_path(error.absolute_path)
     if error.validator in ("additionalProperties", "unevaluatedProperties"):
@@ -36,7 +45,7 @@ def _describe(error: jsonschema.ValidationError, defs: dict[str, Any]) -> str:
         unexpected = sorted(set(error.instance) - set(allowed))
         key = f"{where}.{unexpected[0]}" if where != "config" else unexpected[0]
         hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
-        return f"{key}: unknown key{hint}"
+        return f"{key}: unknown key{hint}{_location_hint(error.absolute_path, unexpected[0])}"
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "required":

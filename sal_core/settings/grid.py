@@ -23,6 +23,7 @@ from sal_core.errors import ConfigError
 from sal_core.paths import prepared_model, trained_prm
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
+from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
 from sal_core.settings.learn import Learn, build_learn, trained_entry
 
@@ -80,6 +81,8 @@ class Grid:
     runs: list[Run]
     #: the sampling the `sampling_gain` figure subtracts (evaluation.baseline_sampling)
     baseline_sampling: str = ""
+    #: where the served models and PRMs are, by name: given to jobs apart from their settings
+    servers: Servers = field(default_factory=dict)
     #: labels entries, trained PRMs and ProcessBench (sal_core.settings.learn)
     learn: Learn = field(default_factory=Learn)
 
@@ -115,9 +118,10 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
     entry = dict(entry)
     source = entry.pop("prepare", None)
     if source is None:
-        if "path" not in entry:
+        if "path" in entry:
+            check_model_path(str(entry["path"]), f"{where}.path")
+        elif entry.get("type") != "server":  # a served PRM needs no weights (PRMSettings checks api vllm-pooling)
             raise ConfigError(f"{where}.path: missing (a Hub name or a local folder)")
-        check_model_path(str(entry["path"]), f"{where}.path")
         return entry
     require_one_of(source, PREPARED_SOURCES, f"{where}.prepare")
     folder = prepared_model(source)
@@ -157,9 +161,9 @@ def build_grid(config: dict[str, Any]) -> Grid:
     """Validate the whole config and expand it into runs; raises ConfigError naming the bad key."""
     dataset = DatasetSettings.from_dict(dict(config.get("dataset") or {}), "dataset")
     prepared: dict[str, str] = {}
-    stripped, placement = _model_placement(config)
-    models = _named_settings(stripped, "models", ModelSettings, prepared, required=True)
-    prms = _named_settings(config, "prms", PRMSettings, prepared, required=False)
+    stripped, placement = model_placement(config)
+    models = named_settings(stripped, "models", ModelSettings, prepared, required=True)
+    prms = named_settings(config, "prms", PRMSettings, prepared, required=False)
     score_prms = _score_prms(config.get("score_prms"), "score_prms", prms)
     for name, (model_prm, _) in placement.items():
         if model_prm is not None:
@@ -190,8 +194,41 @@ def build_grid(config: dict[str, Any]) -> Grid:
                         )
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
-    learn = build_learn(config, models, prms, prepared)
-    return Grid(dataset, models, prms, prepared, score_prms, runs, _baseline_sampling(config, list(samplings)), learn)
+    baseline = _baseline_sampling(config, list(samplings))
+    servers = _servers(config, models, prms)
+    return Grid(
+        dataset,
+        models,
+        prms,
+        prepared,
+        score_prms,
+        runs,
+        baseline,
+        servers,
+        build_learn(config, models, prms, prepared),
+    )
+
+
+def _servers(config: dict[str, Any], models: dict[str, ModelSettings], prms: dict[str, PRMSettings]) -> Servers:
+    """The `servers:` block: one location for every served model and PRM, and none for anything else."""
+    served = {name: "model" for name, model in models.items() if model.served}
+    for name, prm in prms.items():
+        if prm.served and name in served:
+            raise ConfigError(f"{SERVERS_KEY}.{name}: names both a served model and a served PRM; rename one")
+        if prm.served:
+            served[name] = "PRM"
+    servers = build_servers(config.get(SERVERS_KEY))
+    for name in servers:
+        if name not in served:
+            listed = ", ".join(served) or "none in this config"
+            raise ConfigError(
+                f"{SERVERS_KEY}.{name}: not a model with backend openai nor a PRM of type server (served: {listed})"
+            )
+    for name, what in served.items():
+        if name not in servers:
+            kind = "models" if what == "model" else "prms"
+            raise ConfigError(f"{SERVERS_KEY}.{name}: missing: {kind}.{name} is served, so say where its server is")
+    return servers
 
 
 def _baseline_sampling(config: dict[str, Any], samplings: list[str]) -> str:
@@ -215,7 +252,7 @@ def _score_prms(names: Any, where: str, prms: dict[str, PRMSettings]) -> list[st
     return listed
 
 
-def _model_placement(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
+def model_placement(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, tuple[Any, Any]]]:
     """The config with each model entry's grid keys (`search_prm`, `score_prms`) removed, so the
     rest builds ModelSettings, and those keys per model (the caller's config is not changed)."""
     placement, entries = {}, {}
@@ -226,7 +263,7 @@ def _model_placement(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, 
     return {**config, "models": entries}, placement
 
 
-def _named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
+def named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[str, str], required: bool) -> dict:
     """The `models:` or `prms:` block as settings objects by name, with `prepare:` resolved."""
     entries = _require_mapping(config, key) if required else (config.get(key) or {})
     settings = {}

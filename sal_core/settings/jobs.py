@@ -24,7 +24,7 @@ from sal_core.constants import (
 )
 from sal_core.errors import ConfigError
 from sal_core.settings.build import Settings, require_at_least, require_one_of
-from sal_core.settings.endpoint import EndpointSettings
+from sal_core.settings.endpoint import ServedSettings
 
 DEFAULT_SYSTEM_PROMPT = (
     "Solve the following math problem efficiently and clearly:\n\n"
@@ -39,9 +39,10 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 @dataclass
-class ModelSettings(EndpointSettings, Settings):
+class ModelSettings(ServedSettings, Settings):
     """A policy (generator) model and how to run it. With `backend: openai`, `path` is where the
-    tokenizer comes from (prompts are sent as token ids) and the endpoint settings say where the server is."""
+    tokenizer comes from (prompts are sent as token ids), `served_model` what the server must serve, and
+    the config's `servers:` block where it is (settings.endpoint)."""
 
     KEY = "model"
 
@@ -69,7 +70,11 @@ class ModelSettings(EndpointSettings, Settings):
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
         if self.gpu_memory_utilization is not None and not 0 < self.gpu_memory_utilization <= 1:
             raise ConfigError(f"{where}.gpu_memory_utilization: must be in (0, 1]")
-        self.validate_endpoint(where, self.backend == "openai", "backend openai")
+        self.validate_served(where, "backend openai")
+
+    @property
+    def served(self) -> bool:
+        return self.backend == "openai"
 
 
 #: the PRM families search-and-learn scores with (src/sal/models/reward_models.py)
@@ -77,9 +82,9 @@ SAL_PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math")
 
 
 @dataclass
-class PRMSettings(EndpointSettings, Settings):
+class PRMSettings(ServedSettings, Settings):
     """A process reward model and how to run it. `type: server` scores through a server (see
-    EndpointSettings and `api`); `path` is then only needed by `api: vllm-pooling`, for the tokenizer."""
+    ServedSettings and `api`); `path` is then only needed by `api: vllm-pooling`, for the tokenizer."""
 
     KEY = "prm"
 
@@ -104,8 +109,8 @@ class PRMSettings(EndpointSettings, Settings):
                 f"{where}.step_layout: search-and-learn has no {self.type} PRM; 'sal' applies to "
                 f"{', '.join(SAL_PRM_TYPES)} (and to a server running one)"
             )
-        remote = self.type == "server"
-        self.validate_endpoint(where, remote, "type server")
+        remote = self.served
+        self.validate_served(where, "type server")
         if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
             raise ConfigError(f"{where}.api: {self.api!r} is not one of {', '.join(SERVER_APIS)} (type server only)")
         if not self.path and (not remote or self.api == "vllm-pooling"):
@@ -113,6 +118,10 @@ class PRMSettings(EndpointSettings, Settings):
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
         require_at_least(self.max_length, 1, f"{where}.max_length")
+
+    @property
+    def served(self) -> bool:
+        return self.type == "server"
 
     @property
     def family(self) -> str:

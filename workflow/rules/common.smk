@@ -11,6 +11,7 @@ from sal_core.errors import SalError
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
 from sal_core.settings.build import to_json
 from sal_core.settings.check import check_config
+from sal_core.settings.endpoint import write_servers_file
 
 try:
     GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
@@ -18,6 +19,9 @@ try:
     PROBLEMS = paths.PROBLEMS.format(dataset=DATASET)
     # The dataset is loaded (and validated) once, here, and snapshotted for the jobs.
     SHARDS = shard_ranges(snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size)
+    # Server locations reach jobs through this file (`--servers`; its path, a constant, is their only
+    # param): moving a server changes no job's settings, so it reruns nothing (paths.SERVERS).
+    SERVERS = str(write_servers_file(GRID.servers, paths.SERVERS.format(dataset=DATASET)))
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 

@@ -14,7 +14,9 @@ rule generate:
         runtime=resource("generate", "runtime", 120),
     params:
         job=generate_job,
+        # the path only, a constant: the server locations in the file are no parameter (paths.SERVERS)
+        servers=SERVERS,
     shell:
         "OMP_NUM_THREADS={threads} sal generate --problems {input.problems}"
         " --start {wildcards.start} --end {wildcards.end}"
-        " --job {params.job:q} --out {output} > {log} 2>&1"
+        " --job {params.job:q} --servers {params.servers} --out {output} > {log} 2>&1"

@@ -14,6 +14,8 @@ rule score:
         runtime=resource("score", "runtime", 60),
     params:
         prm=prm_settings,
+        # the path only, a constant: the server locations in the file are no parameter (paths.SERVERS)
+        servers=SERVERS,
     shell:
         "OMP_NUM_THREADS={threads} sal score --completions {input.completions}"
-        " --prm {params.prm:q} --out {output} > {log} 2>&1"
+        " --prm {params.prm:q} --servers {params.servers} --out {output} > {log} 2>&1"

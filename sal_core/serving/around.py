@@ -1,0 +1,176 @@
+"""`sal with-servers`: model and PRM servers started around one command (a Snakemake run), then stopped.
+
+The servers serve the in-process entries of a workflow config: a `models:` entry with backend
+`transformers` runs `sal serve`, one with backend `vllm` runs `vllm serve` (through `sal announce`,
+which gives it a service file), a `prms:` entry runs `sal serve-prm`. Each is served under its entry's
+name, writes SERVICES/<name>.json once it answers, and logs to LOGS/<name>.log. On this machine they
+are child processes; with `--sbatch FLAGS` each is a Slurm job (`sbatch FLAGS --wrap ...`, listening
+on all interfaces, service files on the shared file system). Once all answer, the command runs; then
+every server is stopped (SIGTERM, or `scancel`), also when the command fails or is interrupted: the
+seed's hand-made cleanup job, done by the one command that needs the servers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sal_core.backends.gpu_memory import ALONE
+from sal_core.errors import ConfigError, ServerError
+from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
+from sal_core.settings.grid import model_placement, named_settings
+from sal_core.settings.jobs import ModelSettings, PRMSettings
+
+log = logging.getLogger(__name__)
+
+#: Slurm job states in which a server job may still come up
+LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING")
+
+
+def vllm_command(settings: ModelSettings) -> list[str]:
+    """`vllm serve` for a `backend: vllm` entry, with the settings the in-process engine would use."""
+    argv = ["vllm", "serve", settings.path, "--served-model-name", settings.name]
+    argv += ["--max-model-len", str(settings.max_model_len), "--dtype", settings.dtype]
+    argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization or ALONE)]
+    if settings.tensor_parallel_size:
+        argv += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
+    return argv + ["--enable-prefix-caching" if settings.enable_prefix_caching else "--no-enable-prefix-caching"]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server to start: a models: or prms: entry of a workflow config, in process."""
+
+    name: str
+    #: "serve" (transformers), "vllm", or "serve-prm"
+    kind: str
+    settings: ModelSettings | PRMSettings
+    #: the folder to build first (`prepare:` entries), and its prepare source
+    prepare: tuple[str, str] | None = None
+
+    def argv(self, service_file: str | Path, host: str | None = None) -> list[str]:
+        """The server's command line, writing `service_file` once it answers."""
+        if self.kind == "vllm":
+            where = ["--service-file", str(service_file), *(["--host", host] if host else [])]
+            announce = [sys.executable, "-m", "sal_core.cli", "announce", *where, "--"]
+            return announce + vllm_command(self.settings)  # type: ignore[arg-type]
+        flag = "--model" if self.kind == "serve" else "--prm"
+        return sal_argv(self.kind, [flag, json.dumps(asdict(self.settings))], service_file, host)
+
+
+def server_specs(config: dict[str, Any], names: Sequence[str]) -> list[ServerSpec]:
+    """The servers for entries `names` of a workflow config, checked before anything starts."""
+    prepared: dict[str, str] = {}
+    prms = named_settings(config, "prms", PRMSettings, prepared, False)
+    models = named_settings(model_placement(config)[0], "models", ModelSettings, prepared, True)
+    entries = {**{n: ("serve-prm", s) for n, s in prms.items()}, **{n: ("serve", s) for n, s in models.items()}}
+    specs = []
+    for name in names:
+        if name not in entries:
+            raise ConfigError(
+                f"--serve {name}: not an entry of the config's models or prms (those: {', '.join(entries)})"
+            )
+        kind, settings = entries[name]
+        if settings.served:
+            raise ConfigError(f"--serve {name}: is itself served; name an entry that loads its weights")
+        if kind == "serve" and settings.backend == "vllm":
+            kind = "vllm"
+        prepare = (settings.path, prepared[settings.path]) if settings.path in prepared else None
+        specs.append(ServerSpec(name, kind, settings, prepare))
+    return specs
+
+
+@dataclass
+class Started:
+    """A server on its way up: how to tell it died, and how to stop it."""
+
+    spec: ServerSpec
+    service_file: Path
+    log_path: Path
+    ended: Callable[[], str | None]
+    stop: Callable[[], None]
+
+
+def start_local(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[str, str]) -> Started:
+    process = spawn(spec.argv(service_file), service_file, log_path, env)
+
+    def ended() -> str | None:
+        return None if process.poll() is None else f"exited with {process.returncode}"
+
+    def stop() -> None:
+        stop_server(process)
+
+    return Started(spec, service_file, log_path, ended, stop)
+
+
+def start_slurm(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[str, str], flags: str) -> Started:
+    """`sbatch FLAGS --wrap SERVER` (listening on all interfaces); ServerError when sbatch refuses."""
+    service_file.unlink(missing_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    wrap = shlex.join(spec.argv(service_file, host="0.0.0.0"))
+    argv = ["sbatch", "--parsable", f"--job-name=sal-server-{spec.name}", f"--output={log_path}", *shlex.split(flags)]
+    submitted = subprocess.run([*argv, f"--wrap={wrap}"], capture_output=True, text=True, env=env)
+    if submitted.returncode != 0:
+        raise ServerError(f"sbatch refused the server of {spec.name}: {submitted.stderr.strip()}")
+    job = submitted.stdout.strip().split(";")[0]
+    log.info("server of %s submitted as Slurm job %s", spec.name, job)
+
+    def ended() -> str | None:
+        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        return None if state in LIVE_STATES else f"(Slurm job {job}) is {state or 'gone'}"
+
+    def stop() -> None:
+        subprocess.run(["scancel", job], check=False)
+
+    return Started(spec, service_file, log_path, ended, stop)
+
+
+def prepare_folders(specs: Sequence[ServerSpec]) -> None:
+    """Build the prepared model folders the servers load (as the prepare_model rule would)."""
+    from sal_core.pipeline.prepare_model import prepare_model
+
+    for spec in specs:
+        if spec.prepare and not (Path(spec.prepare[0]) / "config.json").is_file():
+            log.info("building %s into %s first", spec.prepare[1], spec.prepare[0])
+            prepare_model(spec.prepare[1], spec.prepare[0])
+
+
+def run_with_servers(
+    specs: Sequence[ServerSpec],
+    command: Sequence[str],
+    services: Path,
+    logs: Path,
+    threads: int = 1,
+    sbatch: str | None = None,
+    timeout: float = 1800.0,
+) -> int:
+    """Start the servers (on Slurm with `sbatch` flags), run `command` once all answer, and stop the
+    servers whatever happens (failure, Ctrl-C); the command's exit status."""
+    prepare_folders(specs)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    services, logs = services.resolve(), logs.resolve()
+    started: list[Started] = []
+    try:
+        for spec in specs:  # all load at once
+            service, log_path = services / f"{spec.name}.json", logs / f"{spec.name}.log"
+            if sbatch is None:
+                started.append(start_local(spec, service, log_path, env))
+            else:
+                started.append(start_slurm(spec, service, log_path, env, sbatch))
+        for server in started:
+            what = f"the server of {server.spec.name}"
+            record = wait_for_service(server.service_file, server.ended, what, server.log_path, timeout)
+            log.info("%s answers at %s (log %s)", what, record["url"], server.log_path)
+        return subprocess.call(list(command))
+    finally:
+        for server in reversed(started):
+            server.stop()
+            log.info("stopped the server of %s", server.spec.name)

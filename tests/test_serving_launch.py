@@ -1,0 +1,99 @@
+"""Servers around a command: `sal with-servers` starts `sal serve` and `sal serve-prm` from a workflow
+config's entries, runs the command once both answer, passes on its exit status and stops them; `sal
+announce` gives any OpenAI-compatible server a service file once /health answers and removes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from sal_core.cli import main
+from sal_core.serving.around import server_specs, vllm_command
+from sal_core.settings.jobs import ModelSettings
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+SAL = [sys.executable, "-m", "sal_core.cli"]
+# run by with-servers once the servers answer: asks both what they serve, then exits with 3
+PROBE = """
+import json, sys, httpx
+for name in ("tiny", "judge"):
+    record = json.load(open(f"{sys.argv[1]}/{name}.json"))
+    print(name, httpx.get(record["url"] + "/health").json()["model"]["name"], record["pid"])
+sys.exit(3)
+"""
+
+
+def config(model: Path) -> dict:
+    return {
+        "models": {"tiny": {"path": str(model), "max_model_len": 256, "device": "cpu"}},
+        "prms": {"judge": {"type": "rlhflow", "path": str(model), "device": "cpu"}},
+    }
+
+
+def test_with_servers_runs_the_command_between_server_start_and_stop(tiny_model_path: Path, tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config(tiny_model_path)))
+    services = tmp_path / "services"
+    argv = [*SAL, "with-servers", "--config", str(tmp_path / "config.yaml"), "--serve", "tiny", "--serve", "judge"]
+    argv += ["--services", str(services), "--logs", str(tmp_path / "logs"), "--", sys.executable, "-c", PROBE]
+    result = subprocess.run([*argv, str(services)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert result.returncode == 3, result.stderr[-2000:]  # the command's own status
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [line[:2] for line in lines] == [["tiny", "tiny"], ["judge", "judge"]]
+    assert not list(services.glob("*.json")), "the servers were stopped and removed their service files"
+    for _, _, pid in lines:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+    assert "loaded" in (tmp_path / "logs" / "tiny.log").read_text()
+
+
+def test_with_servers_names_an_unknown_entry_before_starting_anything(tmp_path: Path, tiny_model_path, capsys) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config(tiny_model_path)))
+    code = main(["with-servers", "--config", str(tmp_path / "config.yaml"), "--serve", "nope", "--", "true"])
+    assert code == 2
+    assert "--serve nope: not an entry of the config's models or prms (those: judge, tiny)" in capsys.readouterr().err
+
+
+def test_a_vllm_entry_is_served_by_vllm_serve_with_its_settings(tiny_model_path: Path) -> None:
+    entry = {"path": str(tiny_model_path), "backend": "vllm", "max_model_len": 1024, "tensor_parallel_size": 2}
+    (spec,) = server_specs({"models": {"qwen": entry}}, ["qwen"])
+    argv = spec.argv("services/qwen.json", host="0.0.0.0")
+    assert argv[argv.index("announce") :][:6] == [
+        "announce",
+        "--service-file",
+        "services/qwen.json",
+        "--host",
+        "0.0.0.0",
+        "--",
+    ]
+    assert argv[argv.index("--") + 1 :] == vllm_command(ModelSettings(name="qwen", **entry))
+    assert vllm_command(ModelSettings(name="qwen", **entry)) == [
+        "vllm", "serve", str(tiny_model_path), "--served-model-name", "qwen", "--max-model-len", "1024",
+        "--dtype", "auto", "--gpu-memory-utilization", "0.9", "--tensor-parallel-size", "2", "--enable-prefix-caching",
+    ]  # fmt: skip
+
+
+def test_announce_writes_the_service_file_once_the_server_answers(tiny_model_path: Path, tmp_path: Path) -> None:
+    service = tmp_path / "svc.json"
+    model = json.dumps({"name": "tiny", "path": str(tiny_model_path), "device": "cpu", "max_model_len": 256})
+    argv = [*SAL, "announce", "--service-file", str(service), "--", *SAL, "serve", "--model", model]
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not service.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        record = json.loads(service.read_text())  # written only once /health answered
+        assert record["pid"] == process.pid and record["kind"] == "external"
+        assert httpx.get(f"{record['url']}/v1/models").json()["data"][0]["id"] == "tiny"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+    assert not service.exists(), "removed when the server stops"

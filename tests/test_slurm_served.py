@@ -1,0 +1,63 @@
+"""The served grid on a real Slurm cluster: `sal with-servers --sbatch` runs the model and PRM servers as
+Slurm jobs around a Snakemake run through profiles/slurm-served (docs/slurm.md, "Model servers next to
+the grid"). Needs the cluster of tests/slurm/start_cluster.sh, like tests/test_slurm.py; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark skips without a cluster)
+    CLUSTER_FLAGS,
+    REPO,
+    RUN_TIMEOUT,
+    TINY_CONFIG,
+    SlurmJobs,
+    _env,
+    _mem_mb,
+    _tail,
+    _wants_one_gpu,
+    _workdir,
+    prepared_models,
+    pytestmark,
+)
+
+SERVED_PROFILE = REPO / "profiles" / "slurm-served"
+# The same grid with its model and PRM behind servers (docs/slurm.md, "Model servers next to the grid").
+SERVED_CONFIG = (
+    TINY_CONFIG.replace("    backend: transformers\n", "    backend: openai\n    served_model: tiny\n").replace(
+        "    type: rlhflow\n    prepare: tiny-random\n    batch_size: 8\n    max_length: 512\n",
+        "    type: server\n    served_model: tiny-judge\n",
+    )
+    + "servers:\n  tiny: {service_file: services/tiny.json, wait: 300}\n"
+    + "  tiny-judge: {service_file: services/tiny-judge.json, wait: 300}\n"
+)
+
+
+def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):  # noqa: F811 (the fixture)
+    """`sal with-servers --sbatch` around profiles/slurm-served: the servers are Slurm jobs with a GPU,
+    generate/score jobs ask for none and reach them through service files, and when the run ends the
+    server jobs are cancelled and their service files gone."""
+    work = _workdir(tmp_path / "served", SERVED_CONFIG, prepared_models)
+    (work / "config" / "in-process.yaml").write_text(TINY_CONFIG)
+    serve = ["with-servers", "--sbatch=--gpus=1", "--config", "config/in-process.yaml"]
+    serve += ["--serve", "tiny", "--serve", "tiny-judge", "--timeout", "300", "--"]
+    grid = [sys.executable, "-m", "snakemake", "--directory", str(work), "--profile", str(SERVED_PROFILE)]
+    cmd = [sys.executable, "-m", "sal_core.cli", *serve, *grid, *CLUSTER_FLAGS]
+    with SlurmJobs(work) as jobs:
+        proc = subprocess.run(cmd, cwd=work, env=_env(), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, _tail(proc)
+
+    servers = [j for j in jobs.snapshot() if j.get("JobName", "").startswith("sal-server-")]
+    assert sorted(j["JobName"] for j in servers) == ["sal-server-tiny", "sal-server-tiny-judge"]
+    assert all(_wants_one_gpu(j) and j["JobState"] == "CANCELLED" for j in servers), servers
+    clients = jobs.of_rule("generate") + jobs.of_rule("score")
+    assert len(clients) == 4, [j.get("Comment") for j in jobs.snapshot()]
+    for job in clients:
+        assert job["JobState"] == "COMPLETED" and not _wants_one_gpu(job), job
+        assert _mem_mb(job["MinMemoryNode"]) == 4000, job  # profiles/slurm-served's first attempt
+    assert not list((work / "services").glob("*.json")), "the servers removed their service files"
+    assert len(pd.read_csv(work / "results" / "tiny" / "accuracy.csv")) > 0
+    assert "loaded PRM tiny-judge" in (work / "logs" / "servers" / "tiny-judge.log").read_text()
