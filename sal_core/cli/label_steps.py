@@ -14,9 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sal_core.cli.generate import add_servers_argument
 from sal_core.cli.options import add_settings_arguments, settings_from_args
 from sal_core.learn.label_steps import LabelSettings, label_steps
 from sal_core.settings.build import json_object
+from sal_core.settings.endpoint import read_servers
 from sal_core.settings.jobs import ModelSettings
 
 
@@ -25,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="policy model settings as JSON (as a generate job's 'model')")
     parser.add_argument("--out", required=True, type=Path, help="stepwise dataset to write (.parquet or .jsonl)")
     parser.add_argument("--workers", type=int, default=2, help="grading processes")
+    add_servers_argument(parser)
     add_settings_arguments(parser, LabelSettings, lists=("stop",))
 
 
 def run(args: argparse.Namespace) -> None:
     model = ModelSettings.from_dict(json_object(args.model, "--model", "model settings"), "model")
     settings = settings_from_args(args, LabelSettings, "labeling", escaped=("stop",))
-    label_steps(args.completions, model, settings, args.out, workers=args.workers)
+    label_steps(args.completions, model, settings, args.out, workers=args.workers, servers=read_servers(args.servers))

@@ -31,6 +31,7 @@ from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.search.prompts import build_prompt
 from sal_core.search.steps import new_token_budget
 from sal_core.search.temperatures import derive_seed
+from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import ModelSettings
 from sal_core.settings.learn import LabelSettings
 from sal_core.tables import read_table, write_table_atomic, write_text_atomic
@@ -166,6 +167,7 @@ def label_steps(
     out: str | Path,
     workers: int = 2,
     backend: GenerationBackend | None = None,
+    servers: Servers | None = None,
 ) -> pd.DataFrame:
     """Label every step of the completions in `completions_path` and write the stepwise rows to `out`."""
     from sal_core.backends import load_backend
@@ -175,7 +177,7 @@ def label_steps(
     rows, prefixes = plan_rows(frame, settings)
     if not rows:
         raise DatasetError(f"{completions_path}: no completion has a step to label")
-    backend = backend or load_backend(model)
+    backend = backend or load_backend(model, servers)
     prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, model.chat_template) for p in frame["problem"]]
     ordered = list(prefixes.values())
     log.info("%d completions, %d distinct prefixes, %d rollouts", len(rows), len(ordered), len(ordered) * settings.k)

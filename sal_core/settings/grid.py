@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,7 @@ class Grid:
     def __post_init__(self) -> None:
         self._by_key = {(r.model, r.run_id, r.sampling, r.seed): r for r in self.runs}
 
-    @property
+    @cached_property
     def built_folders(self) -> set[str]:
         """Model folders a rule builds (prepare_model, train_prm): a job that uses one waits for it."""
         return set(self.prepared) | {trained_prm(name) for name in self.learn.trained}

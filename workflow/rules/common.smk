@@ -53,7 +53,8 @@ def resource(rule_name, key, default):
 
 
 def _prepared(path):
-    return [path] if path in GRID.prepared else []
+    """The folder, when a rule builds it (prepare_model, train_prm), so the job waits for it."""
+    return [path] if path in GRID.built_folders else []
 
 
 def _run(wildcards):
