@@ -81,7 +81,8 @@ class LearnPlan:
 
     def train_launch(self, wildcards: Any, resources: Any) -> str:
         """`sal train-prm`, or `accelerate launch ...` when the job has several GPUs (resources.gpu)."""
-        return train_command(int(getattr(resources, "gpu", 0) or 0), self.learn.trained[wildcards.prm].accelerate_config)
+        gpus = int(getattr(resources, "gpu", 0) or 0)
+        return train_command(gpus, self.learn.trained[wildcards.prm].accelerate_config)
 
     def prm_models(self, wildcards: Any) -> list[str]:
         """The prepared or trained folder a PRM needs before it can be benchmarked."""
