@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from sal_core import paths
+from sal_core.errors import DatasetError
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
 from sal_core.settings.build import to_json
 from sal_core.settings.grid import Grid
@@ -36,12 +37,15 @@ class LearnPlan:
         self.grid = grid
         self.learn = grid.learn
         #: labels entry -> its shard ranges; the snapshot is written (or found current) here, at parse time
-        self.label_shards = {
-            name: shard_ranges(
-                snapshot_problems(entry.dataset, paths.LABEL_PROBLEMS.format(labels=name)), entry.dataset.shard_size
-            )
-            for name, entry in self.learn.labels.items()
-        }
+        self.label_shards = {name: self._snapshot(name) for name in self.learn.labels}
+
+    def _snapshot(self, name: str) -> list[tuple[int, int]]:
+        dataset = self.learn.labels[name].dataset
+        try:
+            count = snapshot_problems(dataset, paths.LABEL_PROBLEMS.format(labels=name))
+        except DatasetError as err:  # its messages name `dataset.<key>`: say which dataset
+            raise DatasetError(f"labels.{name}: {err}") from err
+        return shard_ranges(count, dataset.shard_size)
 
     def names(self, key: str) -> list[str]:
         """The values a wildcard of the learn rules takes: `labels` entries or `prm`s trained here."""

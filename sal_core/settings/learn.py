@@ -159,6 +159,11 @@ class ProcessBenchSettings(Settings):
             require_at_least(self.limit, 1, f"{where}.limit")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"{where}.threshold: must be in (0, 1), got {self.threshold}")
+        from sal_core.settings.grid import HUB_NAME
+
+        local = Path(self.data).suffix in (".jsonl", ".json", ".parquet") or not HUB_NAME.fullmatch(self.data)
+        if self.data != "builtin" and local and not Path(self.data).exists():
+            raise ConfigError(f"{where}.data: {self.data} is neither 'builtin', a local file or folder, nor a Hub name")
 
     def options(self) -> str:
         """The `sal processbench` flags these settings give (the rule's params: a change reruns it)."""
