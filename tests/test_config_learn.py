@@ -116,3 +116,10 @@ def test_training_on_several_gpus_runs_through_accelerate_launch() -> None:
     assert train_command(8, "zero3.yaml") == (
         "accelerate launch --config_file zero3.yaml --num_processes 8 -m sal_core.cli train-prm"
     )
+
+
+def test_the_slurm_profile_gives_training_several_gpus_of_one_node() -> None:
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    train = profile["set-resources"]["train_prm"]
+    assert train["gpu"] > 1 and train["nodes"] == 1
+    assert all(profile["set-resources"][rule]["gpu"] == 1 for rule in ("label_sample", "label_steps", "processbench"))

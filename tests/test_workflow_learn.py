@@ -161,3 +161,12 @@ def test_the_processbench_chart_is_in_the_report(finished_loop: Path, tmp_path: 
     shutil.unpack_archive(report, tmp_path / "report")
     names = [p.name for p in (tmp_path / "report").rglob("*")]
     assert "processbench.png" in names and "tiny-prm.csv" in names
+
+
+def test_training_on_several_gpus_is_launched_by_accelerate(loop_copy: Path) -> None:
+    config = learn_config()
+    config["prms"]["tiny-prm"]["train"]["max_steps"] = 3
+    write_config(loop_copy, config)
+    result = snakemake(loop_copy, PRM, "-n", "-p", "--set-resources", "train_prm:gpu=2")
+    command = "accelerate launch --multi_gpu --num_processes 2 -m sal_core.cli train-prm --config"
+    assert command in result.stdout + result.stderr
