@@ -15,8 +15,9 @@ Writes:
   unique_id is `gsm8k-test-<row of gsm8k_test.jsonl>`.
 - sal_core/builtin/arith_train_pool.jsonl and arith_heldout.jsonl: every one-operation problem
   "What is $a + b$?" (a, b in 1..9), "What is $a \\times b$?" (2..9) and "What is $(a + b) - b$?"
-  (1..9), 226 in all, ordered by the blake2b hash of their text: the first ARITH_HELDOUT are the
-  held-out set, the rest the training pool. These are problems SmolLM2-135M solves sometimes (about
+  (1..9), 226 in all, less the two that the few-shot prompt of config/config.yaml solves as its
+  examples (4 + 4, 10 - 3), ordered by the blake2b hash of their text: the first ARITH_HELDOUT are
+  the held-out set, the rest (164) the training pool. These are problems SmolLM2-135M solves sometimes (about
   half the additions, a third of the products, few differences at temperature 0.8 with the
   embedded default's few-shot prompt), so its samples carry both step labels; on GSM8K it is right
   almost never. level is the operation (add, mul, sub); unique_id `arith-<op>-<a>-<b>`. Needs no
@@ -28,7 +29,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
+
+import yaml
 
 from sal_core.pipeline.prepare_dataset import gsm8k_final_answer
 
@@ -87,8 +91,16 @@ def gsm8k_sets(excluded: set[str]) -> tuple[list[dict], list[dict]]:
     return eligible[:POOL_SIZE], eligible[POOL_SIZE : POOL_SIZE + HELDOUT_SIZE]
 
 
+def few_shot_problems() -> set[str]:
+    """The problems the embedded default's few-shot prompt solves as examples ("Problem: ..." lines)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    prompts = [model.get("system_prompt", "") for model in config["models"].values()]
+    return {problem for prompt in prompts for problem in re.findall(r"^Problem: (.+)$", prompt, re.M)}
+
+
 def arith_sets() -> tuple[list[dict], list[dict]]:
-    """(training pool, held-out): every one-operation problem, split in text-hash order."""
+    """(training pool, held-out): every one-operation problem but the few-shot examples, split in
+    text-hash order."""
     rows = []
     for a in range(1, 10):
         for b in range(1, 10):
@@ -97,7 +109,10 @@ def arith_sets() -> tuple[list[dict], list[dict]]:
             if a > 1 and b > 1:
                 problem = f"What is ${a} \\times {b}$?"
                 rows.append({"unique_id": f"arith-mul-{a}-{b}", "problem": problem, "answer": a * b})
+    examples = few_shot_problems()
+    assert len(examples) == 2, examples
     rows = [{**r, "answer": str(r["answer"]), "level": r["unique_id"].split("-")[1]} for r in rows]
+    rows = [r for r in rows if r["problem"] not in examples]
     rows.sort(key=lambda r: id_hash(r["problem"]))
     return rows[ARITH_HELDOUT:], rows[:ARITH_HELDOUT]
 

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sal_core.learn.processbench import SPLITS, load_processbench
 from sal_core.pipeline.prepare_dataset import builtin_datasets, load_problems
@@ -42,7 +43,7 @@ def pools() -> dict[str, set[str]]:
 def test_pools_and_heldout_sets_are_builtin_and_sized(pools) -> None:
     assert set(SETS) <= set(builtin_datasets())
     assert "processbench" not in " ".join(builtin_datasets()), "the ProcessBench subset is not a problem set"
-    assert [len(pools[name]) for name in SETS] == [200, 100, 166, 60]
+    assert [len(pools[name]) for name in SETS] == [200, 100, 164, 60]
 
 
 @pytest.mark.parametrize(("pool", "heldout"), list(zip(POOLS, HELDOUT, strict=True)))
@@ -59,6 +60,17 @@ def test_arithmetic_answers_are_right_and_every_operation_is_held_out() -> None:
             a, symbol, b = re.fullmatch(r"What is \$(\d+) (\S+) (\d+)\$\?", problem).groups()
             assert symbol == symbols[level]
             assert int(answer) == {"add": int(a) + int(b), "sub": int(a) - int(b), "mul": int(a) * int(b)}[level]
+
+
+def test_no_problem_is_a_worked_example_of_a_config_prompt(pools) -> None:
+    """A few-shot prompt that solves a problem of a set as its example would hand the policy its answer."""
+    configs = sorted((Path(__file__).resolve().parent.parent / "config").glob("**/*.yaml"))
+    examples = set()
+    for config in configs:
+        for model in (yaml.safe_load(config.read_text()).get("models") or {}).values():
+            examples |= _texts(re.findall(r"^Problem: (.+)$", (model or {}).get("system_prompt", ""), re.M))
+    assert {"What is $4 + 4$?", "What is $10 - 3$?"} <= examples
+    assert not set().union(*pools.values()) & examples
 
 
 def test_no_processbench_problem_in_the_subset_is_in_the_pools(pools) -> None:
