@@ -123,3 +123,29 @@ def test_the_slurm_profile_gives_training_several_gpus_of_one_node() -> None:
     train = profile["set-resources"]["train_prm"]
     assert train["gpu"] > 1 and train["nodes"] == 1
     assert all(profile["set-resources"][rule]["gpu"] == 1 for rule in ("label_sample", "label_steps", "processbench"))
+
+
+def test_the_seeds_gpu_recipe_config_trains_with_its_settings() -> None:
+    """config/experiments/prm_qwen_math.yaml: search-and-learn's recipe (docs/learn.md, /recipes/training)."""
+    config = yaml.safe_load((REPO / "config" / "experiments" / "prm_qwen_math.yaml").read_text())
+    grid = check_config(config, SCHEMA_PATH)
+    trained = grid.learn.trained["qwen-math-prm"]
+    recipe = {
+        "base_model": "Qwen/Qwen2.5-Math-1.5B-Instruct",
+        "learning_rate": 1e-6,
+        "batch_size": 16,
+        "gradient_accumulation_steps": 4,
+        "epochs": 1,
+        "max_steps": -1,
+        "warmup_steps": 50,
+        "max_length": 2048,
+        "step_separator": "\n\n",
+        "bf16": True,
+        "gradient_checkpointing": True,
+        "lora_r": 0,
+        "logging_steps": 25,
+    }
+    assert {key: getattr(trained.settings, key) for key in recipe} == recipe
+    assert trained.inputs == [] and trained.accelerate_config == "deepspeed_zero3.yaml"
+    assert config["resources"]["train_prm"]["gpu"] == 8
+    assert all(run.job.prm.path == "resources/prms/qwen-math-prm" for run in grid.runs if run.method == "beam_search")
