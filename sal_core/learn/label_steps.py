@@ -2,8 +2,9 @@
 
 For every completion of every problem, step d's label says whether the solution can still be saved
 after it: k rollouts continue from the prefix ending at step d (the policy's prompt and the steps
-so far, which end with step d's text: the rollout writes the separator itself), and the step is good when at least one of them reaches the gold answer
-("hard estimation"; `mc_values` keeps the fraction that did, the "soft" one). The last step of a
+so far, ending with step d's text: the rollout writes the separator itself), and the step is good
+when at least one of them reaches the gold answer ("hard estimation"; `mc_values` keeps the
+fraction that did, the "soft" one). The last step of a
 finished completion needs no rollout: its label is whether the completion's own answer is right.
 Answers are the last \\boxed{} of prefix + rollout, graded with the project's grader.
 
