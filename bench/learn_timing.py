@@ -52,7 +52,7 @@ def _count(outputs: list, tokens_out: list[int]) -> list:
     return outputs
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--pool", default="gsm8k_train_pool", help="built-in problem set to sample from")
@@ -69,37 +69,31 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--freeze-base", action="store_true", help="train the head alone (then no LoRA)")
     parser.add_argument("--pb-limit", type=int, default=50, help="ProcessBench samples per split")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="learn-timing-"))
+    return parser.parse_args()
+
+
+def policy(args: argparse.Namespace) -> ModelSettings:
     prompt = {}
     if args.prompt_from:
         first = next(iter(yaml.safe_load(Path(args.prompt_from).read_text())["models"].values()))
         prompt = {k: first[k] for k in ("chat_template", "system_prompt") if k in first}
-    model = ModelSettings(name="policy", path=args.model, device="cpu", max_model_len=2048, **prompt)
-    problems = load_problems(DatasetSettings(name="pool", source="builtin", path=args.pool))
-    problems = problems.iloc[: args.problems]
-    times = {}
-    start = time.perf_counter()
-    backend = load_backend(model)
-    sample(backend, model, problems, args.samples, args.sample_tokens, work / "merged.parquet")
-    times["sample"] = time.perf_counter() - start
-    print(f"sample: {times['sample']:.1f} s", flush=True)
-    start = time.perf_counter()
+    return ModelSettings(name="policy", path=args.model, device="cpu", max_model_len=2048, **prompt)
+
+
+def label(args: argparse.Namespace, backend, model: ModelSettings, work: Path) -> None:
     labels = LabelSettings(k=args.k, max_tokens=args.rollout_tokens, max_steps=args.max_steps)
     counted = backend.generate
     tokens_out: list[int] = []
     backend.generate = lambda requests: tokens_out.append(0) or _count(counted(requests), tokens_out)
     rows = label_steps(work / "merged.parquet", model, labels, work / "steps.jsonl", workers=1, backend=backend)
     backend.generate = counted
-    rollouts = sum(tokens_out)
-    times["label"] = time.perf_counter() - start
-    print(f"label: {times['label']:.1f} s", flush=True)
     good = sum(sum(x) for x in rows["labels"]) / max(1, sum(len(x) for x in rows["labels"]))
-    print(f"  rollouts: {rollouts} generated tokens", flush=True)
+    print(f"  rollouts: {sum(tokens_out)} generated tokens", flush=True)
     print(f"  labelled {len(rows)} completions, {sum(len(x) for x in rows['labels'])} steps, {good:.1%} good")
-    start = time.perf_counter()
-    train = TrainSettings(
+
+
+def train(args: argparse.Namespace, work: Path) -> None:
+    settings = TrainSettings(
         base_model=args.model,
         dataset=str(work / "steps.jsonl"),
         max_steps=args.train_steps,
@@ -111,10 +105,26 @@ def main() -> None:
         save_steps=10,
         max_length=1024,
     )
-    result = train_prm(train, work / "prm")
-    times["train"] = time.perf_counter() - start
-    print(f"train: {times['train']:.1f} s", flush=True)
+    result = train_prm(settings, work / "prm")
     print(f"  loss {result.losses[0]['loss']:.3f} -> {result.losses[-1]['loss']:.3f}")
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    work = Path(tempfile.mkdtemp(prefix="learn-timing-"))
+    model = policy(args)
+    problems = load_problems(DatasetSettings(name="pool", source="builtin", path=args.pool)).iloc[: args.problems]
+    times = {}
+    start = time.perf_counter()
+    backend = load_backend(model)
+    sample(backend, model, problems, args.samples, args.sample_tokens, work / "merged.parquet")
+    stages = (("label", lambda: label(args, backend, model, work)), ("train", lambda: train(args, work)))
+    times["sample"] = time.perf_counter() - start
+    for stage, run in stages:
+        start = time.perf_counter()
+        run()
+        times[stage] = time.perf_counter() - start
     for name, kind, path in (("untrained", "rlhflow", args.model), ("trained", "trl", str(work / "prm"))):
         start = time.perf_counter()
         prm = PRMSettings(name=name, type=kind, path=path, device="cpu", batch_size=8, max_length=2048)

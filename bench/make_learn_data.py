@@ -13,13 +13,26 @@ Writes:
   POOL_SIZE form the training pool, the next HELDOUT_SIZE the held-out comparison set, so the two are
   disjoint. Answers are normalised as `answer_format: gsm8k` does (the number after ####, no commas);
   unique_id is `gsm8k-test-<row of gsm8k_test.jsonl>`.
+- sal_core/builtin/arith_train_pool.jsonl and arith_heldout.jsonl: every one-operation problem
+  "What is $a + b$?" (a, b in 1..9), "What is $a \\times b$?" (2..9) and "What is $(a + b) - b$?"
+  (1..9), 226 in all, less the two that the few-shot prompt of config/config.yaml solves as its
+  examples (4 + 4, 10 - 3), ordered by the blake2b hash of their text: the first ARITH_HELDOUT are
+  the held-out set, the rest (164) the training pool. These are problems SmolLM2-135M solves sometimes (about
+  half the additions, a third of the products, few differences at temperature 0.8 with the
+  embedded default's few-shot prompt), so its samples carry both step labels; on GSM8K it is right
+  almost never. level is the operation (add, mul, sub); unique_id `arith-<op>-<a>-<b>`. Needs no
+  ../shared (`--arith-only` writes just these).
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
+
+import yaml
 
 from sal_core.pipeline.prepare_dataset import gsm8k_final_answer
 
@@ -30,6 +43,7 @@ SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 PER_CLASS = 25
 POOL_SIZE = 200
 HELDOUT_SIZE = 100
+ARITH_HELDOUT = 60
 
 
 def normalise_text(text: str) -> str:
@@ -77,7 +91,41 @@ def gsm8k_sets(excluded: set[str]) -> tuple[list[dict], list[dict]]:
     return eligible[:POOL_SIZE], eligible[POOL_SIZE : POOL_SIZE + HELDOUT_SIZE]
 
 
+def few_shot_problems() -> set[str]:
+    """The problems the embedded default's few-shot prompt solves as examples ("Problem: ..." lines)."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    prompts = [model.get("system_prompt", "") for model in config["models"].values()]
+    return {problem for prompt in prompts for problem in re.findall(r"^Problem: (.+)$", prompt, re.M)}
+
+
+def arith_sets() -> tuple[list[dict], list[dict]]:
+    """(training pool, held-out): every one-operation problem but the few-shot examples, split in
+    text-hash order."""
+    rows = []
+    for a in range(1, 10):
+        for b in range(1, 10):
+            rows.append({"unique_id": f"arith-add-{a}-{b}", "problem": f"What is ${a} + {b}$?", "answer": a + b})
+            rows.append({"unique_id": f"arith-sub-{a + b}-{b}", "problem": f"What is ${a + b} - {b}$?", "answer": a})
+            if a > 1 and b > 1:
+                problem = f"What is ${a} \\times {b}$?"
+                rows.append({"unique_id": f"arith-mul-{a}-{b}", "problem": problem, "answer": a * b})
+    examples = few_shot_problems()
+    assert len(examples) == 2, examples
+    rows = [{**r, "answer": str(r["answer"]), "level": r["unique_id"].split("-")[1]} for r in rows]
+    rows = [r for r in rows if r["problem"] not in examples]
+    rows.sort(key=lambda r: id_hash(r["problem"]))
+    return rows[ARITH_HELDOUT:], rows[:ARITH_HELDOUT]
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arith-only", action="store_true", help="write only the arithmetic sets (no ../shared)")
+    args = parser.parse_args()
+    pool, heldout = arith_sets()
+    write_jsonl(pool, BUILTIN / "arith_train_pool.jsonl")
+    write_jsonl(heldout, BUILTIN / "arith_heldout.jsonl")
+    if args.arith_only:
+        return
     subset, problems = processbench_subset()
     write_jsonl(subset, BUILTIN / "processbench" / "subset.jsonl")
     pool, heldout = gsm8k_sets(problems)

@@ -1,5 +1,5 @@
 """Names the whole project agrees on: search methods, PRM types, engines, step-score aggregations,
-dtypes, prepared model sources, votes and dataset options.
+dtypes, prepared model sources, votes, dataset options and ProcessBench's splits.
 
 Code imports them from here; workflow/schemas/config.schema.yaml repeats them as enums (JSON schema
 cannot import), and tests/test_constants.py checks that the two agree.
@@ -31,5 +31,7 @@ PASS_AT_K = "pass@k"
 PROTOCOLS = ("default", "sal")
 DATASET_SOURCES = ("builtin", "local", "hub")
 ANSWER_FORMATS = ("plain", "gsm8k")
+#: ProcessBench's splits (Zheng et al., 2024), in the paper's order
+PROCESSBENCH_SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 #: the columns of a problems table, in order: every dataset is normalised to them
 PROBLEM_COLUMNS = ("problem_id", "problem", "answer", "level")

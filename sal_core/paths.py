@@ -68,3 +68,27 @@ def prepared_model(source: str) -> str:
 
 
 PREPARED_MODEL = "resources/models/{source}"
+
+# The learn steps (docs/learn.md). A `labels:` entry samples its own problem set (snapshotted like the
+# dataset) shard by shard, and labels each shard's steps; the step files train a PRM.
+LABELS = "results/labels/{labels}"
+LABEL_PROBLEMS = f"{LABELS}/problems.parquet"
+LABEL_COMPLETIONS = f"{LABELS}/shards/{SHARD_FOLDER}/completions.parquet"
+LABEL_STEPS = f"{LABELS}/shards/{SHARD_FOLDER}/steps.parquet"
+LABEL_LOGS = "logs/labels/{labels}"
+TRAINED_PRM = "resources/prms/{prm}"
+"""A PRM trained by the workflow (`prms.<name>.train`): the train_prm rule's output folder."""
+TRAIN_CHECKPOINTS = "{out}.checkpoints"
+"""Where `sal train-prm --out OUT` keeps resumable checkpoints: beside OUT, not inside it, so Snakemake,
+which deletes the output of a failed job, leaves them for the rerun to resume from."""
+TRAIN_LOG = "logs/train_prm/{prm}.log"
+PROCESSBENCH = "results/processbench"
+PROCESSBENCH_TABLE = f"{PROCESSBENCH}/{{prm}}.csv"
+PROCESSBENCH_SAMPLES = f"{PROCESSBENCH}/{{prm}}.samples.parquet"
+PROCESSBENCH_PLOT = f"{PROCESSBENCH}/processbench.png"
+PROCESSBENCH_LOGS = "logs/processbench"
+
+
+def trained_prm(name: str) -> str:
+    """The folder the train_prm rule writes for the PRM `name`."""
+    return TRAINED_PRM.format(prm=name)

@@ -4,11 +4,10 @@ Snakemake calls an input or params function once per job and inspects its signat
 (three times, in fact); a path template with `{wildcards}` costs it only a substitution, and every
 input, even an empty one, costs it bookkeeping. So a job's settings are serialised once per run (not
 once per shard) by functions whose signature is recorded once (`for_snakemake`), the shard files a
-merge reads are templates, and model folders are an input only when the config has models to
-prepare. The targets of `all` name only
-the shard files that are missing while something was built from them, which keeps a deleted,
-truncated-then-quarantined or lost shard missing work without making 43,000 files targets
-(docs/architecture.md, "Missing work").
+merge reads are templates, and model folders are an input only when the config has models that a
+rule builds (prepared or trained). The targets of `all` name only the shard files that are missing
+while something was built from them, which keeps a deleted, truncated-then-quarantined or lost shard
+missing work without making 43,000 files targets (docs/architecture.md, "Missing work").
 """
 
 from __future__ import annotations
@@ -80,12 +79,12 @@ class Plan:
         return to_json(self.run(wildcards).metadata(self.dataset, wildcards.prm))
 
     def _prepared(self, *model_paths: str) -> list[str]:
-        return sorted({path for path in model_paths if path in self.grid.prepared})
+        return sorted({path for path in model_paths if path in self.grid.built_folders})
 
     def generate_models(self) -> dict[str, Callable[[Any], list[str]]]:
         """A generate job's named input `models` (its prepared policy and in-search PRM folders), for
         `**` in the rule: none unless the config prepares models."""
-        if not self.grid.prepared:
+        if not self.grid.built_folders:
             return {}
 
         def folders(wildcards: Any) -> list[str]:
@@ -96,7 +95,7 @@ class Plan:
 
     def score_models(self) -> dict[str, Callable[[Any], list[str]]]:
         """A score job's named input `models` (its prepared PRM folder), as for generate_models."""
-        if not self.grid.prepared:
+        if not self.grid.built_folders:
             return {}
         return {"models": for_snakemake(lambda wildcards: self._prepared(self.grid.prms[wildcards.prm].path))}
 

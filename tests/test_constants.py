@@ -13,7 +13,7 @@ SCHEMA = yaml.safe_load(
     (Path(__file__).resolve().parent.parent / "workflow" / "schemas" / "config.schema.yaml").read_text()
 )
 DEFS = SCHEMA["$defs"]
-DATASET = SCHEMA["properties"]["dataset"]["properties"]
+DATASET = DEFS["dataset"]["properties"]
 
 
 @pytest.mark.parametrize(

@@ -117,3 +117,15 @@ def test_a_rollout_answer_ends_at_a_stop_string() -> None:
     assert rollout_answer("2 + 3 = 5.\n\n", runaway) == "2"
     assert rollout_answer("2 + 3 = 5.\n\n", runaway, ["\n\nProblem:"]) == "5"
     assert rollout_answer("So $\\boxed{5}$.\n\n", "Done.", ["\n\nProblem:"]) == "5"
+
+
+def test_a_rollout_continues_from_the_end_of_its_step_not_after_the_separator(completions, model, tmp_path) -> None:
+    """Re-tokenized, a trailing blank line is a token the policy would not write there itself."""
+    backend = load_backend(model)
+    prompts = []
+    generate = backend.generate
+    backend.generate = lambda requests: prompts.extend(r.prompt for r in requests) or generate(requests)
+    label_steps(completions, model, LabelSettings(k=1, max_tokens=2), tmp_path / "s.jsonl", workers=1, backend=backend)
+    assert prompts and not any(p.endswith("\n") for p in prompts)
+    assert any(p.endswith("## Step 1: Add\n2 + 3 = 5.") for p in prompts)
+    assert any(p.endswith("2 + 3 = 5.\n\n## Step 2: Guess\nMaybe 6.") for p in prompts)

@@ -13,6 +13,7 @@ import pytest
 from search_helpers import BARE_TEMPLATE, CHAIN_END, CHAIN_STEP_BOXED, CHAIN_STEP_PLAIN, chain_policy, search
 
 from sal_core.backends import load_backend
+from sal_core.errors import ConfigError
 from sal_core.settings.jobs import ModelSettings, SearchSettings
 
 CHAT = {"chat_template": BARE_TEMPLATE, "system_prompt": ""}
@@ -93,3 +94,30 @@ def test_a_step_that_ends_by_the_boxed_rule_gets_no_lookahead_rollout(chain, jud
     rescored = judge.score(["Solve:"], [result.completions])[0]
     for mine, fresh in zip(result.search_scores, rescored, strict=True):
         assert mine == pytest.approx(fresh, abs=1e-5)
+
+
+def test_best_of_n_ends_at_a_stop_string_and_cuts_it_from_the_text(chain, judge, tiny_model_path):
+    plain = search(chain, judge, tiny_model_path, "best_of_n", problems=["Solve:"], model=CHAT, n=2, max_tokens=16)
+    run = search(
+        chain,
+        judge,
+        tiny_model_path,
+        "best_of_n",
+        problems=["Solve:"],
+        model=CHAT,
+        n=2,
+        max_tokens=16,
+        stop=["\n\nDone"],
+    )
+    (result,) = run.results
+    assert result.completions == [CHAIN_STEP_BOXED.rstrip("\n")] * 2
+    assert result.finish_reasons == ["stop"] * 2
+    # the stop string's tokens were generated, so they are counted; what followed it never was
+    assert 0 < result.completion_tokens[0] < plain.results[0].completion_tokens[0]
+    assert [r.stop for calls in run.backend.calls for r, _ in calls] == [("\n\nDone",)] * 2
+
+
+@pytest.mark.parametrize(("method", "stop"), [("beam_search", ["\n\nProblem:"]), ("best_of_n", [""])])
+def test_stop_strings_are_non_empty_and_for_best_of_n_only(method, stop):
+    with pytest.raises(ConfigError, match=r"approaches\.x\.stop: non-empty strings, for best_of_n only"):
+        SearchSettings.from_dict({"method": method, "n": 4, "beam_width": 2, "stop": stop}, "approaches.x")

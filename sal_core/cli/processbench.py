@@ -4,6 +4,7 @@ correct samples (no step below the threshold), F1 = their harmonic mean, and the
 
 Each --prm is PRM settings as JSON (as for `sal score`; every type). Writes <out>/<prm>.csv,
 <out>/<prm>.samples.parquet (per-sample scores and predictions) and <out>/processbench.png.
+Served PRMs (`type: server`) are reached through --servers, as in `sal score`.
 With --tables instead of --prm, only draws the chart from existing tables.
 """
 
@@ -14,9 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from sal_core.cli.generate import add_servers_argument
 from sal_core.errors import ConfigError
-from sal_core.learn.processbench import BUILTIN, SPLITS, plot_processbench, run_processbench
+from sal_core.learn.processbench import BUILTIN, PLOT_FILE, SPLITS, plot_processbench, run_processbench
 from sal_core.pipeline.score import parse_prm_settings
+from sal_core.settings.endpoint import read_servers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="first N samples of each split")
     parser.add_argument("--threshold", type=float, default=0.5, help="a step scored below this is an error")
     parser.add_argument("--tables", nargs="+", type=Path, help="draw the chart from these tables instead")
-    parser.add_argument("--plot", type=Path, help="with --tables: the PNG to write")
+    parser.add_argument(
+        "--plot", type=Path, help=f"the chart to write (default: <out>/{PLOT_FILE}; needed with --tables)"
+    )
+    parser.add_argument("--no-plot", action="store_true", help="write the tables only (the workflow draws one chart)")
+    add_servers_argument(parser)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -49,4 +56,6 @@ def run(args: argparse.Namespace) -> None:
     names = [s.name for s in settings]
     if len(set(names)) != len(names):
         raise ConfigError(f"--prm: names must differ (got {names})")
-    run_processbench(settings, args.out, args.data, args.threshold, args.splits, args.limit)
+    plot = None if args.no_plot else args.plot or ""
+    servers = read_servers(args.servers)
+    run_processbench(settings, args.out, args.data, args.threshold, args.splits, args.limit, plot, servers)

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from sal_core.evaluation.compute import Spend, spend_columns
 from sal_core.evaluation.grading import NO_ANSWER, grade_all, last_boxed
 from sal_core.evaluation.levels import level_sort_key, normalise_level
 from sal_core.prm.step_aggregation import aggregate_steps
-from sal_core.settings.build import require_at_least, require_one_of
+from sal_core.settings.build import option, require_at_least, require_one_of
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 RUN_KEYS = ("dataset", "model", "approach", "method", "sampling", "seed", "prm")
@@ -39,24 +38,18 @@ DEFAULTS = {
 REQUIRED = ("problem_id", "answer", "completions")
 
 
-def _option(default: object, help: str) -> Any:
-    """A field of EvalOptions with its command-line help, so `sal evaluate`'s flags and the
-    defaults used by code that calls the evaluation directly are one definition."""
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class EvalOptions:
     """How `sal evaluate` grades and estimates; each option is also a command-line flag."""
 
-    aggregation: str = _option("last", "how step scores become one score for naive/weighted best-of-n")
-    num_subsamples: int = _option(64, "random subsamples averaged per problem and n")
-    timeout: float = _option(5.0, "wall-clock seconds allowed for one parse or comparison")
-    workers: int = _option(2, "grading processes")
-    seed: int = _option(0, "seed for subsamples and the bootstrap")
-    bootstrap: int = _option(2000, "bootstrap resamples over problems for the 95%% interval")
+    aggregation: str = option("last", "how step scores become one score for naive/weighted best-of-n")
+    num_subsamples: int = option(64, "random subsamples averaged per problem and n")
+    timeout: float = option(5.0, "wall-clock seconds allowed for one parse or comparison")
+    workers: int = option(2, "grading processes")
+    seed: int = option(0, "seed for subsamples and the bootstrap")
+    bootstrap: int = option(2000, "bootstrap resamples over problems for the 95%% interval")
     progress: bool = True
-    protocol: str = _option(
+    protocol: str = option(
         "default",
         "default: random subsamples, fractional ties (sound); sal: search-and-learn's own scoring, the first "
         "n completions, the first group wins ties (to compare with published numbers)",
@@ -65,8 +58,8 @@ class EvalOptions:
     @classmethod
     def help(cls, name: str) -> str:
         """The option's help text with its default, for argparse."""
-        option = next(f for f in fields(cls) if f.name == name)
-        return f"{option.metadata['help']} (default: {option.default})"
+        item = next(f for f in fields(cls) if f.name == name)
+        return f"{item.metadata['help']} (default: {item.default})"
 
     def validate(self) -> None:
         """One clear line per bad option, before any grading starts."""

@@ -1,9 +1,10 @@
 """Step labels without people, the Math-Shepherd way (Wang et al., 2024, arXiv 2312.08935).
 
 For every completion of every problem, step d's label says whether the solution can still be saved
-after it: k rollouts continue from the prefix ending at step d (the policy's prompt, the steps so
-far, a blank line), and the step is good when at least one of them reaches the gold answer
-("hard estimation"; `mc_values` keeps the fraction that did, the "soft" one). The last step of a
+after it: k rollouts continue from the prefix ending at step d (the policy's prompt and the steps
+so far, ending with step d's text: the rollout writes the separator itself), and the step is good
+when at least one of them reaches the gold answer ("hard estimation"; `mc_values` keeps the
+fraction that did, the "soft" one). The last step of a
 finished completion needs no rollout: its label is whether the completion's own answer is right.
 Answers are the last \\boxed{} of prefix + rollout, graded with the project's grader.
 
@@ -25,50 +26,20 @@ from typing import Any
 import pandas as pd
 
 from sal_core.backends.base import GenerationBackend, GenerationRequest
-from sal_core.errors import ConfigError, DatasetError
+from sal_core.errors import DatasetError
 from sal_core.evaluation.grading import grade_all, last_boxed
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.search.prompts import build_prompt
 from sal_core.search.steps import new_token_budget
 from sal_core.search.temperatures import derive_seed
-from sal_core.settings.build import build_settings
+from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import ModelSettings
+from sal_core.settings.learn import LabelSettings
 from sal_core.tables import read_table, write_table_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
 REQUIRED = ("problem", "answer", "completions")
-
-
-@dataclass
-class LabelSettings:
-    """How steps are labelled: rollouts per step, their token budget and sampling, and what to label."""
-
-    k: int = 4
-    max_tokens: int = 512
-    temperature: float = 0.8
-    top_p: float = 1.0
-    seed: int = 0
-    #: label only the first N completions of each problem (None: all)
-    max_completions: int | None = None
-    #: label only the first N steps of each completion (None: all)
-    max_steps: int | None = None
-    #: strings that end a rollout (kept in its text), e.g. "\n\nProblem:" for a few-shot prompt
-    stop: tuple[str, ...] = ()
-
-    def validate(self, where: str) -> None:
-        for key in ("k", "max_tokens"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be at least 1, got {getattr(self, key)}")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ConfigError(f"{where}.temperature / top_p: need temperature >= 0 and top_p in (0, 1]")
-        for key in ("max_completions", "max_steps"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be at least 1 (or null), got {getattr(self, key)}")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "labeling") -> LabelSettings:
-        return build_settings(cls, data, where)
 
 
 @dataclass
@@ -101,6 +72,7 @@ def plan_rows(
     prefixes: dict[tuple[int, str], Prefix] = {}
     for i, completions in enumerate(frame["completions"]):
         for j, completion in enumerate(list(completions)[: settings.max_completions]):
+            completion = before_stops(completion, settings.stop)
             steps = split_steps(completion)
             if not steps:
                 continue
@@ -110,7 +82,11 @@ def plan_rows(
                 if d == len(steps):  # the whole completion: its own answer decides
                     keys.append(None)
                     continue
-                text = STEP_SEPARATOR.join(steps[:d]) + STEP_SEPARATOR
+                # the prefix ends with the step, not with the separator after it: re-tokenized, a
+                # trailing blank line becomes one "\n\n" token where the model itself writes "\n" "\n",
+                # and after that token SmolLM2 goes astray (0 of 8 rollouts reach the answer that 7 of
+                # 8 reach from the step's end); so the rollout writes the separator itself
+                text = STEP_SEPARATOR.join(steps[:d])
                 prefixes.setdefault((i, text), Prefix(i, text, (i, j, d), []))
                 keys.append((i, text))
             own = rollout_answer("", completion, settings.stop)
@@ -118,12 +94,17 @@ def plan_rows(
     return rows, prefixes
 
 
-def rollout_answer(prefix: str, continuation: str, stops: Sequence[str] = ()) -> str | None:
-    """The final answer of prefix + rollout: its last \\boxed{}, ignoring anything from a stop string on
-    (a few-shot policy that runs on into a new problem of its own boxes that problem's answer there)."""
+def before_stops(text: str, stops: Sequence[str]) -> str:
+    """`text` up to its first stop string: a few-shot policy that runs on into a new problem of its
+    own writes steps and boxes an answer there that belong to no solution of this problem."""
     for stop in stops:
-        continuation = continuation.split(stop, 1)[0]
-    return last_boxed(prefix + continuation)
+        text = text.split(stop, 1)[0]
+    return text
+
+
+def rollout_answer(prefix: str, continuation: str, stops: Sequence[str] = ()) -> str | None:
+    """The final answer of prefix + rollout: its last \\boxed{}, ignoring anything from a stop string on."""
+    return last_boxed(prefix + before_stops(continuation, stops))
 
 
 def roll_out(backend: GenerationBackend, prompts: list[str], prefixes: list[Prefix], settings: LabelSettings) -> None:
@@ -191,6 +172,7 @@ def label_steps(
     out: str | Path,
     workers: int = 2,
     backend: GenerationBackend | None = None,
+    servers: Servers | None = None,
 ) -> pd.DataFrame:
     """Label every step of the completions in `completions_path` and write the stepwise rows to `out`."""
     from sal_core.backends import load_backend
@@ -200,7 +182,7 @@ def label_steps(
     rows, prefixes = plan_rows(frame, settings)
     if not rows:
         raise DatasetError(f"{completions_path}: no completion has a step to label")
-    backend = backend or load_backend(model)
+    backend = backend or load_backend(model, servers)
     prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, model.chat_template) for p in frame["problem"]]
     ordered = list(prefixes.values())
     log.info("%d completions, %d distinct prefixes, %d rollouts", len(rows), len(ordered), len(ordered) * settings.k)

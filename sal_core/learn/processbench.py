@@ -25,13 +25,17 @@ from typing import Any
 
 import pandas as pd
 
+from sal_core.constants import PROCESSBENCH_SPLITS
 from sal_core.errors import DatasetError
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
+from sal_core.settings.endpoint import Servers
 
-SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
+SPLITS = PROCESSBENCH_SPLITS
 HUB_DATASET = "Qwen/ProcessBench"
 BUILTIN = "builtin"
 AVERAGE = "average"
+#: the chart `sal processbench` draws beside the tables
+PLOT_FILE = "processbench.png"
 TABLE_COLUMNS = ["prm", "split", "threshold", "n_error", "n_correct", "error_acc", "correct_acc", "f1"]
 
 
@@ -216,9 +220,12 @@ def run_processbench(
     threshold: float = 0.5,
     splits: Sequence[str] | None = None,
     limit: int | None = None,
+    plot: str | Path | None = "",
+    servers: Servers | None = None,
 ) -> list[pd.DataFrame]:
     """Benchmark each PRM: writes <out_dir>/<prm>.csv (the table) and <prm>.samples.parquet (per-sample
-    scores and predictions), then <out_dir>/processbench.png comparing them all."""
+    scores and predictions), then the chart comparing them all to `plot` ("": <out_dir>/processbench.png;
+    None: no chart)."""
     from sal_core.prm import load_prm
     from sal_core.tables import write_table_atomic, write_text_atomic
 
@@ -229,10 +236,11 @@ def run_processbench(
     tables = []
     for settings in prm_settings:
         settings.validate("prm")
-        predicted = predict(load_prm(settings), samples, threshold)
+        predicted = predict(load_prm(settings, servers), samples, threshold)
         table = summary_table(predicted, settings.name, threshold)
         write_table_atomic(predicted.drop(columns=["problem", "steps"]), out_dir / f"{settings.name}.samples.parquet")
         write_text_atomic(table.to_csv(index=False, float_format="%.2f"), out_dir / f"{settings.name}.csv")
         tables.append(table)
-    plot_processbench(tables, out_dir / "processbench.png")
+    if plot is not None:
+        plot_processbench(tables, plot or out_dir / PLOT_FILE)
     return tables

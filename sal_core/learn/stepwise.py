@@ -64,26 +64,33 @@ def check_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return pd.DataFrame({"prompt": prompts, "completions": steps_out, "labels": labels_out})
 
 
-def is_local(dataset: str) -> bool:
-    """A dataset argument names a local file when it exists or ends like one; otherwise the Hub."""
+def is_local(dataset: str | Sequence[str]) -> bool:
+    """A dataset argument names local files when it is a list, or a path that exists or ends like a
+    data file; otherwise the Hub."""
+    if not isinstance(dataset, str):
+        return True
     return Path(dataset).exists() or dataset.endswith(_LOCAL_SUFFIXES)
 
 
+def _read_local(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise DatasetError(f"dataset: local file {path} does not exist")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
+    except ValueError as err:
+        raise DatasetError(f"dataset: cannot read {path}: {err}") from err
+
+
 def load_stepwise(
-    dataset: str, split: str = "train", subset: str | None = None, limit: int | None = None
+    dataset: str | Sequence[str], split: str = "train", subset: str | None = None, limit: int | None = None
 ) -> pd.DataFrame:
-    """A checked stepwise table from a local .jsonl/.json/.parquet file or a Hub dataset (e.g. trl-lib/prm800k)."""
+    """A checked stepwise table from local .jsonl/.json/.parquet files (several are read as one, in
+    order: the shards `sal label-steps` writes) or a Hub dataset (e.g. trl-lib/prm800k)."""
     if is_local(dataset):
-        path = Path(dataset)
-        if not path.is_file():
-            raise DatasetError(f"dataset: local file {path} does not exist")
-        try:
-            if path.suffix == ".parquet":
-                frame = pd.read_parquet(path)
-            else:
-                frame = pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
-        except ValueError as err:
-            raise DatasetError(f"dataset: cannot read {path}: {err}") from err
+        files = [dataset] if isinstance(dataset, str) else list(dataset)
+        frame = pd.concat([_read_local(Path(f)) for f in files], ignore_index=True)
     else:
         import datasets
 
@@ -99,15 +106,19 @@ def load_stepwise(
     return check_rows(frame, f"dataset {dataset}")
 
 
-def fingerprint(dataset: str, split: str, subset: str | None) -> str:
-    """What identifies the data: a local file's content hash, or the Hub name, subset and split."""
-    if is_local(dataset) and Path(dataset).is_file():
-        digest = hashlib.sha256()
-        with open(dataset, "rb") as handle:
+def fingerprint(dataset: str | Sequence[str], split: str, subset: str | None) -> str:
+    """What identifies the data: local files' content hash, or the Hub name, subset and split."""
+    if not is_local(dataset):
+        return f"hub:{dataset}:{subset}:{split}"
+    files = [dataset] if isinstance(dataset, str) else list(dataset)
+    digest = hashlib.sha256()
+    for name in files:
+        if not Path(name).is_file():
+            return f"missing:{name}"
+        with open(name, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
-        return f"sha256:{digest.hexdigest()}"
-    return f"hub:{dataset}:{subset}:{split}"
+    return f"sha256:{digest.hexdigest()}"
 
 
 def tokenize_row(

@@ -23,12 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sal_core.errors import ConfigError, ModelError
-from sal_core.learn.stepwise import fingerprint as dataset_fingerprint
+from sal_core.errors import ModelError
 from sal_core.learn.stepwise import load_stepwise, tokenize_batch
-from sal_core.prm.base import STEP_SEPARATOR
+from sal_core.paths import TRAIN_CHECKPOINTS
 from sal_core.prm.trl_token import PRM_CONFIG_FILE
-from sal_core.settings.build import build_settings
+from sal_core.settings.learn import TrainSettings
 from sal_core.tables import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -38,80 +37,6 @@ LOSS_LOG = "loss_log.csv"
 ID2LABEL = {0: "wrong", 1: "correct"}
 #: names transformers gives the token-classification head (peft's TOKEN_CLS trains these in full)
 HEAD_MODULES = ("score", "classifier")
-#: settings that change how a run is watched or stored, never the trained weights
-OPERATIONAL = ("logging_steps", "save_steps", "save_total_limit", "dataset_num_proc", "report_to")
-
-
-@dataclass
-class TrainSettings:
-    """Everything that decides a trained PRM (defaults: TRL's PRMConfig, except gradient checkpointing)."""
-
-    base_model: str
-    dataset: str
-    split: str = "train"
-    subset: str | None = None
-    limit: int | None = None
-    #: the search's step separator, so the PRM scores steps as the search cuts them
-    step_separator: str = STEP_SEPARATOR
-    max_length: int | None = 1024
-    max_completion_length: int | None = None
-    train_on_last_step_only: bool = False
-    epochs: float = 1.0
-    max_steps: int = -1
-    learning_rate: float = 1e-5
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    lr_scheduler: str = "linear"
-    #: None: bf16 mixed precision on a GPU that supports it, float32 elsewhere
-    bf16: bool | None = None
-    gradient_checkpointing: bool = False
-    disable_dropout: bool = True
-    #: train only the new classification head on the frozen model (a linear probe: no backward
-    #: pass through the model, the cheapest PRM to train on a CPU)
-    freeze_base: bool = False
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: list[str] | str = "all-linear"
-    seed: int = 42
-    logging_steps: int = 10
-    save_steps: int = 500
-    save_total_limit: int = 2
-    dataset_num_proc: int | None = None
-    report_to: str = "none"
-
-    def validate(self, where: str) -> None:
-        positive = ("learning_rate", "batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{where}.{key}: must be > 0, got {getattr(self, key)}")
-        if self.max_steps <= 0 and self.epochs <= 0:
-            raise ConfigError(f"{where}.epochs: must be > 0 when max_steps is not set, got {self.epochs}")
-        for key in ("max_length", "max_completion_length", "limit"):
-            if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be at least 1 (or null), got {getattr(self, key)}")
-        if not self.step_separator:
-            raise ConfigError(f"{where}.step_separator: must not be empty")
-        if self.lora_r < 0 or (self.lora_r and self.lora_alpha <= 0):
-            raise ConfigError(f"{where}.lora_r / lora_alpha: r must be >= 0 (0 = no LoRA) and alpha > 0")
-        if self.freeze_base and self.lora_r:
-            raise ConfigError(f"{where}.freeze_base: trains the head alone; it cannot be combined with lora_r")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError(f"{where}.lora_dropout: must be in [0, 1), got {self.lora_dropout}")
-        if self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ConfigError(f"{where}.warmup_steps / weight_decay: must be >= 0")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "training") -> TrainSettings:
-        return build_settings(cls, data, where)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings that decide the weights, plus the data's identity (a local file's content hash)."""
-        decisive = {k: v for k, v in asdict(self).items() if k not in OPERATIONAL}
-        decisive["dataset_fingerprint"] = dataset_fingerprint(self.dataset, self.split, self.subset)
-        return decisive
 
 
 @dataclass
@@ -240,6 +165,22 @@ def tokenized_dataset(settings: TrainSettings, rows: Any, tokenizer: Any, args: 
         )
 
 
+#: TrainSettings fields that are TrainingArguments of the same name
+SAME_NAMED_ARGUMENTS = (
+    "max_steps",
+    "learning_rate",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "weight_decay",
+    "gradient_checkpointing",
+    "logging_steps",
+    "save_steps",
+    "save_total_limit",
+    "seed",
+    "report_to",
+)
+
+
 def training_arguments(settings: TrainSettings, checkpoints: Path) -> Any:
     import torch
     from transformers import TrainingArguments
@@ -250,23 +191,13 @@ def training_arguments(settings: TrainSettings, checkpoints: Path) -> Any:
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,
-        max_steps=settings.max_steps,
-        learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        warmup_steps=settings.warmup_steps,
-        weight_decay=settings.weight_decay,
         lr_scheduler_type=settings.lr_scheduler,
         bf16=bf16,
-        gradient_checkpointing=settings.gradient_checkpointing,
-        logging_steps=settings.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=settings.save_total_limit,
-        seed=settings.seed,
-        report_to=settings.report_to,
         disable_tqdm=False,
+        **{name: getattr(settings, name) for name in SAME_NAMED_ARGUMENTS},
     )
 
 
@@ -322,7 +253,7 @@ def train_prm(
 
     settings.validate("training")
     out = Path(out)
-    checkpoints = Path(checkpoint_dir) if checkpoint_dir else out.parent / f"{out.name}.checkpoints"
+    checkpoints = Path(checkpoint_dir or TRAIN_CHECKPOINTS.format(out=out))
     rows = load_stepwise(settings.dataset, settings.split, settings.subset, settings.limit)  # bad data fails first
     fingerprint = settings.fingerprint()
     tokenizer = load_tokenizer(settings.base_model)

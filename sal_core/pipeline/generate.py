@@ -6,7 +6,6 @@ a second, not after minutes of model loading. Rows keep the problems' order and 
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import replace
@@ -20,6 +19,7 @@ from sal_core.constants import PROBLEM_COLUMNS
 from sal_core.errors import ConfigError
 from sal_core.pipeline.prepare_dataset import read_problems
 from sal_core.search.results import SearchResult
+from sal_core.settings.build import json_object
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import GenerateJob
 from sal_core.tables import write_table_atomic
@@ -35,16 +35,7 @@ SUBTREE_COLUMNS = ["subtree_tokens", "subtree_prm_tokens"]
 
 def parse_job(text: str) -> GenerateJob:
     """A GenerateJob from its JSON text (as the workflow passes it), or from a JSON file's path."""
-    source = text
-    path = Path(text)
-    if not text.lstrip().startswith("{") and path.is_file():
-        source = path.read_text()
-    try:
-        data = json.loads(source)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"--job: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError("--job: must be a JSON object with 'model', 'search' and (optionally) 'prm'")
+    data = json_object(text, "--job", "'model', 'search' and (optionally) 'prm' settings")
     for key in ("model", "search"):
         if not isinstance(data.get(key), dict):
             raise ConfigError(f"--job: missing the {key!r} settings object")

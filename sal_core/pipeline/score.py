@@ -7,16 +7,15 @@ atomically, so a failed or killed job leaves no scores file behind.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from sal_core.errors import ConfigError, ShardError
+from sal_core.errors import ShardError
 from sal_core.prm.base import scored_steps
+from sal_core.settings.build import json_object
 from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import PRMSettings
 from sal_core.tables import read_metadata, read_table, write_table_atomic
@@ -28,13 +27,7 @@ REQUIRED_COLUMNS = ("problem_id", "problem", "completions")
 
 def parse_prm_settings(text: str) -> PRMSettings:
     """PRMSettings from the JSON given to `--prm`; bad JSON or values raise ConfigError naming `prm`."""
-    try:
-        data: Any = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"prm: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"prm: expected a JSON object of PRM settings, got {type(data).__name__}")
-    return PRMSettings.from_dict(data, "prm")
+    return PRMSettings.from_dict(json_object(text, "prm", "PRM settings"), "prm")
 
 
 def reusable_search_scores(frame: pd.DataFrame, metadata: dict[str, str], settings: PRMSettings) -> list | None:

@@ -6,15 +6,25 @@ set of samples can be judged by several PRMs.
 
 from __future__ import annotations
 
-from sal_core.backends.base import GenerationRequest
+from sal_core.backends.base import GenerationOutput, GenerationRequest
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard, new_token_budget, warn_pruned
 from sal_core.search.temperatures import derive_seed, temperature_list
 
 
+def cut_stop(output: GenerationOutput, stops: list[str]) -> str:
+    """The text without the stop string it ended at (the backends keep it, as search steps need):
+    a stop string marks where the solution is over, so it is no part of the answer or of a step."""
+    if output.finish_reason == "stop":
+        for stop in stops:
+            if output.text.endswith(stop):
+                return output.text[: -len(stop)]
+    return output.text
+
+
 def best_of_n(shard: Shard) -> list[SearchResult]:
     """Sample `settings.n` completions for each prompt; temperatures by `temperature_list` over n
-    (split by ratio in blocks, or cycled), seeds per
+    (split by ratio in blocks, or cycled), `settings.stop` cut from the texts, seeds per
     (run seed, dataset row, sample index), so sharding never changes them. A prompt too long for
     the context window gets empty completions with finish_reason 'length' (and a warning) instead
     of failing the shard."""
@@ -30,7 +40,7 @@ def best_of_n(shard: Shard) -> list[SearchResult]:
             continue
         for j, temperature in enumerate(temperatures):
             seed = derive_seed(settings.seed, first_index + p, j)
-            requests.append(GenerationRequest(prompt, temperature, settings.top_p, budget, (), seed))
+            requests.append(GenerationRequest(prompt, temperature, settings.top_p, budget, tuple(settings.stop), seed))
             owners.append((p, j))
     warn_pruned("best_of_n", 0, too_long, backend.max_model_len)
 
@@ -39,7 +49,7 @@ def best_of_n(shard: Shard) -> list[SearchResult]:
     tokens = [[0] * settings.n for _ in prompts]
     reasons = [["length"] * settings.n for _ in prompts]
     for (p, j), out in zip(owners, outputs, strict=True):
-        texts[p][j], tokens[p][j], reasons[p][j] = out.text, out.num_tokens, out.finish_reason
+        texts[p][j], tokens[p][j], reasons[p][j] = cut_stop(out, settings.stop), out.num_tokens, out.finish_reason
     return [
         SearchResult(
             completions=texts[p],

@@ -17,7 +17,6 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sal_core.errors import ConfigError
 from sal_core.serving.batching import MicroBatcher, QueueFullError
 from sal_core.serving.service import bind_socket, model_revision, run_server, service_record
 from sal_core.settings.endpoint import key_from_env
@@ -205,16 +204,6 @@ def settings_fingerprint(settings: Any) -> str:
 
 def settings_from_arg(text: str, cls: Any, where: str) -> Any:
     """`cls` settings (ModelSettings, PRMSettings) from JSON text or the path of a JSON file."""
-    import json
-    from pathlib import Path
+    from sal_core.settings.build import json_object
 
-    source = text
-    if not text.lstrip().startswith("{") and Path(text).is_file():
-        source = Path(text).read_text()
-    try:
-        data = json.loads(source)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{where}: not valid JSON, nor the path of a JSON file ({err})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a JSON object of settings, got {type(data).__name__}")
-    return cls.from_dict(data, where)
+    return cls.from_dict(json_object(text, where, "settings"), where)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import MISSING, field, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sal_core.errors import ConfigError
@@ -24,6 +25,14 @@ def build_settings(cls: type[T], data: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{where}: {err}") from err
     obj.validate(where)  # type: ignore[attr-defined]
     return obj
+
+
+def option(default: Any = MISSING, help: str = "") -> Any:
+    """A settings field with its command-line help, so a command's flags, the config keys and the
+    defaults used by code that calls a step directly are one definition."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
 
 
 class Settings:
@@ -67,3 +76,18 @@ def to_json(obj: Any) -> str:
     """Compact, key-sorted JSON of a settings object's identity (or a dict): stable, so Snakemake's
     params check is exact and reruns exactly the jobs whose results a change can alter."""
     return json.dumps(identity(obj), sort_keys=True, separators=(",", ":"))
+
+
+def json_object(text: str, where: str, what: str) -> dict[str, Any]:
+    """A JSON object given inline or as the path of a file holding one (how jobs get their settings);
+    ConfigError `where: ...` for bad JSON or anything but an object."""
+    source = text
+    if not text.lstrip().startswith("{") and Path(text).is_file():
+        source = Path(text).read_text()
+    try:
+        data = json.loads(source)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{where}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: must be a JSON object of {what}, got {type(data).__name__}")
+    return data

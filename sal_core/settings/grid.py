@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from sal_core.constants import GUIDED_METHODS, PREPARED_SOURCES
 from sal_core.errors import ConfigError
-from sal_core.paths import prepared_model
+from sal_core.paths import prepared_model, trained_prm
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.settings.learn import Learn, build_learn, trained_entry
 
 #: approach names carry no dot: the run id appends `.{prm}` to them
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]*"
@@ -82,9 +84,16 @@ class Grid:
     baseline_sampling: str = ""
     #: where the served models and PRMs are, by name: given to jobs apart from their settings
     servers: Servers = field(default_factory=dict)
+    #: labels entries, trained PRMs and ProcessBench (sal_core.settings.learn)
+    learn: Learn = field(default_factory=Learn)
 
     def __post_init__(self) -> None:
         self._by_key = {(r.model, r.run_id, r.sampling, r.seed): r for r in self.runs}
+
+    @cached_property
+    def built_folders(self) -> set[str]:
+        """Model folders a rule builds (prepare_model, train_prm): a job that uses one waits for it."""
+        return set(self.prepared) | {trained_prm(name) for name in self.learn.trained}
 
     def run(self, model: str, run_id: str, sampling: str, seed: int | str) -> Run:
         return self._by_key[(model, run_id, sampling, int(seed))]
@@ -187,7 +196,18 @@ def build_grid(config: dict[str, Any]) -> Grid:
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
     baseline = _baseline_sampling(config, list(samplings))
-    return Grid(dataset, models, prms, prepared, score_prms, runs, baseline, _servers(config, models, prms))
+    servers = _servers(config, models, prms)
+    return Grid(
+        dataset,
+        models,
+        prms,
+        prepared,
+        score_prms,
+        runs,
+        baseline,
+        servers,
+        build_learn(config, models, prms, prepared),
+    )
 
 
 def _servers(config: dict[str, Any], models: dict[str, ModelSettings], prms: dict[str, PRMSettings]) -> Servers:
@@ -251,7 +271,11 @@ def named_settings(config: dict[str, Any], key: str, cls: Any, prepared: dict[st
     for name, entry in entries.items():
         where = f"{key}.{name}"
         _check_name(name, where, DOTTED_NAME_PATTERN)
-        settings[name] = cls.from_dict({"name": name, **_prepared_path(entry or {}, where, prepared)}, where)
+        if key == "prms" and "train" in (entry or {}):  # trained by the workflow: its folder is train_prm's output
+            entry = trained_entry(name, entry, where)
+        else:
+            entry = _prepared_path(entry or {}, where, prepared)
+        settings[name] = cls.from_dict({"name": name, **entry}, where)
     return settings
 
 

@@ -169,6 +169,9 @@ class SearchSettings(Settings):
     #: how step scores become one beam score during search
     aggregation: str = "last"
     seed: int = 0
+    #: Best-of-N: strings that end a completion, cut from its text (a few-shot prompt's "\n\nProblem:",
+    #: where a small model would go on with a problem of its own and box that one's answer)
+    stop: list[str] = field(default_factory=list)
 
     @property
     def stops_at_boxed(self) -> bool:
@@ -186,6 +189,10 @@ class SearchSettings(Settings):
         self._validate_sampling(where)
         require_at_least(self.max_tokens, 1, f"{where}.max_tokens")
         require_one_of(self.aggregation, AGGREGATIONS, f"{where}.aggregation")
+        if self.stop and (self.guided or not all(isinstance(s, str) and s for s in self.stop)):
+            raise ConfigError(
+                f"{where}.stop: non-empty strings, for best_of_n only (beam search and DVTS end steps at blank lines)"
+            )
         if self.guided:
             require_at_least(self.beam_width, 1, f"{where}.beam_width")
             if self.n % self.beam_width:
