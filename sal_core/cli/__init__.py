@@ -14,61 +14,25 @@ import sys
 
 from sal_core.errors import SalError
 
-# sub-command name -> (module in sal_core.cli, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare-model": (
-        "prepare_model",
-        "Build a ready-to-load model folder (SmolLM2 from its GGUF, or a tiny random model).",
-    ),
-    "prepare-dataset": (
-        "prepare_dataset",
-        "Load a dataset (Hub, local file or built-in), normalise fields, write problems.parquet.",
-    ),
-    "generate": (
-        "generate",
-        "Run one search method (Best-of-N, beam search, DVTS) on one shard of problems.",
-    ),
-    "score": ("score", "Score every reasoning step of a shard's completions with a process reward model."),
-    "merge": (
-        "merge",
-        "Join all scored shards of a run, checking that every problem is present exactly once.",
-    ),
-    "evaluate": (
-        "evaluate",
-        "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method.",
-    ),
-    "aggregate": (
-        "aggregate",
-        "Collect the metrics of all runs into one accuracy table with seed means and spread.",
-    ),
-    "plot": (
-        "plot",
-        "Draw per-model figures: accuracy vs n and tokens, gain over a baseline sampling, accuracy by level.",
-    ),
-    "push": ("push", "Upload merged results to the Hugging Face Hub as dataset configs (optional)."),
-    "missing": ("missing", "Summarise the jobs a grid still has to run, by run (from `snakemake -n`)."),
-    "serve": (
-        "serve",
-        "Serve a policy model behind the OpenAI completions API, for `backend: openai` jobs to share.",
-    ),
-    "serve-prm": (
-        "serve_prm",
-        "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
-    ),
-    "label-steps": (
-        "label_steps",
-        "Label the steps of completions by rollouts (Math-Shepherd): stepwise data for train-prm.",
-    ),
-    "train-prm": ("train_prm", "Fine-tune a token-classification PRM on stepwise data (as TRL's PRMTrainer)."),
-    "processbench": ("processbench", "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split."),
-    "announce": (
-        "announce",
-        "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
-    ),
-    "with-servers": (
-        "with_servers",
-        "Run a command (snakemake) with model and PRM servers started around it on this machine.",
-    ),
+# sub-command name -> one-line help; its module is sal_core.cli.<name with "_" for "-">
+COMMANDS: dict[str, str] = {
+    "prepare-model": "Build a ready-to-load model folder (SmolLM2 from its GGUF, or a tiny random model).",
+    "prepare-dataset": "Load a dataset (Hub, local file or built-in), normalise fields, write problems.parquet.",
+    "generate": "Run one search method (Best-of-N, beam search, DVTS) on one shard of problems.",
+    "score": "Score every reasoning step of a shard's completions with a process reward model.",
+    "merge": "Join all scored shards of a run, checking that every problem is present exactly once.",
+    "evaluate": "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method.",
+    "aggregate": "Collect the metrics of all runs into one accuracy table with seed means and spread.",
+    "plot": "Draw per-model figures: accuracy vs n and tokens, gain over a baseline sampling, accuracy by level.",
+    "push": "Upload merged results to the Hugging Face Hub as dataset configs (optional).",
+    "missing": "Summarise the jobs a grid still has to run, by run (from `snakemake -n`).",
+    "serve": "Serve a policy model behind the OpenAI completions API, for `backend: openai` jobs to share.",
+    "serve-prm": "Serve a process reward model over HTTP, for `type: server` PRMs to share.",
+    "label-steps": "Label the steps of completions by rollouts (Math-Shepherd): stepwise data for train-prm.",
+    "train-prm": "Fine-tune a token-classification PRM on stepwise data (as TRL's PRMTrainer).",
+    "processbench": "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split.",
+    "announce": "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
+    "with-servers": "Run a command (snakemake) with model and PRM servers started around it on this machine.",
 }
 
 
@@ -79,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="<step>", required=True)
-    for name, (_module, help_text) in COMMANDS.items():
+    for name, help_text in COMMANDS.items():
         sub.add_parser(name, help=help_text, description=help_text, add_help=False)
     return parser
 
@@ -89,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     top = build_parser()
     # Parse only up to the sub-command; the sub-command's own parser handles the rest (and its --help).
     known, rest = top.parse_known_args(argv)
-    module_name, help_text = COMMANDS[known.command]
-    module = importlib.import_module(f"sal_core.cli.{module_name}")
+    help_text = COMMANDS[known.command]
+    module = importlib.import_module(f"sal_core.cli.{known.command.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"sal {known.command}", description=module.__doc__ or help_text)
     module.add_arguments(sub)
     args = sub.parse_args(rest)

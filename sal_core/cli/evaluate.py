@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from sal_core.constants import AGGREGATIONS, PROTOCOLS
@@ -49,16 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    options = EvalOptions(
-        protocol=args.protocol,
-        aggregation=args.aggregation,
-        num_subsamples=args.num_subsamples,
-        timeout=args.timeout,
-        workers=args.workers,
-        seed=args.seed,
-        bootstrap=args.bootstrap,
-        progress=not args.no_progress,
-    )
+    # every option but `progress` is a flag of the same name (add_arguments)
+    chosen = {field.name: getattr(args, field.name) for field in fields(EvalOptions) if field.name != "progress"}
+    options = EvalOptions(**chosen, progress=not args.no_progress)
     overrides = {key: getattr(args, f"run_{key}") for key in RUN_KEYS}
     start = time.perf_counter()
     rows = evaluate_run(args.merged, args.out, overrides, options, {"n": args.n, "beam_width": args.beam_width})
