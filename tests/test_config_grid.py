@@ -193,7 +193,7 @@ def test_the_served_slurm_profile_is_the_slurm_profile_without_gpus_for_clients(
     slurm, served = (
         yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text()) for name in ("slurm", "slurm-served")
     )
-    clients = ("generate", "score")
+    clients = ("generate", "score", "label_sample", "label_steps")
     assert {k: v for k, v in served.items() if k not in ("set-resources", "set-threads")} == {
         k: v for k, v in slurm.items() if k not in ("set-resources", "set-threads")
     }
