@@ -22,7 +22,7 @@ JOB_LINE = re.compile(r"^Job \d+: (\w+) (\S+)$", re.M)
 RUN_FOLDER = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(paths.RUN)) + "/")
 #: the row for jobs outside any run (dataset snapshot, metrics list, tables, plots, model folders)
 WHOLE_GRID = "(whole grid)"
-RULE_ORDER = ("prepare_model", "generate", "score", "merge", "evaluate", "push", "metrics_list", "aggregate", "plot")
+RULE_ORDER = ("prepare_model", "generate", "score", "merge", "evaluate", "push", "aggregate", "plot")
 
 
 def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:

@@ -63,6 +63,17 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return path
 
 
+def write_lines_if_changed(lines: list[str], path: str | Path) -> Path:
+    """One line per item, written (atomically) only when the content differs: a file the workflow
+    rewrites on every parse keeps its mtime while nothing changed."""
+    path = Path(path)
+    text = "".join(f"{line}\n" for line in lines)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(text, path)
+    return path
+
+
 def quarantine(path: Path) -> Path:
     """Move a corrupt file aside (`<name>.corrupt`), so Snakemake sees it missing and recomputes it."""
     target = path.with_name(path.name + ".corrupt")

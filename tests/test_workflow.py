@@ -44,9 +44,9 @@ def test_run_prints_one_line_per_job_and_each_log_starts_with_its_command(finish
     out = (finished_run / "snakemake.out").read_text()
     assert '{"' not in out  # no job settings: they are in the logs
     jobs = re.findall(r"^Job \d+: (\w+) (\S+)$", out, re.M)
-    assert len(jobs) == 21 == len(set(jobs))  # 3 runs x (2 generate + 2 score + merge + evaluate) + 3
+    assert len(jobs) == 20 == len(set(jobs))  # 3 runs x (2 generate + 2 score + merge + evaluate) + 2
     assert ("generate", RUN.format(approach="bon", sampling="mix") + "/shards/0-2/completions.parquet") in jobs
-    assert re.search(r"^21 of 22 steps \(95%\) done$", out, re.M)
+    assert re.search(r"^20 of 21 steps \(95%\) done$", out, re.M)
     log = finished_run / "logs/wf/tiny/bon/mix/seed-0/generate/0-2.log"
     command = log.read_text().splitlines()[0]
     assert "INFO sal: command: sal generate --problems results/wf/problems.parquet --start 0 --end 2" in command
@@ -62,8 +62,8 @@ def test_missing_work_is_summarised_by_run(run_copy: Path) -> None:
     )
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
     assert rows["tiny/dvts.tiny-judge/mix/seed-0"] == ["1", "1", "1", "1"]  # generate, score, merge, evaluate
-    assert rows["(whole"] == ["grid)", "1", "1", "1"]  # metrics_list, aggregate, plot
-    assert "1 run(s) with missing work, 7 job(s)" in result.stdout
+    assert rows["(whole"] == ["grid)", "1", "1"]  # aggregate, plot
+    assert "1 run(s) with missing work, 6 job(s)" in result.stdout
 
 
 def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> None:
@@ -74,7 +74,6 @@ def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> N
         ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
         ("merge", f"{run}/merged/tiny-judge.parquet"),
         ("evaluate", f"{run}/metrics/tiny-judge.parquet"),
-        ("metrics_list", "results/wf/metrics_files.txt"),
         ("aggregate", "results/wf/accuracy.csv"),
         ("plot", f"results/wf/plots/{plot_files(['tiny'])[0]}"),
         ("all", ""),
@@ -93,7 +92,7 @@ def test_changed_search_parameter_reruns_only_that_approach(run_copy: Path) -> N
         ("score", f"{run}/shards/0-2/scores/tiny-judge.parquet"),
         ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
     }
-    rules = {"generate", "score", "merge", "evaluate", "metrics_list", "aggregate", "plot", "all"}
+    rules = {"generate", "score", "merge", "evaluate", "aggregate", "plot", "all"}
     assert {rule for rule, _ in jobs} == rules
     assert all("beam" not in out and "dvts" not in out for _, out in jobs)
 

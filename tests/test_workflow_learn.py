@@ -63,7 +63,6 @@ def _after_training() -> set[tuple[str, str]]:
                 ("evaluate", f"{run}/metrics/{prm}.parquet"),
             }
     jobs |= {
-        ("metrics_list", f"{RESULTS}/metrics_files.txt"),
         ("aggregate", f"{RESULTS}/accuracy.csv"),
         ("plot", first_plot),
         ("processbench", paths.PROCESSBENCH_TABLE.format(prm="tiny-prm")),

@@ -2,7 +2,6 @@
 # All logic lives in sal_core (settings, paths, pipeline), where tests reach it directly; every path
 # comes from sal_core.paths.
 import re
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
@@ -13,6 +12,7 @@ from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
 from sal_core.settings.check import check_config
 from sal_core.settings.endpoint import write_servers_file
+from sal_core.tables import write_lines_if_changed
 
 try:
     GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
@@ -75,8 +75,12 @@ def evaluation_options():
     return " ".join(f"{flag} {options[key]}" for key, flag in flags.items() if key in options)
 
 
-def all_metrics():
-    return PLAN.per_run_and_prm(paths.METRICS)
+# Every metrics path, one per line, for `sal aggregate --metrics-list`: a sweep's are far longer than
+# one shell argument may be (Linux caps it at 128 KiB). Written when the workflow is parsed, as
+# servers.json is (a rule that wrote it would cost Snakemake a parse of the workflow of its own),
+# and only when it changed; the metrics files themselves are the aggregate rule's inputs.
+ALL_METRICS = PLAN.per_run_and_prm(paths.METRICS)
+METRICS_LIST = str(write_lines_if_changed(ALL_METRICS, paths.METRICS_LIST.format(dataset=DATASET)))
 
 
 def pushed():
@@ -101,11 +105,3 @@ def get_final_outputs():
         paths.COMPUTE_OPTIMAL.format(dataset=DATASET),
         *[f"{paths.PLOTS.format(dataset=DATASET)}/{path}" for path in PLOT_FILES],
     ]
-
-
-def write_path_list(files, out, log):
-    """One path per line: how a rule hands thousands of paths to a command."""
-    from sal_core.tables import write_text_atomic
-
-    write_text_atomic("".join(f"{path}\n" for path in files), out)
-    Path(log).write_text(f"{len(files)} paths in {out}\n")

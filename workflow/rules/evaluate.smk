@@ -19,25 +19,9 @@ rule evaluate:
         "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}" " > {log} 2>&1"
 
 
-# The metrics paths go through a list file: for a sweep they are far longer than one shell
-# command may be (Linux caps a single argument at 128 KiB).
-rule metrics_list:
-    input:
-        all_metrics(),
-    output:
-        paths.METRICS_LIST,
-    log:
-        f"{paths.LOGS}/metrics_list.log",
-    localrule: True
-    message:
-        JOB_MESSAGE
-    run:
-        write_path_list(input, output[0], log[0])
-
-
 rule aggregate:
     input:
-        metrics_list=paths.METRICS_LIST,
+        ALL_METRICS,
     output:
         table=report(
             paths.ACCURACY,
@@ -54,8 +38,11 @@ rule aggregate:
     localrule: True
     conda:
         SAL_ENV
+    params:
+        # the metrics paths (the inputs), one per line, written at parse time (rules/common.smk)
+        metrics_list=METRICS_LIST,
     message:
         JOB_MESSAGE
     shell:
-        "sal aggregate --metrics-list {input.metrics_list} --out {output.table}"
+        "sal aggregate --metrics-list {params.metrics_list} --out {output.table}"
         " --compute-optimal {output.optimal} > {log} 2>&1"
