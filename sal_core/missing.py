@@ -18,9 +18,7 @@ from sal_core import paths
 from sal_core.errors import SalError
 
 JOB_LINE = re.compile(r"^Job \d+: (\w+) (\S+)$", re.M)
-#: a run folder (paths.RUN) at the start of a result path: results/{dataset}/{model}/{run}/{sampling}/seed-{seed}
-RUN_FOLDER = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(paths.RUN)) + "/")
-#: the row for jobs outside any run (dataset snapshot, metrics list, tables, plots, model folders)
+#: the row for jobs outside any run (tables, plots, model folders)
 WHOLE_GRID = "(whole grid)"
 RULE_ORDER = ("prepare_model", "generate", "score", "merge", "evaluate", "push", "aggregate", "plot")
 
@@ -32,10 +30,10 @@ def planned_jobs(dry_run_output: str) -> list[tuple[str, str]]:
 
 def run_of(path: str) -> str:
     """`model/run/sampling/seed-N` of a result path, or WHOLE_GRID for a file outside every run."""
-    match = RUN_FOLDER.match(path)
-    if not match:
+    keys = paths.run_keys(path)
+    if keys is None:
         return WHOLE_GRID
-    return "/".join((match["model"], match["run"], match["sampling"], f"seed-{match['seed']}"))
+    return "/".join((keys["model"], keys["run"], keys["sampling"], f"seed-{keys['seed']}"))
 
 
 def by_run(jobs: list[tuple[str, str]]) -> dict[str, Counter[str]]:
@@ -69,12 +67,12 @@ def _rule_position(rule: str) -> tuple[int, str]:
 
 def dry_run(snakemake_args: list[str]) -> str:
     """The output of `snakemake -n` with these arguments (its job lines are on stderr)."""
+    if "--quiet" in snakemake_args or "-q" in snakemake_args:
+        raise SalError("snakemake -n: drop --quiet, its job lines are what sal missing groups")
     command = [sys.executable, "-m", "snakemake", "-n", *snakemake_args]
     result = subprocess.run(command, capture_output=True, text=True)
     output = result.stdout + result.stderr
     if result.returncode:
         tail = "\n".join(output.strip().splitlines()[-5:])
         raise SalError(f"snakemake -n failed (exit {result.returncode}):\n{tail}")
-    if "--quiet" in snakemake_args or "-q" in snakemake_args:
-        raise SalError("snakemake -n: drop --quiet, its job lines are what sal missing groups")
     return output

@@ -38,6 +38,15 @@ PUSHED = f"{RUN}/pushed/{{prm}}.json"
 SHARD_FOLDER = "{start}-{end}"
 
 
+def run_keys(path: str) -> dict[str, str] | None:
+    """The wildcards of the run folder (RUN) a result path starts with, or None outside every run."""
+    match = _RUN_FOLDER.match(path)
+    return match.groupdict() if match else None
+
+
+_RUN_FOLDER = re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(RUN)) + "/")
+
+
 def shard_range(path: str | Path) -> tuple[int, int] | None:
     """The [start, end) range a shard file is named after (its `{start}-{end}` folder), if any."""
     for part in reversed(Path(path).parts):
