@@ -78,9 +78,6 @@ class Plan:
         """What the merged file records about its run (read back by evaluate and push)."""
         return to_json(self.run(wildcards).metadata(self.dataset, wildcards.prm))
 
-    def _prepared(self, *model_paths: str) -> list[str]:
-        return sorted({path for path in model_paths if path in self.grid.built_folders})
-
     def generate_models(self) -> dict[str, Callable[[Any], list[str]]]:
         """A generate job's named input `models` (its prepared policy and in-search PRM folders), for
         `**` in the rule: none unless the config prepares models."""
@@ -89,7 +86,7 @@ class Plan:
 
         def folders(wildcards: Any) -> list[str]:
             job = self.run(wildcards).job
-            return self._prepared(job.model.path, *([job.prm.path] if job.prm else []))
+            return self.grid.built(job.model.path, *([job.prm.path] if job.prm else []))
 
         return {"models": for_snakemake(folders)}
 
@@ -97,7 +94,7 @@ class Plan:
         """A score job's named input `models` (its prepared PRM folder), as for generate_models."""
         if not self.grid.built_folders:
             return {}
-        return {"models": for_snakemake(lambda wildcards: self._prepared(self.grid.prms[wildcards.prm].path))}
+        return {"models": for_snakemake(lambda wildcards: self.grid.built(self.grid.prms[wildcards.prm].path))}
 
     def shard_templates(self, template: str) -> list[str]:
         """`template` for every shard of a run, with the run's own wildcards left for Snakemake."""

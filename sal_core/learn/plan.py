@@ -51,12 +51,9 @@ class LearnPlan:
         """The values a wildcard of the learn rules takes: `labels` entries or `prm`s trained here."""
         return sorted(self.learn.labels if key == "labels" else self.learn.trained)
 
-    def _built(self, *folders: str) -> list[str]:
-        return sorted({folder for folder in folders if folder in self.grid.built_folders})
-
     def label_models(self, wildcards: Any) -> list[str]:
         """The prepared folder of the labels entry's policy, if it is one."""
-        return self._built(self.learn.labels[wildcards.labels].job.model.path)
+        return self.grid.built(self.learn.labels[wildcards.labels].job.model.path)
 
     def label_job(self, wildcards: Any) -> str:
         """The sampling job (GenerateJob JSON) of a labels entry."""
@@ -72,16 +69,18 @@ class LearnPlan:
         """The step files of a labels entry, one per shard, in dataset order."""
         return [paths.LABEL_STEPS.format(labels=labels, start=s, end=e) for s, e in self.label_shards[labels]]
 
+    def _labelled_steps(self, prm: str) -> list[str]:
+        """The step files a trained PRM learns from, when its data is a labels entry of the config."""
+        labels = self.learn.trained[prm].labels
+        return self.step_files(labels) if labels else []
+
     def train_inputs(self, wildcards: Any) -> list[str]:
         """What a train_prm job waits for: its data files and its base model's prepared folder."""
-        trained = self.learn.trained[wildcards.prm]
-        steps = self.step_files(trained.labels) if trained.labels else []
-        return [*steps, *trained.inputs]
+        return [*self._labelled_steps(wildcards.prm), *self.learn.trained[wildcards.prm].inputs]
 
     def train_settings(self, wildcards: Any) -> str:
         """The training settings (JSON) a train_prm job runs with: its params, so a change retrains."""
-        trained = self.learn.trained[wildcards.prm]
-        return to_json(trained.job(self.step_files(trained.labels) if trained.labels else []))
+        return to_json(self.learn.trained[wildcards.prm].job(self._labelled_steps(wildcards.prm)))
 
     def train_launch(self, wildcards: Any, resources: Any) -> str:
         """`sal train-prm`, or `accelerate launch ...` when the job has several GPUs (resources.gpu)."""
@@ -90,10 +89,7 @@ class LearnPlan:
 
     def prm_models(self, wildcards: Any) -> list[str]:
         """The prepared or trained folder a PRM needs before it can be benchmarked."""
-        return self._built(self.grid.prms[wildcards.prm].path)
-
-    def prm_json(self, wildcards: Any) -> str:
-        return to_json(self.grid.prms[wildcards.prm])
+        return self.grid.built(self.grid.prms[wildcards.prm].path)
 
     def processbench_options(self) -> str:
         settings = self.learn.processbench

@@ -95,6 +95,10 @@ class Grid:
         """Model folders a rule builds (prepare_model, train_prm): a job that uses one waits for it."""
         return set(self.prepared) | {trained_prm(name) for name in self.learn.trained}
 
+    def built(self, *folders: str) -> list[str]:
+        """Those of `folders` a rule builds: a job's inputs, so it waits for them."""
+        return sorted({folder for folder in folders if folder in self.built_folders})
+
     def run(self, model: str, run_id: str, sampling: str, seed: int | str) -> Run:
         return self._by_key[(model, run_id, sampling, int(seed))]
 

@@ -112,7 +112,7 @@ rule processbench:
         mem_mb=resource("processbench", "mem_mb", 16000),
         runtime=resource("processbench", "runtime", 120),
     params:
-        prm=LEARN.prm_json,
+        prm=prm_settings,
         options=LEARN.processbench_options(),
         outdir=lambda wildcards, output: Path(output.table).parent,
         servers=SERVERS,
