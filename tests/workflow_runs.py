@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from sal_core.missing import planned_jobs as job_lines
+
 REPO = Path(__file__).resolve().parent.parent
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 RUN = "results/wf/tiny/{approach}/{sampling}/seed-0"
@@ -48,7 +50,7 @@ def planned_jobs(workdir: Path, env: dict[str, str] | None = None) -> set[tuple[
     result = snakemake(workdir, "-n", env=env)
     out = result.stdout + result.stderr  # Snakemake logs jobs on stderr
     assert "Building DAG of jobs" in out, out[-2000:]
-    jobs = set(re.findall(r"^Job \d+: (\w+) (\S+)$", out, re.M))
+    jobs = set(job_lines(out))
     jobs |= {(rule, "") for rule in re.findall(r"^(?:local)?rule (\w+):$", out, re.M)}
     return jobs
 
