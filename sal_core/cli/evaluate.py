@@ -18,6 +18,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from sal_core.cli.options import flag
 from sal_core.constants import AGGREGATIONS, PROTOCOLS
 from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions, evaluate_run, summary
 
@@ -32,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--aggregation", default=EvalOptions.aggregation, choices=AGGREGATIONS, help=EvalOptions.help("aggregation")
     )
     for name, kind in (("num_subsamples", int), ("timeout", float), ("seed", int), ("bootstrap", int)):
-        flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, type=kind, default=getattr(EvalOptions, name), help=EvalOptions.help(name))
+        parser.add_argument(flag(name), type=kind, default=getattr(EvalOptions, name), help=EvalOptions.help(name))
     parser.add_argument(
         "--workers",
         type=int,
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     keys = parser.add_argument_group("run keys (for files without metadata, or to override it)")
     for key in RUN_KEYS:
-        flag = "--run-seed" if key == "seed" else f"--{key}"  # --seed seeds the subsampling
-        keys.add_argument(flag, dest=f"run_{key}", default=None)
+        name = "--run-seed" if key == "seed" else f"--{key}"  # --seed seeds the subsampling
+        keys.add_argument(name, dest=f"run_{key}", default=None)
     keys.add_argument("--n", default=None, help="the run's n (recorded only)")
     keys.add_argument("--beam-width", default=None, help="the run's beam width (recorded only)")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
+from sal_core.cli.options import flag
 from sal_core.serving.app import ServerOptions, settings_from_arg
 from sal_core.settings.jobs import ModelSettings
 
@@ -24,8 +25,7 @@ def add_server_arguments(parser: argparse.ArgumentParser, unit: str) -> None:
         help_text = option.metadata["help"].format(unit=unit)
         if option.default is not None:
             help_text += f" (default: {option.default})"
-        flag = "--" + option.name.replace("_", "-")
-        parser.add_argument(flag, type=kind, default=option.default, help=help_text)
+        parser.add_argument(flag(option.name), type=kind, default=option.default, help=help_text)
 
 
 def server_options(args: argparse.Namespace) -> ServerOptions:
