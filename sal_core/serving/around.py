@@ -18,6 +18,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: Slurm job states in which a server job may still come up
 LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING")
+#: seconds a stopped server job may take to leave the queue (Slurm's KillWait is 30 s by default)
+STOP_WAIT = 60.0
 
 
 def vllm_command(settings: ModelSettings) -> list[str]:
@@ -124,13 +127,23 @@ def start_slurm(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[
     log.info("server of %s submitted as Slurm job %s", spec.name, job)
 
     def ended() -> str | None:
-        state = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+        state = _slurm_state(job)
         return None if state in LIVE_STATES else f"(Slurm job {job}) is {state or 'gone'}"
 
     def stop() -> None:
+        """scancel, then wait (bounded) until the job has left the queue: like a local server's stop,
+        it returns once the server is gone and has removed its service file on the SIGTERM."""
         subprocess.run(["scancel", job], check=False)
+        deadline = time.monotonic() + STOP_WAIT
+        while _slurm_state(job) in (*LIVE_STATES, "COMPLETING") and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     return Started(spec, service_file, log_path, ended, stop)
+
+
+def _slurm_state(job: str) -> str:
+    """The job's state in `squeue` (empty once it has left the queue)."""
+    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
 
 
 def prepare_folders(specs: Sequence[ServerSpec]) -> None:
