@@ -74,3 +74,19 @@ def test_smollm2_folder_has_no_gguf_leftovers(smollm2_path: Path) -> None:
     config = json.loads((smollm2_path / "config.json").read_text())
     assert "quantization_config" not in config
     assert config["model_type"] == "llama" and config["num_hidden_layers"] == 30
+
+
+@pytest.mark.slow
+def test_smollm2_weights_are_transformers_own_gguf_load(smollm2_path: Path) -> None:
+    """prepare_model parses the GGUF once (gguf_parsed_once); the weights must be exactly what
+    transformers' uncached GGUF loader gives."""
+    from safetensors.torch import load_file
+
+    from sal_core.pipeline.prepare_model import GGUF_FILE, smollm2_gguf_folder
+
+    reference = AutoModelForCausalLM.from_pretrained(smollm2_gguf_folder(), gguf_file=GGUF_FILE, dtype=torch.float32)
+    expected = reference.state_dict()
+    saved = load_file(smollm2_path / "model.safetensors")
+    assert set(saved) <= set(expected) and len(saved) >= len(expected) - 1  # a tied lm_head is not saved
+    for name, tensor in saved.items():
+        assert torch.equal(tensor, expected[name]), name

@@ -10,12 +10,14 @@ a folder that looks complete.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import importlib.util
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,8 @@ def load_smollm2_tokenizer() -> Any:
     parsing the GGUF takes seconds and tests build the tiny model more than once."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_gguf_folder(), gguf_file=GGUF_FILE)
+    with gguf_parsed_once():
+        tokenizer = AutoTokenizer.from_pretrained(smollm2_gguf_folder(), gguf_file=GGUF_FILE)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.model_max_length = 8192  # SmolLM2's context; the GGUF leaves it unset
@@ -73,7 +76,43 @@ def _generation_config(config: Any) -> Any:
     )
 
 
+@contextlib.contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Within this block, each GGUF file is parsed once and gguf's tensor-name table built once.
+
+    transformers parses the whole GGUF (metadata, a 49k-token vocabulary, tensor index) again for
+    the config, the weights and the tokenizer, and rebuilds gguf's name table for every module of
+    the model (397 times): most of the 19 s this step took here. The reader, the name table and
+    the metadata are pure functions of their arguments; callers get their own copy of the
+    metadata, so caching them writes the same files (tests/test_models.py checks byte for byte).
+    """
+    import gguf
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    if hasattr(gguf.GGUFReader, "cache_info"):  # already inside such a block
+        yield
+        return
+    reader, name_map, load = gguf.GGUFReader, gguf.get_tensor_name_map, gguf_utils.load_gguf_checkpoint
+    metadata = functools.lru_cache(maxsize=2)(functools.partial(load, return_tensors=False))
+
+    def load_once(path: str, return_tensors: bool = False, **kwargs: Any) -> Any:
+        return load(path, return_tensors, **kwargs) if return_tensors or kwargs else copy.deepcopy(metadata(path))
+
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
+    gguf_utils.load_gguf_checkpoint = load_once
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map, gguf_utils.load_gguf_checkpoint = reader, name_map, load
+
+
 def _build_smollm2(tmp: Path) -> None:
+    with gguf_parsed_once():
+        _convert_smollm2(tmp)
+
+
+def _convert_smollm2(tmp: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
