@@ -139,7 +139,9 @@ def test_one_forward_call_per_batch_not_per_step(prms, kind: str) -> None:
     finally:
         handle.remove()
     n_steps = sum(len(s) for per_problem in scores for s in per_problem)
-    assert len(calls) == 3 < n_steps
+    # 3 batches; a judge that shares prefixes runs a batch in two passes (prefixes, then suffixes)
+    per_batch = 2 if prm.shares_prefixes else 1
+    assert 3 <= len(calls) <= 3 * per_batch < n_steps
 
 
 @pytest.mark.parametrize("kind", ["rlhflow", "skywork"])

@@ -1,7 +1,8 @@
 """Every token a search spends is recorded per problem: the policy's (sampled steps of pruned beams and
 of DVTS candidates not chosen, lookahead rollouts) and the in-search PRM's. Checked against what the
 engine really generated (a counting wrapper around the real backend) and what the PRM really read
-(a hook on its forward pass counting the non-padding tokens of every batch)."""
+(a hook on its forward pass counting the non-padding tokens of every batch; where a batch runs in two
+passes, sal_core.backends.shared_prefix, the second pass's mask spans each row's whole sequence)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,14 @@ SETTINGS = {
 def runs(engine, judge, tiny_model_path) -> dict[str, tuple[Run, int]]:
     """Each method with lookahead on, and the tokens the judge's forward passes read meanwhile."""
     read: list[int] = []
-    hook = judge.forward_module.register_forward_hook(
-        lambda module, args, kwargs, output: read.append(int(kwargs["attention_mask"].sum())), with_kwargs=True
-    )
+
+    def count(module, args, kwargs) -> None:
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
+        if cache is not None and cache.get_seq_length() == 0:
+            return  # a shared-prefix pass: the suffix pass's mask counts those tokens for every row
+        read.append(int(kwargs["attention_mask"].sum()))
+
+    hook = judge.forward_module.register_forward_pre_hook(count, with_kwargs=True)
     try:
         out = {}
         for method, settings in SETTINGS.items():

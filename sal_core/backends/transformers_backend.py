@@ -28,6 +28,7 @@ from sal_core.backends.base import (
     GenerationRequest,
     LoadedWeights,
 )
+from sal_core.backends.shared_prefix import build_split, cache_argument, run_split, worth_splitting
 from sal_core.backends.tokens import prepare_prompts
 from sal_core.devices import resolve_device, resolve_dtype
 from sal_core.errors import ModelError
@@ -102,9 +103,8 @@ class TransformersBackend(GenerationBackend):
         if self.pad_id is None:
             self.pad_id = self.tokenizer.eos_token_id
         self.eos_ids = self._eos_ids()
-        # transformers 5 renamed the cache argument; older releases call it past_key_values
         params = inspect.signature(self.model.forward).parameters
-        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        self._cache_arg = cache_argument(self.model)
         # only the last position's logits are needed (skips a vocab-sized matmul per prompt token)
         self._logits_arg = next((a for a in ("logits_to_keep", "num_logits_to_keep") if a in params), None)
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -194,34 +194,59 @@ class TransformersBackend(GenerationBackend):
         return extra
 
     def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One forward over the batch's distinct prompts, left-padded; returns the KV cache, the last
-        logits, the attention mask and the positions, each copied out to every row.
+        """The forward pass over the batch's distinct prompts; returns the KV cache, the last logits,
+        the attention mask and the positions, each copied out to every row.
 
         Rows with the same prompt (Best-of-N's n samples of a problem, a DVTS subtree's candidates, a
         beam's copies) share one prefill: on a CPU the prompt's forward pass is most of the cost of a
-        short step, and the n copies would compute the same numbers n times.
+        short step, and the n copies would compute the same numbers n times. Distinct prompts that
+        begin alike (the system prompt, a problem, a beam's past steps) share that part the same way
+        when it saves work (sal_core.backends.shared_prefix).
         """
         from transformers import DynamicCache
 
         distinct: dict[tuple[int, ...], int] = {}
         owner = [distinct.setdefault(tuple(ids), len(distinct)) for ids in prompts]
-        width = max(len(ids) for ids in distinct)
-        input_ids = torch.full((len(distinct), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(distinct), width), dtype=torch.long)
-        for i, ids in enumerate(distinct):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            mask[i, width - len(ids) :] = 1
-        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        seqs = list(distinct)
         cache = DynamicCache()
-        extra = self._forward_kwargs(cache)
-        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra).logits
-        logits = logits[:, -1, :].float()
+        groups = worth_splitting(seqs)
+        if groups is None:
+            logits, mask, positions = self._prefill_padded(seqs, cache)
+        else:
+            split = build_split(seqs, groups, self.pad_id, self.device)
+
+            def forward(input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> Any:
+                return self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    **self._forward_kwargs(cache),
+                ).logits[:, -1, :]
+
+            logits = run_split(forward, split, cache)[1]
+            mask, positions = split.mask, split.positions
+        logits = logits.float()
         if len(distinct) < len(prompts):
             index = torch.tensor(owner, device=self.device)
             cache.batch_select_indices(index)
             logits, mask, positions = logits[index], mask[index], positions[index]
         return cache, logits, mask, positions
+
+    def _prefill_padded(
+        self, seqs: list[tuple[int, ...]], cache: Any
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One left-padded forward pass over `seqs`: last logits, attention mask, positions."""
+        width = max(len(ids) for ids in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, ids in enumerate(seqs):
+            input_ids[i, width - len(ids) :] = torch.tensor(ids)
+            mask[i, width - len(ids) :] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        extra = self._forward_kwargs(cache)
+        logits = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **extra).logits
+        return logits[:, -1, :], mask, positions
 
     def _sample(
         self, logits: torch.Tensor, rows: list[_Row], temperature: torch.Tensor, top_p: torch.Tensor

@@ -22,6 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sal_core.backends.shared_prefix import (
+    Groups,
+    Split,
+    build_split,
+    cache_argument,
+    gather_positions,
+    plain_cost,
+    run_split,
+    worth_splitting,
+)
 from sal_core.errors import ModelError
 from sal_core.prm.base import PRM, Scored, scored_steps
 from sal_core.settings.jobs import PRMSettings
@@ -169,36 +179,78 @@ class TransformersPRM(PRM):
         return Scored(scores, read)
 
     def score_encoded(self, encoded: Sequence[Encoded]) -> list[list[float]]:
-        """The probability at every score position of each encoding: batches of similar length, one
-        forward pass each (`sal serve-prm` also calls this for token inputs it receives)."""
+        """The probability at every score position of each encoding: one forward pass per batch, or two
+        where its rows share prefixes (`sal serve-prm` also calls this for token inputs it receives)."""
         import torch
         from tqdm import tqdm
 
         results: list[list[float]] = [[] for _ in encoded]
-        order = sorted(range(len(encoded)), key=lambda k: len(encoded[k].input_ids))
-        batches = [order[s : s + self.settings.batch_size] for s in range(0, len(order), self.settings.batch_size)]
-        for batch in tqdm(
+        batches = self.plan_batches(encoded)
+        for batch, groups in tqdm(
             batches, desc=f"prm {self.settings.name}", unit="batch", leave=False, disable=len(batches) < 2
         ):
             encs = [encoded[k] for k in batch]
-            width = max(len(e.input_ids) for e in encs)
-            ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
-            mask = torch.zeros((len(encs), width), dtype=torch.long)
-            for row, e in enumerate(encs):
-                ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-                mask[row, : len(e.input_ids)] = 1
             rows = torch.tensor([r for r, e in enumerate(encs) for _ in e.positions], dtype=torch.long)
             cols = torch.tensor([p for e in encs for p in e.positions], dtype=torch.long)
+            rows, cols = rows.to(self.device), cols.to(self.device)
             with torch.inference_mode():
-                probs = self.step_probs(
-                    ids.to(self.device), mask.to(self.device), rows.to(self.device), cols.to(self.device)
-                )
+                if groups is None:
+                    probs = self.step_probs(*self.padded(encs), rows, cols)
+                else:
+                    seqs = [e.input_ids for e in encs]
+                    probs = self.split_probs(build_split(seqs, groups, self.pad_id, self.device), rows, cols)
             flat = probs.float().clamp(0.0, 1.0).cpu().tolist()
             start = 0
             for k, e in zip(batch, encs, strict=True):
                 results[k] = flat[start : start + len(e.positions)]
                 start += len(e.positions)
         return results
+
+    def plan_batches(self, encoded: Sequence[Encoded]) -> list[tuple[list[int], Groups | None]]:
+        """Batches of `batch_size` encodings: sorted by length (least padding), or, for a PRM that can
+        share prefixes (`split_probs`) and when it computes fewer token positions, sorted by content so
+        that inputs sharing a beginning (a problem, a beam's past steps) meet in a batch, each batch
+        with its prefix groups (shared_prefix.worth_splitting)."""
+        seqs = [e.input_ids for e in encoded]
+        size = self.settings.batch_size
+        by_length = sorted(range(len(seqs)), key=lambda k: len(seqs[k]))
+        plain: list[tuple[list[int], Groups | None]] = [
+            (by_length[s : s + size], None) for s in range(0, len(seqs), size)
+        ]
+        if not self.shares_prefixes:
+            return plain
+        by_text = sorted(range(len(seqs)), key=lambda k: seqs[k])
+        shared = []
+        for s in range(0, len(seqs), size):
+            batch = by_text[s : s + size]
+            shared.append((batch, worth_splitting([seqs[k] for k in batch])))
+
+        def cost(batches: list[tuple[list[int], Groups | None]]) -> int:
+            return sum(
+                plain_cost([seqs[k] for k in b]) if g is None else g.cost([seqs[k] for k in b]) for b, g in batches
+            )
+
+        return shared if cost(shared) < cost(plain) else plain
+
+    def padded(self, encs: Sequence[Encoded]) -> tuple[Any, Any]:
+        """Input ids and attention mask of `encs`, right-padded (so a causal model's outputs at real
+        tokens do not depend on the padding), on the PRM's device."""
+        import torch
+
+        width = max(len(e.input_ids) for e in encs)
+        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(encs), width), dtype=torch.long)
+        for row, e in enumerate(encs):
+            ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
+            mask[row, : len(e.input_ids)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    #: whether `split_probs` is implemented (the backbone can run a prefix and its suffixes apart)
+    shares_prefixes = False
+
+    def split_probs(self, split: Split, rows: Any, cols: Any) -> Any:
+        """As `step_probs`, over a batch laid out in two passes (see sal_core.backends.shared_prefix)."""
+        raise NotImplementedError(f"{type(self).__name__} runs every input in one pass")
 
 
 def fill_steps(got: list[float], n_steps: int) -> list[float]:
@@ -234,9 +286,32 @@ class CandidateTokenPRM(TransformersPRM):
         if self.candidates[0] == self.candidates[1]:
             raise ModelError(f"prm {settings.name}: {good!r} and {bad!r} map to the same token")
 
+    shares_prefixes = True
+
     def step_probs(self, input_ids: Any, attention_mask: Any, rows: Any, cols: Any) -> Any:
         hidden = self.forward_module(
             input_ids=input_ids, attention_mask=attention_mask, use_cache=False
         ).last_hidden_state
-        logits = self.lm_head(hidden[rows, cols])[:, self.candidates].float()
+        return self.good_probability(hidden[rows, cols])
+
+    def split_probs(self, split: Split, rows: Any, cols: Any) -> Any:
+        from transformers import DynamicCache
+
+        cache_arg = cache_argument(self.forward_module)
+
+        def forward(input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> Any:
+            return self.forward_module(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                **{cache_arg: cache},
+            ).last_hidden_state
+
+        prefix, suffix = run_split(forward, split, DynamicCache())
+        return self.good_probability(gather_positions(split, prefix, suffix, rows, cols))
+
+    def good_probability(self, hidden: Any) -> Any:
+        """P(good) from the backbone's hidden states at score positions (the LM head on those alone)."""
+        logits = self.lm_head(hidden)[:, self.candidates].float()
         return logits.softmax(dim=-1)[:, 0]
