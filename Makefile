@@ -49,8 +49,10 @@ $(VLLM_STAMP): pyproject.toml
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python -m pytest -ra -m vllm
 
+# `sal warm-start`: the jobs' sal steps fork from one process that has imported torch and
+# transformers, instead of importing them once per job (docs/architecture.md, "Warm starts").
 demo: $(STAMP)
-	$(BIN)/snakemake
+	$(BIN)/sal warm-start -- $(BIN)/snakemake
 	@echo "Accuracy table: results/easy-math/accuracy.csv; plots: results/easy-math/plots/"
 
 # The embedded default through `sal serve` + `sal serve-prm` (config/served.yaml): the servers start

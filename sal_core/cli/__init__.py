@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import shlex
 import sys
 
 from sal_core.errors import SalError
+from sal_core.warm_start import ENV, forked, run_forwarded
 
 # sub-command name -> one-line help; its module is sal_core.cli.<name with "_" for "-">
 COMMANDS: dict[str, str] = {
@@ -33,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "processbench": "Benchmark PRMs on ProcessBench: error / correct accuracy and F1 per split.",
     "announce": "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
     "with-servers": "Run a command (snakemake) with model and PRM servers started around it on this machine.",
+    "warm-start": "Run a command (snakemake) whose sal steps fork from one process that has imported torch.",
 }
 
 
@@ -49,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None and os.environ.get(ENV) and sys.argv[1:2] != ["warm-start"]:
+        status = run_forwarded(os.environ[ENV], sys.argv[1:])
+        if status is not None:
+            return status
+        print(f"sal: no warm-start server answers at ${ENV}={os.environ[ENV]}; starting cold", file=sys.stderr)
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     # Parse only up to the sub-command; the sub-command's own parser handles the rest (and its --help).
@@ -63,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not sys.stderr.isatty():  # a job's log (the workflow prints one line per job): the command first
-        logging.getLogger("sal").info("command: %s", shlex.join(["sal", *argv]))
+        started = " (forked from the warm-start server)" if forked() else ""
+        logging.getLogger("sal").info("command%s: %s", started, shlex.join(["sal", *argv]))
     try:
         status = module.run(args)
     except SalError as err:
