@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from sal_core.errors import ConfigError
+
 #: the environment variable holding the server's socket path, set for the wrapped command
 ENV = "SAL_WARM_START"
 #: modules the server imports once (a missing one is skipped: an install without it runs cold for it)
@@ -302,7 +304,11 @@ def run_with_warm_start(command: list[str]) -> int:
     os.read(listening, 1)  # returns once the server listens (or has died)
     os.close(listening)
     try:
-        with subprocess.Popen(command, env={**os.environ, ENV: path}) as process:
+        try:
+            process = subprocess.Popen(command, env={**os.environ, ENV: path})
+        except OSError as err:
+            raise ConfigError(f"warm-start: cannot run {command[0]!r} ({err.strerror})") from err
+        with process:
             while True:
                 try:
                     return process.wait()
