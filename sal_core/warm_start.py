@@ -283,13 +283,10 @@ def socket_path(folder: Path) -> str:
     return str(folder / "warm.sock")
 
 
-def run_with_warm_start(command: list[str]) -> int:
-    """Run `command` with a fork server listening at $SAL_WARM_START; stop the server afterwards
-    (also when the command fails or is interrupted) and return the command's exit status."""
-    from sal_core.cli import main
-
-    folder = Path(tempfile.mkdtemp(prefix="sal-warm-"))
-    path = socket_path(folder)
+@contextlib.contextmanager
+def running_server(path: str, step: Callable[[list[str]], int]) -> Iterator[int]:
+    """A forked process serving `step` at `path` (see `serve`), listening when this yields its pid;
+    stopped (SIGTERM, after its children) on leaving."""
     listening, told = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -297,24 +294,37 @@ def run_with_warm_start(command: list[str]) -> int:
     if pid == 0:  # the server
         os.close(listening)
         try:
-            serve(path, main, ready=lambda: os.close(told))
+            serve(path, step, ready=lambda: os.close(told))
         finally:
             os._exit(0)
     os.close(told)
     os.read(listening, 1)  # returns once the server listens (or has died)
     os.close(listening)
     try:
-        try:
-            process = subprocess.Popen(command, env={**os.environ, ENV: path})
-        except OSError as err:
-            raise ConfigError(f"warm-start: cannot run {command[0]!r} ({err.strerror})") from err
-        with process:
-            while True:
-                try:
-                    return process.wait()
-                except KeyboardInterrupt:  # the command got it too: let it finish its own cleanup
-                    continue
+        yield pid
     finally:
         os.kill(pid, signal.SIGTERM)
         os.waitpid(pid, 0)
+
+
+def run_with_warm_start(command: list[str]) -> int:
+    """Run `command` with a fork server listening at $SAL_WARM_START; stop the server afterwards
+    (also when the command fails or is interrupted) and return the command's exit status."""
+    from sal_core.cli import main
+
+    folder = Path(tempfile.mkdtemp(prefix="sal-warm-"))
+    path = socket_path(folder)
+    try:
+        with running_server(path, main):
+            try:
+                process = subprocess.Popen(command, env={**os.environ, ENV: path})
+            except OSError as err:
+                raise ConfigError(f"warm-start: cannot run {command[0]!r} ({err.strerror})") from err
+            with process:
+                while True:
+                    try:
+                        return process.wait()
+                    except KeyboardInterrupt:  # the command got it too: let it finish its own cleanup
+                        continue
+    finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -16,32 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from sal_core.warm_start import exit_status, run_forwarded, serve
+from sal_core.warm_start import exit_status, run_forwarded, running_server
 
 CLIENT = "import sys; from sal_core.warm_start import run_forwarded; sys.exit(run_forwarded(sys.argv[1], sys.argv[2:]))"
 
 
 @contextlib.contextmanager
 def server(tmp_path: Path, step: Callable[[list[str]], int]) -> Iterator[tuple[str, int]]:
-    """A fork server running `step` for each request, in a child of this test process: its socket
+    """A fork server running `step` for each request, forked from this test process: its socket
     path and pid."""
     path = str(tmp_path / "warm.sock")
-    listening, told = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(listening)
-        try:
-            serve(path, step, ready=lambda: os.close(told))
-        finally:
-            os._exit(0)
-    os.close(told)
-    os.read(listening, 1)
-    os.close(listening)
-    try:
+    with running_server(path, step) as pid:
         yield path, pid
-    finally:
-        os.kill(pid, signal.SIGTERM)
-        os.waitpid(pid, 0)
 
 
 def _echo_step(argv: list[str]) -> int:
