@@ -13,7 +13,8 @@ Snakemake sets it per job). When the socket does not answer, the step runs cold,
 
 The server never runs a torch operation or a tokenizer itself (so no thread pool exists to be broken
 by a fork) and never touches CUDA. On Slurm each job is a process on some node, so this is for local
-runs (`make demo` uses it).
+runs (`make demo` uses it), on Linux: elsewhere (macOS, where libraries may refuse to run in a
+forked process) `sal warm-start` runs the command with cold steps.
 """
 
 from __future__ import annotations
@@ -312,19 +313,27 @@ def run_with_warm_start(command: list[str]) -> int:
     (also when the command fails or is interrupted) and return the command's exit status."""
     from sal_core.cli import main
 
+    if not sys.platform.startswith("linux"):  # forking after torch's import is only tested on Linux
+        print("sal warm-start: Linux only; running the command with cold steps", file=sys.stderr)
+        return run_command(command, dict(os.environ))
     folder = Path(tempfile.mkdtemp(prefix="sal-warm-"))
     path = socket_path(folder)
     try:
         with running_server(path, main):
-            try:
-                process = subprocess.Popen(command, env={**os.environ, ENV: path})
-            except OSError as err:
-                raise ConfigError(f"warm-start: cannot run {command[0]!r} ({err.strerror})") from err
-            with process:
-                while True:
-                    try:
-                        return process.wait()
-                    except KeyboardInterrupt:  # the command got it too: let it finish its own cleanup
-                        continue
+            return run_command(command, {**os.environ, ENV: path})
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_command(command: list[str], env: dict[str, str]) -> int:
+    """`command`'s exit status; Ctrl-C reaches it too, so this waits while it cleans up."""
+    try:
+        process = subprocess.Popen(command, env=env)
+    except OSError as err:
+        raise ConfigError(f"warm-start: cannot run {command[0]!r} ({err.strerror})") from err
+    with process:
+        while True:
+            try:
+                return process.wait()
+            except KeyboardInterrupt:
+                continue
