@@ -64,12 +64,10 @@ _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!i")
 
 
-def _send(sock: socket.socket, payload: bytes, fds: list[int] | None = None) -> None:
-    data = _HEADER.pack(len(payload)) + payload
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.sendall(data)
+def _send_request(sock: socket.socket, payload: bytes) -> None:
+    """The length (with this process's three standard streams attached), then the payload."""
+    socket.send_fds(sock, [_HEADER.pack(len(payload))], list(STREAMS))
+    sock.sendall(payload)
 
 
 def _recv_exact(sock: socket.socket, size: int, got: bytes = b"") -> bytes:
@@ -83,13 +81,13 @@ def _recv_exact(sock: socket.socket, size: int, got: bytes = b"") -> bytes:
 
 def _recv_request(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
     """A client's request and the three stream descriptors that came with it."""
-    data, fds, _flags, _addr = socket.recv_fds(sock, 65536, len(STREAMS))
-    head = _recv_exact(sock, _HEADER.size, data[: _HEADER.size])
-    (size,) = _HEADER.unpack(head)
-    body = _recv_exact(sock, size, data[_HEADER.size :])
+    head, fds, _flags, _addr = socket.recv_fds(sock, _HEADER.size, len(STREAMS))
     if len(fds) != len(STREAMS):
+        for fd in fds:
+            os.close(fd)
         raise ConnectionError(f"expected {len(STREAMS)} stream descriptors, got {len(fds)}")
-    return json.loads(body), list(fds)
+    (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, head))
+    return json.loads(_recv_exact(sock, size)), list(fds)
 
 
 def run_forwarded(path: str, argv: list[str]) -> int | None:
@@ -103,7 +101,7 @@ def run_forwarded(path: str, argv: list[str]) -> int | None:
         return None
     with sock:
         request = {"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}
-        _send(sock, json.dumps(request).encode(), list(STREAMS))
+        _send_request(sock, json.dumps(request).encode())
         (pid,) = _STATUS.unpack(_recv_exact(sock, _STATUS.size))
         with _forwarding_signals(pid):
             try:
