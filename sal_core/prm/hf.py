@@ -2,9 +2,12 @@
 
 A family only says how a (problem, steps) pair becomes token ids plus one *score position* per step
 (`encode`), and how the model's output at those positions becomes a probability (`step_probs`).
-This base class then scores all completions of a call with one forward pass per completion:
-completions are sorted by token length, cut into batches of `batch_size`, right-padded (so a causal
-model's outputs at real tokens do not depend on the padding), and the scores put back in order.
+This base class then scores all completions of a call in batches of `batch_size`: sorted by token
+length, right-padded (so a causal model's outputs at real tokens do not depend on the padding), one
+forward pass each, and the scores put back in order. A family whose backbone can run a prefix and its
+suffixes apart (`split_probs`: the LM-head judges) instead sorts by content when that computes fewer
+token positions, so inputs that begin alike share a batch and their prefix is computed once
+(sal_core.backends.shared_prefix).
 
 Completions longer than `max_length` tokens are truncated at the end with a warning. A step whose
 score position falls beyond the cut gets the score of the last step that was scored (the judge's
