@@ -63,15 +63,22 @@ def write_text_atomic(text: str, path: str | Path) -> Path:
     return path
 
 
-def write_lines_if_changed(lines: list[str], path: str | Path) -> Path:
-    """One line per item, written (atomically) only when the content differs: a file the workflow
-    rewrites on every parse keeps its mtime while nothing changed."""
+def write_text_if_changed(text: str, path: str | Path) -> Path:
+    """`text` written (atomically, folders made) only when the file does not already hold it: a file
+    the workflow writes on every parse keeps its mtime while nothing changed."""
     path = Path(path)
-    text = "".join(f"{line}\n" for line in lines)
-    if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(text, path)
-    return path
+    try:
+        if path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_text_atomic(text, path)
+
+
+def write_lines_if_changed(lines: list[str], path: str | Path) -> Path:
+    """One line per item, written only when the content differs (write_text_if_changed)."""
+    return write_text_if_changed("".join(f"{line}\n" for line in lines), path)
 
 
 def quarantine(path: Path) -> Path:

@@ -141,16 +141,9 @@ def servers_json(servers: Servers) -> str:
 def write_servers_file(servers: Servers, path: str | Path) -> Path:
     """Write the servers file jobs read (`--servers`) unless it already says the same, so the workflow
     can call this every time it is parsed (on Slurm, in every job too) without touching the file."""
-    from sal_core.tables import write_text_atomic
+    from sal_core.tables import write_text_if_changed
 
-    path, text = Path(path), servers_json(servers)
-    try:
-        if path.read_text() == text:
-            return path
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(text, path)
+    return write_text_if_changed(servers_json(servers), path)
 
 
 def location_of(settings: ServedSettings, servers: Servers, what: str) -> ServerLocation | None:
