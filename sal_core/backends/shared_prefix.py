@@ -64,33 +64,34 @@ def plain_cost(seqs: Sequence[Sequence[int]]) -> int:
     return len(seqs) * max(map(len, seqs))
 
 
+def batch_cost(seqs: Sequence[Sequence[int]], groups: Groups | None) -> int:
+    """Token positions a batch computes: in two passes with `groups`, in one without."""
+    return plain_cost(seqs) if groups is None else groups.cost(seqs)
+
+
 def group_rows(seqs: Sequence[Sequence[int]]) -> Groups:
     """The grouping of consecutive rows (in lexicographic order) that saves the most tokens: a group
     of k rows sharing p tokens saves (k - 1) * p. Each row keeps at least one token of its own."""
     order = sorted(range(len(seqs)), key=lambda r: seqs[r])
     common = [common_length(seqs[a], seqs[b]) for a, b in zip(order, order[1:], strict=False)]
     best = [0] * (len(order) + 1)  # best[j]: most saved over the first j rows
-    cut = [0] * (len(order) + 1)
+    cut = [0] * (len(order) + 1)  # the last group of the best grouping of the first j rows: cut[j] .. j-1
+    length = [0] * (len(order) + 1)  # and the prefix it shares
     for j in range(1, len(order) + 1):
         shared = len(seqs[order[j - 1]]) - 1
-        best[j], cut[j] = best[j - 1], j - 1
+        best[j], cut[j], length[j] = best[j - 1], j - 1, shared
         for i in range(j - 2, -1, -1):  # group = rows i .. j-1
             shared = min(shared, common[i], len(seqs[order[i]]) - 1)
             if best[i] + (j - 1 - i) * shared > best[j]:
-                best[j], cut[j] = best[i] + (j - 1 - i) * shared, i
+                best[j], cut[j], length[j] = best[i] + (j - 1 - i) * shared, i, shared
     members: list[list[int]] = []
+    lengths: list[int] = []
     j = len(order)
     while j > 0:
         members.append(order[cut[j] : j])
+        lengths.append(length[j])
         j = cut[j]
-    members.reverse()
-    lengths = [_shared(seqs, rows) for rows in members]
-    return Groups(members, lengths)
-
-
-def _shared(seqs: Sequence[Sequence[int]], rows: list[int]) -> int:
-    first = seqs[rows[0]]
-    return min([len(first) - 1] + [min(common_length(first, seqs[r]), len(seqs[r]) - 1) for r in rows[1:]])
+    return Groups(members[::-1], lengths[::-1])
 
 
 def worth_splitting(seqs: Sequence[Sequence[int]]) -> Groups | None:
@@ -99,6 +100,20 @@ def worth_splitting(seqs: Sequence[Sequence[int]]) -> Groups | None:
         return None
     groups = group_rows(seqs)
     return groups if groups.cost(seqs) + MIN_SAVED <= plain_cost(seqs) else None
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input ids and attention mask of `seqs`, padded to the longest on the left or the right (CPU)."""
+    import torch
+
+    width = max(map(len, seqs))
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, seq in enumerate(seqs):
+        cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, cols] = torch.tensor(seq, dtype=torch.long)
+        mask[row, cols] = 1
+    return ids, mask
 
 
 @dataclass
@@ -120,19 +135,11 @@ def build_split(seqs: Sequence[Sequence[int]], groups: Groups, pad_id: int, devi
     import torch
 
     group_of = {r: g for g, rows in enumerate(groups.members) for r in rows}
-    width = max(groups.lengths)
-    prefix_ids = torch.full((len(groups.lengths), width), pad_id, dtype=torch.long)
-    prefix_mask = torch.zeros_like(prefix_ids)
-    for g, (rows, n) in enumerate(zip(groups.members, groups.lengths, strict=True)):
-        prefix_ids[g, :n] = torch.tensor(seqs[rows[0]][:n])
-        prefix_mask[g, :n] = 1
+    prefixes = [seqs[rows[0]][:n] for rows, n in zip(groups.members, groups.lengths, strict=True)]
+    prefix_ids, prefix_mask = pad_batch(prefixes, pad_id, left=False)
     cuts = [groups.lengths[group_of[r]] for r in range(len(seqs))]
-    suffix_width = max(len(s) - n for s, n in zip(seqs, cuts, strict=True))
-    suffix_ids = torch.full((len(seqs), suffix_width), pad_id, dtype=torch.long)
-    suffix_mask = torch.zeros_like(suffix_ids)
-    for r, (s, n) in enumerate(zip(seqs, cuts, strict=True)):
-        suffix_ids[r, suffix_width - (len(s) - n) :] = torch.tensor(s[n:])
-        suffix_mask[r, suffix_width - (len(s) - n) :] = 1
+    suffix_ids, suffix_mask = pad_batch([s[n:] for s, n in zip(seqs, cuts, strict=True)], pad_id, left=True)
+    suffix_width = suffix_ids.shape[1]
     group = torch.tensor([group_of[r] for r in range(len(seqs))], dtype=torch.long)
     mask = torch.cat([prefix_mask[group], suffix_mask], dim=-1)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)

@@ -28,7 +28,7 @@ from sal_core.backends.base import (
     GenerationRequest,
     LoadedWeights,
 )
-from sal_core.backends.shared_prefix import build_split, cache_argument, run_split, worth_splitting
+from sal_core.backends.shared_prefix import build_split, cache_argument, pad_batch, run_split, worth_splitting
 from sal_core.backends.tokens import prepare_prompts
 from sal_core.devices import resolve_device, resolve_dtype
 from sal_core.errors import ModelError
@@ -236,12 +236,7 @@ class TransformersBackend(GenerationBackend):
         self, seqs: list[tuple[int, ...]], cache: Any
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One left-padded forward pass over `seqs`: last logits, attention mask, positions."""
-        width = max(len(ids) for ids in seqs)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, ids in enumerate(seqs):
-            input_ids[i, width - len(ids) :] = torch.tensor(ids)
-            mask[i, width - len(ids) :] = 1
+        input_ids, mask = pad_batch(seqs, self.pad_id, left=True)
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         extra = self._forward_kwargs(cache)

@@ -28,10 +28,11 @@ from typing import Any
 from sal_core.backends.shared_prefix import (
     Groups,
     Split,
+    batch_cost,
     build_split,
     cache_argument,
     gather_positions,
-    plain_cost,
+    pad_batch,
     run_split,
     worth_splitting,
 )
@@ -229,23 +230,14 @@ class TransformersPRM(PRM):
             shared.append((batch, worth_splitting([seqs[k] for k in batch])))
 
         def cost(batches: list[tuple[list[int], Groups | None]]) -> int:
-            return sum(
-                plain_cost([seqs[k] for k in b]) if g is None else g.cost([seqs[k] for k in b]) for b, g in batches
-            )
+            return sum(batch_cost([seqs[k] for k in batch], groups) for batch, groups in batches)
 
         return shared if cost(shared) < cost(plain) else plain
 
     def padded(self, encs: Sequence[Encoded]) -> tuple[Any, Any]:
         """Input ids and attention mask of `encs`, right-padded (so a causal model's outputs at real
         tokens do not depend on the padding), on the PRM's device."""
-        import torch
-
-        width = max(len(e.input_ids) for e in encs)
-        ids = torch.full((len(encs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encs), width), dtype=torch.long)
-        for row, e in enumerate(encs):
-            ids[row, : len(e.input_ids)] = torch.tensor(e.input_ids)
-            mask[row, : len(e.input_ids)] = 1
+        ids, mask = pad_batch([e.input_ids for e in encs], self.pad_id, left=False)
         return ids.to(self.device), mask.to(self.device)
 
     #: whether `split_probs` is implemented (the backbone can run a prefix and its suffixes apart)
@@ -286,6 +278,7 @@ class CandidateTokenPRM(TransformersPRM):
         super().__init__(settings, tokenizer, model.base_model, device)
         self.lm_head = model.get_output_embeddings()
         self.candidates = [single_token_id(tokenizer, good), single_token_id(tokenizer, bad)]
+        self.cache_arg = cache_argument(self.forward_module)
         if self.candidates[0] == self.candidates[1]:
             raise ModelError(f"prm {settings.name}: {good!r} and {bad!r} map to the same token")
 
@@ -300,15 +293,13 @@ class CandidateTokenPRM(TransformersPRM):
     def split_probs(self, split: Split, rows: Any, cols: Any) -> Any:
         from transformers import DynamicCache
 
-        cache_arg = cache_argument(self.forward_module)
-
         def forward(input_ids: Any, attention_mask: Any, position_ids: Any, cache: Any) -> Any:
             return self.forward_module(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 position_ids=position_ids,
                 use_cache=True,
-                **{cache_arg: cache},
+                **{self.cache_arg: cache},
             ).last_hidden_state
 
         prefix, suffix = run_split(forward, split, DynamicCache())
