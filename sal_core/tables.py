@@ -20,9 +20,26 @@ import pyarrow.parquet as pq
 from sal_core.errors import ShardError
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
+def _umask() -> int:
+    """The process's umask, read without setting it where Linux tells it (setting it races with threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _atomic_target(path: Path, mode: int | None = None) -> tuple[int, str]:
+    """A temporary file next to `path`, with the mode a plain open() would give (0666 less the umask:
+    results are as readable as any file the user writes), or `mode` (mkstemp alone gives 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask() if mode is None else mode)
+    return fd, tmp
 
 
 def write_table_atomic(
@@ -49,10 +66,10 @@ def write_table_atomic(
     return path
 
 
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write a text file (csv, json) via temp file + rename."""
+def write_text_atomic(text: str, path: str | Path, mode: int | None = None) -> Path:
+    """Write a text file (csv, json) via temp file + rename (`mode`: see _atomic_target)."""
     path = Path(path)
-    fd, tmp = _atomic_target(path)
+    fd, tmp = _atomic_target(path, mode)
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)

@@ -22,12 +22,21 @@ from sal_core.settings.jobs import ModelSettings
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 SAL = [sys.executable, "-m", "sal_core.cli"]
-# run by with-servers once the servers answer: asks both what they serve, then exits with 3
+# run by with-servers once the servers answer: asks both what they serve with the run's key, checks that
+# a caller without it is refused and that the key is in no command line, service file or log; exits with 3
 PROBE = """
-import json, sys, httpx
+import json, os, pathlib, sys, httpx
+key = os.environ["SAL_API_KEY"]
+assert len(key) >= 40, key
 for name in ("tiny", "judge"):
     record = json.load(open(f"{sys.argv[1]}/{name}.json"))
-    print(name, httpx.get(record["url"] + "/health").json()["model"]["name"], record["pid"])
+    health = httpx.get(record["url"] + "/health", headers={"Authorization": f"Bearer {key}"}).json()
+    assert httpx.get(record["url"] + "/health").json() == {"status": "ready"}
+    assert httpx.get(record["url"] + "/v1/models").status_code == 401
+    assert key.encode() not in pathlib.Path(f"/proc/{record['pid']}/cmdline").read_bytes()
+    print(name, health["model"]["name"], record["pid"])
+for path in [*pathlib.Path(sys.argv[1]).iterdir(), *pathlib.Path(sys.argv[2]).iterdir()]:
+    assert key.encode() not in path.read_bytes(), path
 sys.exit(3)
 """
 
@@ -44,7 +53,9 @@ def test_with_servers_runs_the_command_between_server_start_and_stop(tiny_model_
     services = tmp_path / "services"
     argv = [*SAL, "with-servers", "--config", str(tmp_path / "config.yaml"), "--serve", "tiny", "--serve", "judge"]
     argv += ["--services", str(services), "--logs", str(tmp_path / "logs"), "--", sys.executable, "-c", PROBE]
-    result = subprocess.run([*argv, str(services)], capture_output=True, text=True, env=ENV, timeout=300)
+    result = subprocess.run(
+        [*argv, str(services), str(tmp_path / "logs")], capture_output=True, text=True, env=ENV, timeout=300
+    )
     assert result.returncode == 3, result.stderr[-2000:]  # the command's own status
     lines = [line.split() for line in result.stdout.splitlines()]
     assert [line[:2] for line in lines] == [["tiny", "tiny"], ["judge", "judge"]]

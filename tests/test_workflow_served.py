@@ -24,11 +24,20 @@ from http_faults import broken_server
 from workflow_runs import RUN, new_workdir, planned_jobs, shard_states, snakemake, workflow_config, write_config
 
 from sal_core.serving.around import ServerSpec, server_specs
+from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import spawn, stop_server, wait_for_server
 
 KEY_ENV = "SAL_TEST_SERVE_KEY"
 SECRET = "sk-test-5f0c9e1d7a2b"
-ENV = {**os.environ, KEY_ENV: SECRET, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+# the judge's location names no key variable: its clients send the run's key, as under `sal with-servers`
+RUN_SECRET = "sk-run-0b7e4c2d9a1f"
+ENV = {
+    **os.environ,
+    KEY_ENV: SECRET,
+    RUN_KEY_ENV: RUN_SECRET,
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 NAMES = ("tiny", "tiny-judge")
 BON = RUN.format(approach="bon", sampling="mix")
 
@@ -42,7 +51,8 @@ def served_config(services: Path, **changes: dict) -> dict:
     config["models"]["tiny"]["max_model_len"] = model["max_model_len"]
     config["prms"]["tiny-judge"] = {"type": "server", "served_model": "tiny-judge"}
     config["servers"] = {
-        name: {"service_file": str(services / f"{name}.json"), "api_key_env": KEY_ENV, "retries": 1}
+        name: {"service_file": str(services / f"{name}.json"), "retries": 1}
+        | ({"api_key_env": KEY_ENV} if name == "tiny" else {})
         | changes.get(name, {})
         for name in NAMES
     }
@@ -59,10 +69,12 @@ def specs(tiny_model_path: Path) -> dict[str, ServerSpec]:
 
 
 def start(spec: ServerSpec, services: Path, *extra: str) -> tuple[subprocess.Popen, dict]:
-    """One server requiring the API key; its process and service record once it answers."""
+    """One server requiring an API key (the judge: the run's, as `sal with-servers` gives it); its process
+    and service record once it answers."""
     service, log = services / f"{spec.name}.json", services / f"{spec.name}.log"
-    argv = [*spec.argv(service), "--api-key-env", KEY_ENV, *extra]
-    process = spawn(argv, service, log, {KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"})
+    keyed = ["--api-key-env", KEY_ENV] if spec.name == "tiny" else []
+    env = {**spec.env(RUN_SECRET), KEY_ENV: SECRET, "OMP_NUM_THREADS": "1"}
+    process = spawn([*spec.argv(service), *keyed, *extra], service, log, env)
     return process, wait_for_server(process, spec.kind, service, log)
 
 
@@ -88,7 +100,8 @@ def served_copy(served_run: Path, tmp_path: Path) -> Path:
 
 
 def stats(record: dict) -> dict:
-    return httpx.get(f"{record['url']}/v1/info", headers={"Authorization": f"Bearer {SECRET}"}).json()
+    key = SECRET if record["model"] == "tiny" else RUN_SECRET
+    return httpx.get(f"{record['url']}/v1/info", headers={"Authorization": f"Bearer {key}"}).json()
 
 
 def test_served_run_gives_the_in_process_accuracy_table(finished_run: Path, served_run: Path, servers: dict) -> None:
@@ -103,7 +116,9 @@ def test_the_api_key_is_written_nowhere(served_run: Path) -> None:
     assert KEY_ENV in (served_run / "results/wf/servers.json").read_text()  # its variable's name, for the jobs
     files = [path for path in served_run.rglob("*") if path.is_file() and not path.is_symlink()]
     assert len(files) > 50 and any(".snakemake/metadata" in str(path) for path in files)
-    assert not [path for path in files if SECRET.encode() in path.read_bytes()]
+    assert not [
+        path for path in files if SECRET.encode() in path.read_bytes() or RUN_SECRET.encode() in path.read_bytes()
+    ]
 
 
 def test_moving_a_server_reruns_nothing(served_copy: Path, servers: dict) -> None:

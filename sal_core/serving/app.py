@@ -108,7 +108,7 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ready", "model": model}
+        return {"status": "ready", "model": model}  # without the key: the status only (_install_guards)
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -133,7 +133,8 @@ def serve_loaded(options: ServerOptions, what: str, load: Callable[[], Any], cre
     """Bind the port, `load` the model, build its app with `create(loaded)` -> (app, model card), then
     serve until SIGTERM, writing the service file once the server answers. The port is bound before the
     model loads, so a taken port fails in a second; the service file names what /health reports."""
-    options.api_key()  # an unset key variable fails now, not after loading
+    if not options.api_key() and not is_loopback(options.host):  # an unset key variable fails now
+        log.warning("listening on %s without an API key: anyone who can reach it can use it", options.host)
     sock = bind_socket(options.host, options.port)
     started = time.perf_counter()
     loaded = load()
@@ -152,14 +153,14 @@ def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
+        if key and not _has_key(request, key):
+            if request.url.path == "/health":  # open to probes, but what is served (the path) only with the key
+                return JSONResponse({"status": "ready"})
+            return JSONResponse(error_body(401, "missing or wrong API key", "authentication_error"), 401)
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > options.max_body_bytes:
             message = f"request body of {length} bytes is over the limit of {options.max_body_bytes}"
             return JSONResponse(error_body(413, message, "invalid_request_error"), status_code=413)
-        if key and request.url.path != "/health":
-            sent = request.headers.get("authorization", "")
-            if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
-                return JSONResponse(error_body(401, "missing or wrong API key", "authentication_error"), 401)
         return await call_next(request)
 
     @app.exception_handler(HTTPError)
@@ -172,6 +173,21 @@ def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
         where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
         message = f"malformed request: {where or 'body'}: {first.get('msg', 'invalid')}"
         return JSONResponse(error_body(400, message, "invalid_request_error"), status_code=400)
+
+
+def _has_key(request: Any, key: str) -> bool:
+    sent = request.headers.get("authorization", "")
+    return hmac.compare_digest(sent.encode(), f"Bearer {key}".encode())
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_model_name(requested: str | None, served: str) -> None:

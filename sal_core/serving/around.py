@@ -8,6 +8,10 @@ are child processes; with `--sbatch FLAGS` each is a Slurm job (`sbatch FLAGS --
 on all interfaces, service files on the shared file system). Once all answer, the command runs; then
 every server is stopped (SIGTERM, or `scancel`), also when the command fails or is interrupted: the
 seed's hand-made cleanup job, done by the one command that needs the servers.
+
+The servers are closed to strangers: each run makes a fresh random key, hands it to the servers and
+to the command through the environment only (RUN_KEY_ENV; `vllm serve` reads VLLM_API_KEY), never
+through a command line, a service file or a log, and the clients send it (serving/client.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shlex
 import subprocess
 import sys
@@ -26,6 +31,7 @@ from typing import Any
 
 from sal_core.backends.gpu_memory import ALONE
 from sal_core.errors import ConfigError, ServerError
+from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
 from sal_core.settings.grid import model_placement, named_settings
 from sal_core.settings.jobs import ModelSettings, PRMSettings
@@ -66,7 +72,13 @@ class ServerSpec:
             announce = [sys.executable, "-m", "sal_core.cli", "announce", *where, "--"]
             return announce + vllm_command(self.settings)  # type: ignore[arg-type]
         flag = "--model" if self.kind == "serve" else "--prm"
-        return sal_argv(self.kind, [flag, json.dumps(asdict(self.settings))], service_file, host)
+        args = [flag, json.dumps(asdict(self.settings)), "--api-key-env", RUN_KEY_ENV]
+        return sal_argv(self.kind, args, service_file, host)
+
+    def env(self, key: str) -> dict[str, str]:
+        """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
+        `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show)."""
+        return {"VLLM_API_KEY": key} if self.kind == "vllm" else {RUN_KEY_ENV: key}
 
 
 def server_specs(config: dict[str, Any], names: Sequence[str]) -> list[ServerSpec]:
@@ -168,21 +180,22 @@ def run_with_servers(
     """Start the servers (on Slurm with `sbatch` flags), run `command` once all answer, and stop the
     servers whatever happens (failure, Ctrl-C); the command's exit status."""
     prepare_folders(specs)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    key = secrets.token_urlsafe(32)  # this run's: the servers require it, the command's clients send it
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", RUN_KEY_ENV: key}
     services, logs = services.resolve(), logs.resolve()
     started: list[Started] = []
     try:
         for spec in specs:  # all load at once
             service, log_path = services / f"{spec.name}.json", logs / f"{spec.name}.log"
             if sbatch is None:
-                started.append(start_local(spec, service, log_path, env))
+                started.append(start_local(spec, service, log_path, {**env, **spec.env(key)}))
             else:
-                started.append(start_slurm(spec, service, log_path, env, sbatch))
+                started.append(start_slurm(spec, service, log_path, {**env, **spec.env(key)}, sbatch))
         for server in started:
             what = f"the server of {server.spec.name}"
             record = wait_for_service(server.service_file, server.ended, what, server.log_path, timeout)
             log.info("%s answers at %s (log %s)", what, record["url"], server.log_path)
-        return subprocess.call(list(command))
+        return subprocess.call(list(command), env={**os.environ, RUN_KEY_ENV: key})
     finally:
         for server in reversed(started):
             server.stop()

@@ -11,6 +11,7 @@ naming the URL, so a broken server never passes silently.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,9 @@ from sal_core.settings.endpoint import ServerLocation, key_from_env
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = (502, 503, 504)
+#: the variable holding the key of the servers `sal with-servers` started for this run: sent when a
+#: location names no `api_key_env` of its own, so configs written before servers had keys keep working
+RUN_KEY_ENV = "SAL_API_KEY"
 MAX_BACKOFF_S = 10.0
 
 
@@ -44,8 +48,9 @@ class Endpoint:
 
 def resolve_endpoint(location: ServerLocation, where: str, who: str) -> Endpoint:
     """The server's root URL, from `url` or from the service file (waiting up to `wait` for it), and
-    the API key from the environment variable `api_key_env` names (`where`: the config key, for errors)."""
-    key = key_from_env(location.api_key_env, f"{where}.api_key_env")
+    the API key from the environment variable `api_key_env` names (`where`: the config key, for errors),
+    or else the run's key in RUN_KEY_ENV, if set."""
+    key = key_from_env(location.api_key_env, f"{where}.api_key_env") or os.environ.get(RUN_KEY_ENV) or None
     if location.url:
         url = location.url.rstrip("/").removesuffix("/v1")
         return Endpoint(url=url, where=url, api_key=key)

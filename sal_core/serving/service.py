@@ -68,8 +68,12 @@ def service_record(host: str, port: int, **fields: Any) -> dict[str, Any]:
     }
 
 
+#: a service file holds no key, but only its owner's jobs need to read where the server is
+SERVICE_FILE_MODE = 0o600
+
+
 def write_service_file(path: str | Path, record: dict[str, Any]) -> Path:
-    return write_text_atomic(json.dumps(record, indent=2) + "\n", path)
+    return write_text_atomic(json.dumps(record, indent=2) + "\n", path, SERVICE_FILE_MODE)
 
 
 def remove_service_file(path: str | Path, pid: int | None = None) -> None:
