@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from sal_core.cli.announce import add_command_arguments, trailing_command
-from sal_core.errors import ConfigError
 from sal_core.serving.around import run_with_servers, server_specs
+from sal_core.settings.yaml_file import load_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,9 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     command = trailing_command(args, "with-servers")
-    try:
-        config = yaml.safe_load(args.config.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"--config: cannot read {args.config} ({err})") from err
+    config = load_yaml(args.config, "--config")
     specs = server_specs(config or {}, args.serve)
     return run_with_servers(specs, command, args.services, args.logs, args.threads, args.sbatch, args.timeout)

@@ -109,8 +109,12 @@ def check_columns(frame: pd.DataFrame, path: Path) -> None:
     missing = [c for c in (*REQUIRED, "scores") if c not in frame.columns]
     if missing:
         raise ShardError(f"{path}: missing column(s) {', '.join(missing)}")
-    if frame["problem_id"].duplicated().any():
-        dup = frame.loc[frame["problem_id"].duplicated(), "problem_id"].iloc[0]
+    ids = frame["problem_id"]
+    absent = ids.isna() | ids.astype(str).str.strip().eq("")
+    if absent.any():
+        raise ShardError(f"{path}: row {int(absent.to_numpy().nonzero()[0][0])} has no problem_id")
+    if ids.duplicated().any():
+        dup = frame.loc[ids.duplicated(), "problem_id"].iloc[0]
         raise ShardError(f"{path}: problem {dup!r} appears more than once")
 
 

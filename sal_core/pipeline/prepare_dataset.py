@@ -20,6 +20,8 @@ from sal_core.settings.dataset import DatasetSettings
 from sal_core.tables import read_table, write_table_atomic
 
 _LOCAL_READERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+#: bytes in one line of a .jsonl dataset: a problem is text, so a longer line is a broken file
+MAX_LINE_BYTES = 1 << 20
 
 
 def builtin_datasets() -> list[str]:
@@ -45,14 +47,41 @@ def _read_raw(settings: DatasetSettings) -> pd.DataFrame:
         if kind is None:
             raise DatasetError(f"dataset.path: {path} must end in one of {', '.join(_LOCAL_READERS)}")
         try:
+            if path.suffix == ".jsonl":
+                return read_jsonl(path)
             if kind == "json":
-                return pd.read_json(path, lines=path.suffix == ".jsonl", dtype=False)
+                return pd.read_json(path, dtype=False)
             if kind == "parquet":
                 return pd.read_parquet(path)
             return pd.read_csv(path, dtype=str, keep_default_na=False)
         except ValueError as err:
             raise DatasetError(f"dataset.path: cannot read {path}: {err}") from err
     return _read_hub(settings)
+
+
+def read_jsonl(path: Path) -> pd.DataFrame:
+    """One JSON object per line; DatasetError naming the file and line of a line that is not one, is
+    over MAX_LINE_BYTES, or holds a NUL character (pandas reports neither file nor line)."""
+    import json
+
+    rows = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), 1):
+            where = f"dataset.path: {path} line {number}"
+            if len(line) > MAX_LINE_BYTES:
+                raise DatasetError(f"{where}: longer than {MAX_LINE_BYTES} bytes")
+            if b"\0" in line or b"\\u0000" in line:
+                raise DatasetError(f"{where}: holds a NUL character")
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+                raise DatasetError(f"{where}: not JSON ({err})") from None
+            if not isinstance(row, dict):
+                raise DatasetError(f"{where}: not a JSON object")
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _read_hub(settings: DatasetSettings) -> pd.DataFrame:

@@ -2,12 +2,14 @@
 # All logic lives in sal_core (settings, paths, pipeline), where tests reach it directly; every path
 # comes from sal_core.paths.
 import re
+import shlex
 
 from snakemake.exceptions import WorkflowError
 
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
+from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
 from sal_core.settings.check import check_config
@@ -15,6 +17,7 @@ from sal_core.settings.endpoint import write_servers_file
 from sal_core.tables import write_lines_if_changed
 
 try:
+    put_sal_on_path()  # jobs run the sal next to this Python, also without an activated environment
     GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
     DATASET = GRID.dataset.name
     PROBLEMS = paths.PROBLEMS.format(dataset=DATASET)
@@ -81,6 +84,12 @@ def evaluation_options():
 # and only when it changed; the metrics files themselves are the aggregate rule's inputs.
 ALL_METRICS = PLAN.per_run_and_prm(paths.METRICS)
 METRICS_LIST = str(write_lines_if_changed(ALL_METRICS, paths.METRICS_LIST.format(dataset=DATASET)))
+
+
+def quoted(value):
+    """A config value for a shell command, quoted (the schema already refuses unsafe characters;
+    a safe value reads the same quoted, so its job's params do not change)."""
+    return shlex.quote(value) if value else value
 
 
 def pushed():

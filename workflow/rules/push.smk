@@ -9,7 +9,7 @@ rule push:
     conda:
         SAL_ENV
     params:
-        repo=config.get("push", {}).get("repo", ""),
+        repo=quoted(config.get("push", {}).get("repo", "")),
         public="" if config.get("push", {}).get("private", True) else "--public",
     message:
         JOB_MESSAGE
