@@ -150,6 +150,7 @@ def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -166,6 +167,13 @@ def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
     @app.exception_handler(HTTPError)
     async def http_error(_request: Request, err: HTTPError) -> JSONResponse:
         return JSONResponse(error_body(err.status, err.message, err.kind), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def starlette_error(_request: Request, err: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (a body that is not JSON, an unknown path or method) in the OpenAI shape."""
+        kind = "not_found" if err.status_code == 404 else "invalid_request_error"
+        message = f"malformed request: body: {err.detail}" if err.status_code == 400 else str(err.detail)
+        return JSONResponse(error_body(err.status_code, message, kind), err.status_code, headers=err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, err: RequestValidationError) -> JSONResponse:

@@ -174,8 +174,15 @@ class MicroBatcher:
             if len(results) != len(batch):
                 raise RuntimeError(f"{len(results)} results for {len(batch)} requests")
         except Exception as err:  # the batch fails, the server keeps serving
-            log.exception("batch of %d requests failed", len(batch))
             self.stats.failed_batches += 1
+            if len(batch) > 1:  # one bad request must not fail its neighbours: each again, alone
+                log.warning(
+                    "batch of %d requests failed (%s: %s); running them one by one", len(batch), type(err).__name__, err
+                )
+                for pending in batch:
+                    await self._execute([pending])
+                return
+            log.exception("batch of %d requests failed", len(batch))
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(err)

@@ -37,9 +37,10 @@ class CompletionRequest(BaseModel):
     model: str
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int = Field(16, ge=1)
-    temperature: float = Field(1.0, ge=0)
+    temperature: float = Field(1.0, ge=0, allow_inf_nan=False)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
+    #: a 64-bit signed integer, as vLLM's server takes (torch refuses others inside the model call)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int = 1
     stream: bool = False
