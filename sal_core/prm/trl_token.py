@@ -6,21 +6,25 @@ one), the problem, then each step tokenized on its own and followed by the step 
 nothing between the problem and the first step. The label of a step sits on its last token (the
 separator's last token); the score is softmax(logits)[1] there, label 1 meaning a correct step.
 
-The separator is the one the PRM was trained with: `sal train-prm` records it in the model folder's
-`prm_config.json` (`step_separator`). Third-party TRL checkpoints record none; they get TRL's
-default "\\n" (PRMConfig.step_separator), which is right for TRL's default training but not for a
-PRM trained with another separator (e.g. search-and-learn's recipes use "\\n\\n").
+The separator is the one the PRM was trained with: the config's `prms.<name>.step_separator` when
+set, else what `sal train-prm` records in the model folder's `prm_config.json` (`step_separator`).
+Third-party TRL checkpoints record none; without the config key they get TRL's default "\\n"
+(PRMConfig.step_separator) and one warning line, since PRMs trained for step-by-step search use
+"\\n\\n" (search-and-learn's and hotncold's recipes/training/*/train.sh pass --step_separator="\\n\\n").
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from sal_core.errors import ModelError
 from sal_core.prm.hf import Encoded, TransformersPRM, load_pretrained
 from sal_core.settings.jobs import PRMSettings
+
+log = logging.getLogger(__name__)
 
 #: TRL's default step separator, used when the model folder does not record one
 TRL_DEFAULT_SEPARATOR = "\n"
@@ -97,5 +101,22 @@ def load_trl(settings: PRMSettings, tokenizer: Any, device: Any, dtype: Any) -> 
             f"prm {settings.name}: {settings.path} has {model.config.num_labels} label(s); "
             "a TRL PRM classifies each step into 2 labels (0 = wrong, 1 = correct)"
         )
-    separator = read_step_separator(settings.path) or TRL_DEFAULT_SEPARATOR
-    return TRLTokenPRM(settings, tokenizer, model, device, separator)
+    return TRLTokenPRM(settings, tokenizer, model, device, choose_separator(settings))
+
+
+def choose_separator(settings: PRMSettings) -> str:
+    """The config's separator, else the checkpoint's, else TRL's default with one warning line."""
+    if settings.step_separator is not None:
+        return settings.step_separator
+    recorded = read_step_separator(settings.path)
+    if recorded is not None:
+        return recorded
+    log.warning(
+        "prms.%s: neither %s/%s nor prms.%s.step_separator names the step separator; using TRL's "
+        'default "\\n" (set step_separator: "\\n\\n" for a PRM trained on blank-line steps)',
+        settings.name,
+        settings.path,
+        PRM_CONFIG_FILE,
+        settings.name,
+    )
+    return TRL_DEFAULT_SEPARATOR

@@ -87,6 +87,7 @@ class PRMSettings(ServedSettings, Settings):
     ServedSettings and `api`); `path` is then only needed by `api: vllm-pooling`, for the tokenizer."""
 
     KEY = "prm"
+    OPTIONAL_KEYS = ("step_separator",)
 
     name: str
     type: str
@@ -100,9 +101,14 @@ class PRMSettings(ServedSettings, Settings):
     #: "default": blank-line steps, empty ones dropped, each family's model-card layout; "sal":
     #: search-and-learn's input for the family, empty steps kept (sal_core.prm.base.scored_steps)
     step_layout: str = "default"
+    #: trl only: the text after each step the PRM was trained with; None: the checkpoint's
+    #: prm_config.json, else TRL's "\n" with a warning (sal_core.prm.trl_token)
+    step_separator: str | None = None
 
     def validate(self, where: str) -> None:
         require_one_of(self.type, PRM_TYPES, f"{where}.type")
+        if self.step_separator is not None and (self.type != "trl" or not self.step_separator):
+            raise ConfigError(f"{where}.step_separator: a non-empty string, for type trl only")
         require_one_of(self.step_layout, STEP_LAYOUTS, f"{where}.step_layout")
         if self.step_layout == "sal" and self.family not in (*SAL_PRM_TYPES, "server"):
             raise ConfigError(
