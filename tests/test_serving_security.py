@@ -90,3 +90,18 @@ def test_results_get_the_users_umask_and_service_files_0600(tmp_path: Path) -> N
         os.umask(old)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in tmp_path.iterdir()}
     assert modes == {"t.csv": 0o640, "t.parquet": 0o640, "svc.json": 0o600}
+
+
+def test_with_servers_hands_keys_through_the_environment_only(tiny_model_path: Path) -> None:
+    from sal_core.serving.around import server_specs
+
+    entries = {"models": {"v": {"path": str(tiny_model_path), "backend": "vllm"}, "t": {"path": str(tiny_model_path)}}}
+    entries["prms"] = {"j": {"type": "rlhflow", "path": str(tiny_model_path)}}
+    specs = {spec.name: spec for spec in server_specs(entries, ["v", "t", "j"])}
+    assert specs["v"].env(KEY) == {"VLLM_API_KEY": KEY}  # vllm serve reads it; --api-key would show in ps
+    assert specs["t"].env(KEY) == specs["j"].env(KEY) == {"SAL_API_KEY": KEY}
+    for spec in specs.values():
+        argv = spec.argv("svc.json", host="0.0.0.0")
+        assert KEY not in " ".join(argv) and "--api-key" not in argv
+        if spec.kind != "vllm":
+            assert argv[argv.index("--api-key-env") + 1] == "SAL_API_KEY"
