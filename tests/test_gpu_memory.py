@@ -81,3 +81,31 @@ def test_no_check_for_a_prm_on_the_cpu(tmp_path: Path) -> None:
     save_file({"a": torch.zeros(1000)}, tmp_path / "model.safetensors")
     prm = PRMSettings(name="p", type="rlhflow", path=str(tmp_path), device="cpu")
     check_prm_fits(job("dvts").model, prm, BESIDE_PRM)  # nothing to check: no error
+
+
+def _fake_hub_cache(root: Path, repo_id: str, checkpoint: Path) -> Path:
+    """`checkpoint`'s files laid out as huggingface_hub's cache holds a downloaded repo (refs/main -> snapshot)."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = root / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    shutil.copytree(checkpoint, repo / "snapshots" / commit)
+    return repo / "snapshots" / commit
+
+
+def test_a_hub_id_is_measured_in_the_local_hub_cache(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Published PRM paths are Hub ids: the check reads the cached snapshot, and says when there is none."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    snapshot = _fake_hub_cache(tmp_path / "hub", "someorg/tiny-prm", tiny_model_path)
+    assert (snapshot / "config.json").is_file()
+    expected = weight_bytes(tiny_model_path, 2)
+    assert expected and weight_bytes("someorg/tiny-prm", 2) == expected
+    caplog.set_level("WARNING", logger="sal_core.backends.gpu_memory")
+    assert weight_bytes("someorg/not-downloaded", 2) is None
+    lines = [r.getMessage() for r in caplog.records if r.name == "sal_core.backends.gpu_memory"]
+    assert len(lines) == 1 and "someorg/not-downloaded" in lines[0] and "Hub cache" in lines[0]

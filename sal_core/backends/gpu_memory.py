@@ -6,16 +6,22 @@ depends on the job: 0.9 when nothing else is loaded, 0.5 beside an in-process PR
 uses 0.5 for this reason: src/sal/config.py). A value in the config always wins. Before the PRM is
 loaded, the free memory is checked against its weights (read from the safetensors headers, no
 load), so a too-greedy setting fails in one line naming the key instead of an out-of-memory trace.
+A Hub id (every published PRM path) is looked up in the local Hub cache, offline, where compute nodes
+read it; when it is not there the check is skipped with one log line saying so.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import struct
 from pathlib import Path
 
 from sal_core.errors import ModelError
 from sal_core.settings.jobs import ModelSettings, PRMSettings
+
+log = logging.getLogger(__name__)
 
 #: vLLM's share of the GPU when nothing else is loaded in the process
 ALONE = 0.9
@@ -49,11 +55,28 @@ def _safetensors_elements(path: Path) -> dict[str, int]:
     return counts
 
 
-def weight_bytes(folder: str | Path, load_dtype_bytes: int | None) -> int | None:
+def checkpoint_folder(path: str | Path, revision: str | None = None) -> Path | None:
+    """The local folder holding `path`'s files: the folder itself, else the snapshot of that Hub id in
+    the local Hub cache (HF_HUB_CACHE; offline, nothing is downloaded); None, logged, when neither."""
+    if Path(path).is_dir():
+        return Path(path)
+    from huggingface_hub import constants, snapshot_download
+
+    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
+    try:
+        return Path(snapshot_download(str(path), revision=revision, cache_dir=cache, local_files_only=True))
+    except (OSError, ValueError) as err:  # not cached (LocalEntryNotFoundError), not a Hub id (HFValidationError)
+        log.warning("%s: not a local folder nor in the Hub cache %s (%s); PRM memory check skipped", path, cache, err)
+        return None
+
+
+def weight_bytes(folder: str | Path, load_dtype_bytes: int | None, revision: str | None = None) -> int | None:
     """Bytes the model's weights take once loaded: floating-point tensors at `load_dtype_bytes` each
-    (None: as stored), others as stored. None when the folder has no .safetensors files (a hub
-    name, or .bin weights), so the caller skips the check rather than guess."""
-    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    (None: as stored), others as stored. `folder` may be a Hub id found in the local Hub cache. None
+    when there are no .safetensors files (not cached, or .bin weights), so the caller skips the check
+    rather than guess."""
+    local = checkpoint_folder(folder, revision)
+    files = sorted(local.glob("*.safetensors")) if local is not None else []
     if not files:
         return None
     total = 0
@@ -94,7 +117,7 @@ def check_prm_fits(model: ModelSettings, prm: PRMSettings, utilization: float) -
     if device.type != "cuda" or not torch.cuda.is_available():
         return
     dtype = resolve_dtype(prm.dtype, device, "prm.dtype")
-    needed = weight_bytes(prm.path, torch.empty((), dtype=dtype).element_size())
+    needed = weight_bytes(prm.path, torch.empty((), dtype=dtype).element_size(), prm.revision)
     if needed is None:
         return
     free, _total = torch.cuda.mem_get_info(device)
