@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
+import tomllib
 import torch
 from packaging.requirements import Requirement
 from packaging.version import Version
