@@ -108,3 +108,28 @@ def test_announce_writes_the_service_file_once_the_server_answers(tiny_model_pat
         process.send_signal(signal.SIGTERM)
         process.wait(60)
     assert not service.exists(), "removed when the server stops"
+
+
+def test_sigterm_to_with_servers_passes_to_the_command_and_stops_the_servers(
+    tiny_model_path: Path, tmp_path: Path
+) -> None:
+    """scancel / a job's time limit sends SIGTERM: the command gets it, then the servers are stopped."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config(tiny_model_path)))
+    services, marker = tmp_path / "services", tmp_path / "command-got-sigterm"
+    command = "import signal, sys, time\n"
+    command += f"signal.signal(signal.SIGTERM, lambda *a: (open({str(marker)!r}, 'w').close(), sys.exit(5)))\n"
+    command += "time.sleep(120)"
+    argv = [*SAL, "with-servers", "--config", str(tmp_path / "config.yaml"), "--serve", "judge"]
+    argv += ["--services", str(services), "--logs", str(tmp_path / "logs"), "--", sys.executable, "-c", command]
+    process = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (services / "judge.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    server_pid = json.loads((services / "judge.json").read_text())["pid"]
+    time.sleep(1.0)  # the command is running
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 5, process.stderr.read()[-2000:]  # the command's own status
+    assert marker.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(server_pid, 0)
+    assert not (services / "judge.json").exists()

@@ -21,8 +21,10 @@ import logging
 import os
 import secrets
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -184,6 +186,7 @@ def run_with_servers(
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", RUN_KEY_ENV: key}
     services, logs = services.resolve(), logs.resolve()
     started: list[Started] = []
+    previous = _on_sigterm(_terminated)
     try:
         for spec in specs:  # all load at once
             service, log_path = services / f"{spec.name}.json", logs / f"{spec.name}.log"
@@ -195,8 +198,35 @@ def run_with_servers(
             what = f"the server of {server.spec.name}"
             record = wait_for_service(server.service_file, server.ended, what, server.log_path, timeout)
             log.info("%s answers at %s (log %s)", what, record["url"], server.log_path)
-        return subprocess.call(list(command), env={**os.environ, RUN_KEY_ENV: key})
+        return run_command(command, {**os.environ, RUN_KEY_ENV: key})
     finally:
+        _on_sigterm(signal.SIG_IGN)  # a second SIGTERM must not cut the stopping short
         for server in reversed(started):
             server.stop()
             log.info("stopped the server of %s", server.spec.name)
+        _on_sigterm(previous)
+
+
+def run_command(command: Sequence[str], env: dict[str, str]) -> int:
+    """The command's exit status; a SIGTERM meanwhile (scancel, a job's time limit) is passed on to it,
+    so Snakemake cancels its own jobs, and the servers are stopped once it has exited."""
+    process = subprocess.Popen(list(command), env=env)
+    _on_sigterm(lambda signum, _frame: process.send_signal(signum))
+    try:
+        return process.wait()
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+
+
+def _terminated(signum: int, _frame: Any) -> None:
+    """SIGTERM while the servers start: leave through the `finally` that stops them."""
+    raise SystemExit(128 + signum)
+
+
+def _on_sigterm(handler: Any) -> Any:
+    """Install a SIGTERM handler (the main thread only can); the previous one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
