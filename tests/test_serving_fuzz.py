@@ -3,7 +3,8 @@ by hypothesis): valid and invalid requests to every operation, a bounded number,
 processes on a tiny model (max_model_len 64). No answer is a 5xx, none hangs, every refusal is an
 OpenAI-style error body (a malformed request names its field), and afterwards the servers give a valid
 request the same answer as before. One request that breaks a model call does not fail the others of
-its micro-batch. Run in CI (.ci/run); FUZZ_EXAMPLES scales it (default 500 per operation and mode: about 3000 requests, under a minute)."""
+its micro-batch. Run in CI (.ci/run); FUZZ_EXAMPLES scales it (default 500 per operation and mode:
+about 3000 requests, under a minute)."""
 
 from __future__ import annotations
 
