@@ -63,10 +63,12 @@ def test_every_model_is_prompted_and_judged_as_published(path: Path) -> None:
         assert model.chat_template == recipe.chat_template, f"{path.name}: models.{name}.chat_template"
         if recipe.prm is None:
             continue
+        departed = [d for d in published.DEPARTURES if (d.experiment, d.key) == (path.name, f"PRM of {model.path}")]
+        want = departed[0].ours if departed else recipe.prm
         for run in (r for r in grid.runs if r.model == name):
             if run.search_prm is not None:
-                assert grid.prms[run.search_prm].path == recipe.prm, f"{path.name}: {name} {run.run_id} guide"
-            assert recipe.prm in {grid.prms[p].path for p in run.score_prms}, f"{path.name}: {name} judges"
+                assert grid.prms[run.search_prm].path == want, f"{path.name}: {name} {run.run_id} guide"
+            assert want in {grid.prms[p].path for p in run.score_prms}, f"{path.name}: {name} judges"
     for name, prm in grid.prms.items():
         recipe = published.PRMS[prm.path]
         assert (prm.type, prm.step_layout) == (recipe.type, recipe.step_layout), f"{path.name}: prms.{name}"
@@ -81,6 +83,22 @@ def test_the_math500_grid_is_the_published_grid() -> None:
     assert sorted({r.seed for r in grid.runs}) == published.SEEDS.value
     assert config["dataset"]["path"] == published.DATASET.value
     assert {r.method for r in grid.runs} == set(published.SEARCH)
+
+
+def test_hnc_recipe_facts_and_the_sweeps_departures() -> None:
+    """HNC's Qwen2.5-3B runs are guided by its Config default PRM (no recipe sets one), at 4095 tokens;
+    hot_cold_sweep.yaml's documented departures are what the sweep really does."""
+    assert published.MODELS["Qwen/Qwen2.5-3B-Instruct"].prm == published.SKYWORK_1_5B
+    assert {v.key: v.value for v in published.HNC_VALUES}["max_tokens"] == 4095
+    _, grid = _grid(REPO / "config" / "experiments" / published.SWEEP)
+    by_key = {d.key: d.ours for d in published.DEPARTURES if d.experiment == published.SWEEP}
+    qwen3b = [r for r in grid.runs if grid.models[r.model].path == "Qwen/Qwen2.5-3B-Instruct"]
+    assert qwen3b and {grid.prms[r.search_prm].path for r in qwen3b if r.search_prm} == {
+        by_key["PRM of " + "Qwen/Qwen2.5-3B-Instruct"]
+    }
+    assert {r.job.search.max_tokens for r in grid.runs} == {by_key["max_tokens"]}
+    assert {r.n for r in grid.runs} == {by_key["n"]}
+    assert {len(r.job.search.temperatures) for r in grid.runs} == {1}
 
 
 def test_docs_show_the_published_tables() -> None:

@@ -22,6 +22,7 @@ GRID = "grid"
 
 RLHFLOW = "RLHFlow/Llama3.1-8B-PRM-Deepseek-Data"
 QWEN_PRM = "Qwen/Qwen2.5-Math-PRM-7B"
+SKYWORK_1_5B = "Skywork/Skywork-o1-Open-PRM-Qwen-2.5-1.5B"
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,82 @@ MODELS: dict[str, ModelRecipe] = {
         None, RLHFLOW, f"{SAL} src/sal/config.py:31; recipes/Qwen2.5-1.5B-Instruct/*.yaml:3-4"
     ),
     "nvidia/AceMath-7B-Instruct": ModelRecipe(None, QWEN_PRM, f"{SAL} recipes/AceMath-7B-Instruct/*.yaml:3-5"),
+    # HNC's recipes name no PRM, so its Config default applies, which launch_array.slurm also exports
     "Qwen/Qwen2.5-3B-Instruct": ModelRecipe(
-        None, None, f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml:3-4 (no PRM set)", in_grid=False
+        None,
+        SKYWORK_1_5B,
+        f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml:3-4; src/sal/config.py:31; recipes/launch_array.slurm:52,62",
+        in_grid=False,
     ),
 }
+
+#: HNC's other defaults for its runs (none of them in SAL's grid)
+HNC_VALUES = [
+    Value("max_tokens", 4095, f"{HNC} src/sal/config.py:62"),
+    Value("max_model_len", 4096, f"{HNC} src/sal/config.py:63"),
+    Value("temperatures", [0.4, 0.8, 1.2, 1.6], f"{HNC} recipes/launch_array.slurm:55-56 (ratios 0.25 each)"),
+    Value("seeds", [42], f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml (seed: 42)"),
+]
+
+
+@dataclass(frozen=True)
+class Departure:
+    """A setting of an experiment that knowingly differs from the recipe it follows: `models.<model>` or
+    `approaches` key, the published value, the experiment's, and why."""
+
+    experiment: str
+    key: str
+    published: Any
+    ours: Any
+    source: str
+    why: str
+
+
+SWEEP = "hot_cold_sweep.yaml"
+#: what config/experiments/hot_cold_sweep.yaml (and aime24.yaml, for its PRM) does differently from HNC's
+#: Qwen2.5-3B runs
+DEPARTURES = [
+    Departure(
+        "aime24.yaml",
+        "PRM of Qwen/Qwen2.5-3B-Instruct",
+        SKYWORK_1_5B,
+        RLHFLOW,
+        f"{HNC} src/sal/config.py:31",
+        "one PRM guides and judges every Qwen2.5 and Llama model, as in SAL's grid",
+    ),
+    Departure(
+        SWEEP,
+        "PRM of Qwen/Qwen2.5-3B-Instruct",
+        SKYWORK_1_5B,
+        RLHFLOW,
+        f"{HNC} src/sal/config.py:31",
+        "one PRM guides and judges every model, as in SAL's grid, so temperatures and models compare on one scale",
+    ),
+    Departure(
+        SWEEP,
+        "max_tokens",
+        4095,
+        2048,
+        f"{HNC} src/sal/config.py:62; {SAL} src/sal/config.py:59",
+        "SAL's value, which SAL's DVTS always uses (diverse_verifier_tree_search.py:36,74); 2048 matches every method",
+    ),
+    Departure(
+        SWEEP,
+        "temperatures",
+        "0.4, 0.8, 1.2, 1.6 mixed (ratios 0.25)",
+        "one temperature per sampling, 0.1 ... 1.2",
+        f"{HNC} recipes/launch_array.slurm:55-56",
+        "the sweep measures each temperature alone first; a mix is one more `samplings` entry (hot-cold)",
+    ),
+    Departure(
+        SWEEP,
+        "n",
+        "best_of_n 256, beam_search and dvts 64",
+        64,
+        f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml:6-7",
+        "12 temperatures x 6 seeds x 5 models: one n keeps the grid's cost bounded; Best-of-N at 64 is subsampled",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -145,4 +218,9 @@ def markdown_tables() -> str:
     for path, prm in PRMS.items():
         batch = _cell(prm.batch_size) if prm.batch_size else "one problem's completions"
         lines.append(f"| `{path}` | `{prm.type}` | {batch} | `{prm.step_layout}` | {prm.source} |")
+    lines += ["", "| HNC default | value | source |", "|---|---|---|"]
+    lines += [f"| `{v.key}` | {_cell(v.value)} | {v.source} |" for v in HNC_VALUES]
+    lines += ["", "| experiment | setting | HNC | ours | why | source |", "|---|---|---|---|---|---|"]
+    for d in DEPARTURES:
+        lines.append(f"| `{d.experiment}` | {d.key} | {_cell(d.published)} | {_cell(d.ours)} | {d.why} | {d.source} |")
     return "\n".join(lines) + "\n"
