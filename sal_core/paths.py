@@ -24,6 +24,10 @@ METRICS_LIST = f"{RESULTS}/metrics_files.txt"
 """The metrics files of all runs, one per line: a sweep has too many for one command line."""
 ACCURACY = f"{RESULTS}/accuracy.csv"
 COMPUTE_OPTIMAL = f"{RESULTS}/compute_optimal.csv"
+#: the tables of each further `evaluation.protocols` entry (sal_core.evaluation.protocols)
+PROTOCOL_METRICS_LIST = f"{RESULTS}/metrics_files.{{protocol}}.txt"
+PROTOCOL_ACCURACY = f"{RESULTS}/accuracy.{{protocol}}.csv"
+PROTOCOL_COMPUTE_OPTIMAL = f"{RESULTS}/compute_optimal.{{protocol}}.csv"
 PLOTS = f"{RESULTS}/plots"
 #: the figures `sal plot` draws for each model into PLOTS/{model}/, by file stem (report captions:
 #: workflow/report/{stem}.rst)
@@ -33,6 +37,8 @@ PLOT_NAMES = ("accuracy_vs_n", "accuracy_vs_tokens", "sampling_gain", "accuracy_
 RUN = f"{RESULTS}/{{model}}/{{run}}/{{sampling}}/seed-{{seed}}"
 MERGED = f"{RUN}/merged/{{prm}}.parquet"
 METRICS = f"{RUN}/metrics/{{prm}}.parquet"
+PROTOCOL_METRICS = f"{RUN}/metrics/{{prm}}.{{protocol}}.parquet"
+"""A further evaluation protocol's metrics of a run (the first protocol's are METRICS)."""
 PUSHED = f"{RUN}/pushed/{{prm}}.json"
 """Receipt of an upload of the merged file to the Hub (optional)."""
 SHARD_FOLDER = "{start}-{end}"

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
+from sal_core.evaluation.protocols import evaluation_flags, evaluation_protocols
 from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
@@ -26,6 +27,8 @@ try:
     # Server locations reach jobs through this file (`--servers`; its path, a constant, is their only
     # param): moving a server changes no job's settings, so it reruns nothing (paths.SERVERS).
     SERVERS = str(write_servers_file(GRID.servers, paths.SERVERS.format(dataset=DATASET)))
+    # the first protocol drives the tables and plots as one always did; the others get their own
+    PROTOCOLS = evaluation_protocols(config.get("evaluation", {}))
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 
@@ -47,6 +50,7 @@ wildcard_constraints:
     start=r"\d+",
     end=r"\d+",
     source=_one_of(PREPARED_SOURCES),
+    protocol=_one_of(PROTOCOLS),
 
 
 def resource(rule_name, key, default):
@@ -67,15 +71,8 @@ merge_scores = PLAN.shard_templates(paths.SCORES)
 merged_metadata = for_snakemake(PLAN.merged_metadata)
 
 
-def evaluation_options():
-    options = config.get("evaluation", {})
-    flags = {
-        "protocol": "--protocol",
-        "aggregation": "--aggregation",
-        "num_subsamples": "--num-subsamples",
-        "timeout": "--timeout",
-    }
-    return " ".join(f"{flag} {options[key]}" for key, flag in flags.items() if key in options)
+def evaluation_options(with_protocol=True):
+    return evaluation_flags(config.get("evaluation", {}), with_protocol)
 
 
 # Every metrics path, one per line, for `sal aggregate --metrics-list`: a sweep's are far longer than
@@ -84,6 +81,12 @@ def evaluation_options():
 # and only when it changed; the metrics files themselves are the aggregate rule's inputs.
 ALL_METRICS = PLAN.per_run_and_prm(paths.METRICS)
 METRICS_LIST = str(write_lines_if_changed(ALL_METRICS, paths.METRICS_LIST.format(dataset=DATASET)))
+# The same for each further evaluation protocol (rule aggregate_protocol).
+PROTOCOL_METRICS = {p: PLAN.per_run_and_prm(paths.PROTOCOL_METRICS.replace("{protocol}", p)) for p in PROTOCOLS[1:]}
+PROTOCOL_METRICS_LISTS = {
+    p: str(write_lines_if_changed(files, paths.PROTOCOL_METRICS_LIST.format(dataset=DATASET, protocol=p)))
+    for p, files in PROTOCOL_METRICS.items()
+}
 
 
 def quoted(value):
@@ -113,4 +116,6 @@ def get_final_outputs():
         paths.ACCURACY.format(dataset=DATASET),
         paths.COMPUTE_OPTIMAL.format(dataset=DATASET),
         *[f"{paths.PLOTS.format(dataset=DATASET)}/{path}" for path in PLOT_FILES],
+        *[paths.PROTOCOL_ACCURACY.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
+        *[paths.PROTOCOL_COMPUTE_OPTIMAL.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
     ]
