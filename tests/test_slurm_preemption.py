@@ -82,7 +82,8 @@ def test_a_requeued_generate_job_finishes_the_run(tmp_path, prepared_models):  #
 
 def test_a_preempted_generate_job_is_requeued_and_finishes_the_run(tmp_path, prepared_models):  # noqa: F811
     work = _workdir(tmp_path / "preempt", TINY_CONFIG, prepared_models)
-    urgent = ["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--job-name=urgent", "--wrap=sleep 3"]
+    urgent = ["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--job-name=urgent", "--output=/dev/null"]
+    urgent.append("--wrap=sleep 3")
     submitted: list[str] = []
 
     def preempt(_job: dict) -> None:
