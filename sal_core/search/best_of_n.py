@@ -24,12 +24,14 @@ def cut_stop(output: GenerationOutput, stops: list[str]) -> str:
 
 def best_of_n(shard: Shard) -> list[SearchResult]:
     """Sample `settings.n` completions for each prompt; temperatures by `temperature_list` over n
-    (split by ratio in blocks, or cycled), `settings.stop` cut from the texts, seeds per
+    (split by ratio in blocks or interleaved, or cycled), `settings.stop` cut from the texts, seeds per
     (run seed, dataset row, sample index), so sharding never changes them. A prompt too long for
     the context window gets empty completions with finish_reason 'length' (and a warning) instead
     of failing the shard."""
     prompts, settings, backend, first_index = shard.prompts, shard.settings, shard.backend, shard.first_index
-    temperatures = temperature_list(settings.n, settings.temperatures, settings.temperature_ratios)
+    temperatures = temperature_list(
+        settings.n, settings.temperatures, settings.temperature_ratios, settings.temperature_layout
+    )
     requests: list[GenerationRequest] = []
     owners: list[tuple[int, int]] = []
     too_long: list[int] = []

@@ -7,7 +7,10 @@ TEST_GUIDE.md) and its code's layout (hotncold `src/sal/utils/temperature.py`):
 - with `temperature_ratios`, the count is split by ratio with the largest-remainder method, in
   blocks (n=12 at [0.33, 0.34, 0.33] gives 4/4/4, as the guide says; hotncold's own rounding gives
   3/6/3);
-- without ratios, the temperatures are cycled (n=4 over [0.6, 1.0]: 0.6, 1.0, 0.6, 1.0).
+- without ratios, the temperatures are cycled (n=4 over [0.6, 1.0]: 0.6, 1.0, 0.6, 1.0);
+- Best-of-N's `temperature_layout: interleaved` keeps the ratio's counts but orders them so that every
+  first k samples hold each temperature in proportion (`interleave`): first-n scoring (`--protocol
+  sal`, hotncold's score_all_subsets) would otherwise see only the first block at small n.
 
 Best-of-N builds that list over n samples. Beam search and DVTS build it over `beam_width`: DVTS
 candidate c of every subtree samples at list[c]; beam-search slot j samples at
@@ -48,15 +51,35 @@ def split_counts(n: int, ratios: Sequence[float]) -> list[int]:
     return counts
 
 
-def temperature_list(count: int, temperatures: Sequence[float], ratios: Sequence[float] | None) -> list[float]:
+def temperature_list(
+    count: int, temperatures: Sequence[float], ratios: Sequence[float] | None, layout: str = "blocks"
+) -> list[float]:
     """`count` temperatures: split by `ratios` in blocks (largest remainder, exactly `count`), or
-    without ratios the temperatures cycled (entry i is temperatures[i % len])."""
+    interleaved with layout "interleaved"; without ratios the temperatures cycled (entry i is
+    temperatures[i % len]), which is interleaved already."""
     if not temperatures:
         raise ValueError("need at least one temperature")
     if ratios is None:
         return [float(temperatures[i % len(temperatures)]) for i in range(count)]
     counts = split_counts(count, ratios)
+    if layout == "interleaved":
+        return [float(temperatures[i]) for i in interleave(counts)]
     return [float(t) for t, c in zip(temperatures, counts, strict=True) for _ in range(c)]
+
+
+def interleave(counts: Sequence[int]) -> list[int]:
+    """Indices 0..len-1, index i `counts[i]` times, ordered so that each prefix of length k is as close
+    as possible to k * counts / total: at every step the index furthest behind its share (ties: the
+    earlier index). Every prefix is within one sample of its share per index."""
+    total = sum(counts)
+    taken = [0] * len(counts)
+    order = []
+    for k in range(1, total + 1):
+        behind = [k * c / total - t for c, t in zip(counts, taken, strict=True)]
+        i = max(range(len(counts)), key=lambda j: (round(behind[j], 9), -j))
+        taken[i] += 1
+        order.append(i)
+    return order
 
 
 def slot_temperatures(n: int, beam_width: int, listed: Sequence[float]) -> list[float]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sal_core.constants import (
@@ -182,6 +182,16 @@ class SearchSettings(Settings):
     #: Best-of-N: strings that end a completion, cut from its text (a few-shot prompt's "\n\nProblem:",
     #: where a small model would go on with a problem of its own and box that one's answer)
     stop: list[str] = field(default_factory=list)
+    #: Best-of-N with temperature_ratios: "blocks" (hotncold's order) or "interleaved" (every first n in
+    #: proportion, for first-n scoring); left out of the job's identity at "blocks"
+    temperature_layout: str = "blocks"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide the results; `temperature_layout` only when not the default."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.temperature_layout == "blocks":
+            data.pop("temperature_layout")
+        return data
 
     @property
     def stops_at_boxed(self) -> bool:
@@ -199,6 +209,9 @@ class SearchSettings(Settings):
         self._validate_sampling(where)
         require_at_least(self.max_tokens, 1, f"{where}.max_tokens")
         require_one_of(self.aggregation, AGGREGATIONS, f"{where}.aggregation")
+        require_one_of(self.temperature_layout, ("blocks", "interleaved"), f"{where}.temperature_layout")
+        if self.temperature_layout != "blocks" and self.method != "best_of_n":
+            raise ConfigError(f"{where}.temperature_layout: for best_of_n only (DVTS cycles, beam search keeps blocks)")
         if self.stop and (self.guided or not all(isinstance(s, str) and s for s in self.stop)):
             raise ConfigError(
                 f"{where}.stop: non-empty strings, for best_of_n only (beam search and DVTS end steps at blank lines)"
