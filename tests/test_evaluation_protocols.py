@@ -96,8 +96,9 @@ def test_upgrading_changes_no_jobs_settings(path: Path) -> None:
     config = yaml.safe_load(path.read_text())
     grid = check_config(config, SCHEMA)
     for run in grid.runs:
-        assert "step_separator" not in to_json(run.job)
+        job = to_json(run.job)
+        assert "step_separator" not in job and "temperature_layout" not in job, run.run_id
     for name, prm in grid.prms.items():
-        assert "step_separator" not in prm.fingerprint() or prm.step_separator is not None, name
+        assert "step_separator" not in prm.fingerprint(), name
     evaluation = {k: v for k, v in config.get("evaluation", {}).items() if k != "protocols"}
     assert evaluation_flags(config.get("evaluation", {})) == _old(evaluation)
