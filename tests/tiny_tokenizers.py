@@ -45,13 +45,14 @@ def word_tokenizer(template: str) -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_model_folder(tokenizer: Any, folder: Path) -> Path:
-    """A random tiny Llama saved with `tokenizer`, loadable by the transformers engine."""
+def tiny_model_folder(tokenizer: Any, folder: Path, hidden_size: int = 16) -> Path:
+    """A random tiny Llama saved with `tokenizer`, loadable by the transformers engine (vLLM's CPU
+    attention needs heads of 32 dimensions or more: hidden_size=128)."""
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=16,
-        intermediate_size=32,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=1,
         num_attention_heads=2,
         num_key_value_heads=1,
