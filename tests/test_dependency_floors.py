@@ -12,7 +12,8 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parent.parent
 #: the first transformers release whose from_pretrained takes `dtype=` (huggingface/transformers#39782,
 #: "Use `dtype` instead of `torch_dtype` everywhere"); the loaders (prm/hf.py, backends/transformers_backend.py,
-#: pipeline/prepare_model.py) pass `dtype=`, which older releases hand to the config and ignore
+#: pipeline/prepare_model.py) pass `dtype=`, which older releases hand to the model config (4.55.4: TypeError,
+#: "Object of type dtype is not JSON serializable"; 4.56.0 loads the tiny model in bfloat16, checked by hand)
 DTYPE_KEYWORD = Version("4.56.0")
 
 
