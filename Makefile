@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # Rules call `sal`, so the virtual environment must be on PATH for Snakemake's jobs.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo demo-served test lint bench clean vllm-env test-vllm
+.PHONY: install demo demo-served demo-vllm test lint bench clean vllm-env test-vllm
 
 install: $(STAMP)
 
@@ -70,6 +70,13 @@ endif
 
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python -m pytest -ra -m vllm
+
+# The embedded default with its policy on vLLM's engine (config/vllm.yaml over config/config.yaml),
+# under its own dataset name: results/easy-math-vllm/. One job at a time: each engine takes its
+# own share of memory and binds its own cores.
+demo-vllm: $(VLLM_STAMP)
+	$(VLLM_BIN)/snakemake --configfile config/config.yaml config/vllm.yaml --jobs 1
+	@echo "Accuracy table: results/easy-math-vllm/accuracy.csv; plots: results/easy-math-vllm/plots/"
 
 # `sal warm-start`: the jobs' sal steps fork from one process that has imported torch and
 # transformers, instead of importing them once per job (docs/architecture.md, "Warm starts").

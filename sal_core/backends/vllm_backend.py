@@ -129,7 +129,11 @@ class VLLMBackend(GenerationBackend):
         results: list[Any] = []
         if call.prepared:
             prompts, params = engine_inputs(self._vllm, call)
-            results = self.llm.generate(prompts, params, use_tqdm=True)
+            try:
+                results = self.llm.generate(prompts, params, use_tqdm=True)
+            except RuntimeError as err:  # the engine died (EngineDeadError), its cause logged above
+                cause = one_line(err.__cause__ or err)
+                raise ModelError(f"model.path {self.settings.path}: vLLM's engine failed ({cause})") from err
         return map_outputs(call, results)
 
     def counters(self) -> dict[str, float]:
