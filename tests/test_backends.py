@@ -3,7 +3,6 @@ counts, determinism and request order. The vLLM adapter's engine test needs a GP
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import time
@@ -198,23 +197,6 @@ def test_vllm_output_mapping(finish: str, stop_reason, expected: str) -> None:
 def test_vllm_mapping_rejects_unfinished() -> None:
     with pytest.raises(ModelError, match="finish_reason"):
         to_generation_output("", [], None, None)
-
-
-def _vllm_ready() -> bool:
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _vllm_ready(), reason="needs vllm installed and a CUDA GPU")
-def test_vllm_backend_generates(smollm2_path: Path) -> None:
-    vllm_backend = load_backend(settings(smollm2_path, backend="vllm", max_model_len=2048, gpu_memory_utilization=0.3))
-    prompt = build_prompt(vllm_backend.tokenizer, "What is 2 + 3?", "", None)
-    outs = vllm_backend.generate(
-        [greedy(prompt, max_tokens=40), greedy(prompt, max_tokens=3), greedy(prompt, max_tokens=40, stop=("+",))]
-    )
-    assert "5" in outs[0].text and outs[0].finish_reason == "eos"
-    assert outs[1].finish_reason == "length" and outs[1].num_tokens == 3
-    assert outs[2].finish_reason == "stop" and outs[2].text.endswith("+")
 
 
 @pytest.mark.slow
