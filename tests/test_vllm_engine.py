@@ -170,3 +170,12 @@ def test_killed_job_leaves_no_engine_process(tiny_model_path: Path, tmp_path: Pa
     alive = [p for p in seen if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"left running: {[p.name() for p in alive]}"
     assert not out.exists()
+
+
+@needs_engine
+def test_model_vllm_cannot_load_is_one_line(tmp_path: Path) -> None:
+    from sal_core.errors import ModelError
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "no-such-model", "architectures": ["Nope"]}))
+    with pytest.raises(ModelError, match=r"^model\.path .*: vLLM cannot load it \(.*\)$"):
+        VLLMBackend(ModelSettings(name="broken", path=str(tmp_path), backend="vllm"))
