@@ -129,6 +129,12 @@ def test_concurrent_requests_are_batched_together(server, remote) -> None:
         ({"model": "tiny", "prompt": []}, 400, "empty"),
         ({"model": "tiny", "prompt": "x", "max_tokens": 0}, 400, "max_tokens"),
         ({"model": "tiny", "prompt": "x", "temperature": "hot"}, 400, "temperature"),
+        # sampling fields sal serve does not implement: refused unless neutral, never silently ignored
+        ({"model": "tiny", "prompt": "x", "top_k": 1}, 400, "top_k: sal serve samples without it"),
+        ({"model": "tiny", "prompt": "x", "repetition_penalty": 2.0}, 400, "repetition_penalty"),
+        ({"model": "tiny", "prompt": "x", "min_p": 0.1}, 400, "min_p"),
+        ({"model": "tiny", "prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty"),
+        ({"model": "tiny", "prompt": "x", "frequency_penalty": -1}, 400, "frequency_penalty"),
     ],
 )
 def test_malformed_requests_get_a_clear_4xx(server, body: dict, status: int, words: str) -> None:
@@ -159,3 +165,23 @@ def test_generate_job_through_the_server_equals_in_process(server, model_setting
         frames[name] = read_table(generate_shard(problems, 0, 2, job, tmp_path / f"{name}.parquet", servers(server)))
     columns = ["problem_id", "completions", "completion_tokens", "finish_reasons"]
     pd.testing.assert_frame_equal(frames["local"][columns], frames["served"][columns])
+
+
+def test_every_sampling_field_is_sent_at_its_neutral_value() -> None:
+    """A server fills a field a request leaves unset from its own defaults (vllm serve: the model's
+    generation_config.json); search-and-learn's SamplingParams leave all of these neutral."""
+    from sal_core.backends.openai_backend import completion_arguments
+
+    kwargs = completion_arguments("tiny", GenerationRequest("x", 0.8, seed=3), [1, 2], 10)
+    assert {k: kwargs[k] for k in ("presence_penalty", "frequency_penalty")} == {
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+    }
+    assert kwargs["extra_body"] == {
+        "include_stop_str_in_output": True, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0
+    }  # fmt: skip
+
+
+def test_neutral_values_are_accepted(server) -> None:
+    body = {"model": "tiny", "prompt": "x", "max_tokens": 2, "top_k": -1, "min_p": 0, "repetition_penalty": 1}
+    assert httpx.post(f"{server['url']}/v1/completions", json=body).status_code == 200

@@ -87,9 +87,14 @@ def test_a_vllm_entry_is_served_by_vllm_serve_with_its_settings(tiny_model_path:
     ]
     assert argv[argv.index("--") + 1 :] == vllm_command(ModelSettings(name="qwen", **entry))
     assert vllm_command(ModelSettings(name="qwen", **entry)) == [
-        "vllm", "serve", str(tiny_model_path), "--served-model-name", "qwen", "--max-model-len", "1024",
-        "--dtype", "auto", "--gpu-memory-utilization", "0.9", "--tensor-parallel-size", "2", "--enable-prefix-caching",
+        "vllm", "serve", str(tiny_model_path), "--served-model-name", "qwen", "--generation-config", "vllm",
+        "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9", "--max-model-len", "1024",
+        "--enable-prefix-caching", "--dtype", "auto", "--no-enforce-eager", "--seed", "0",
     ]  # fmt: skip
+    # on vLLM's CPU build: the CPU engine's defaults (backends.vllm_engine), the same flags otherwise
+    cpu = vllm_command(ModelSettings(name="qwen", **entry), cpu=True)
+    assert cpu[cpu.index("--gpu-memory-utilization") + 1] == "0.2" and "--enforce-eager" in cpu
+    assert "--no-enable-chunked-prefill" in cpu and cpu[cpu.index("--dtype") + 1] == "float32"
 
 
 def test_announce_writes_the_service_file_once_the_server_answers(tiny_model_path: Path, tmp_path: Path) -> None:

@@ -98,7 +98,8 @@ def test_with_servers_hands_keys_through_the_environment_only(tiny_model_path: P
     entries = {"models": {"v": {"path": str(tiny_model_path), "backend": "vllm"}, "t": {"path": str(tiny_model_path)}}}
     entries["prms"] = {"j": {"type": "rlhflow", "path": str(tiny_model_path)}}
     specs = {spec.name: spec for spec in server_specs(entries, ["v", "t", "j"])}
-    assert specs["v"].env(KEY) == {"VLLM_API_KEY": KEY}  # vllm serve reads it; --api-key would show in ps
+    # vllm serve reads it (--api-key would show in ps), and is told not to report usage over the network
+    assert specs["v"].env(KEY) == {"VLLM_API_KEY": KEY, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     assert specs["t"].env(KEY) == specs["j"].env(KEY) == {"SAL_API_KEY": KEY}
     for spec in specs.values():
         argv = spec.argv("svc.json", host="0.0.0.0")

@@ -47,6 +47,14 @@ def finish_reason(
     return "stop" if any(text.endswith(s) for s in stops) else "eos"
 
 
+#: every other sampling field a server could fill from its own defaults (vllm serve: the model's
+#: generation_config.json, unless started with --generation-config vllm), sent at its neutral value,
+#: as search-and-learn's SamplingParams leave them: the OpenAI API's own fields ...
+NEUTRAL_OPENAI: dict[str, float] = {"presence_penalty": 0.0, "frequency_penalty": 0.0}
+#: ... and vLLM's extra ones (top_k 0: off, as vLLM >= 0.32 spells it; older releases also took -1)
+NEUTRAL_EXTRA: dict[str, float] = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
 def completion_arguments(model: str | None, request: GenerationRequest, ids: list[int], budget: int) -> dict[str, Any]:
     """Keyword arguments of `client.completions.create` for one request (token-id prompt, one sample)."""
     kwargs: dict[str, Any] = {
@@ -56,7 +64,8 @@ def completion_arguments(model: str | None, request: GenerationRequest, ids: lis
         "temperature": request.temperature,
         "top_p": request.top_p,
         "n": 1,
-        "extra_body": {"include_stop_str_in_output": True},
+        **NEUTRAL_OPENAI,
+        "extra_body": {"include_stop_str_in_output": True, **NEUTRAL_EXTRA},
     }
     if request.stop:
         kwargs["stop"] = list(request.stop)

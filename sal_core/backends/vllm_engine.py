@@ -134,3 +134,32 @@ def engine_counters(llm: Any) -> dict[str, float]:
         if name in totals and hasattr(metric, "value"):
             totals[name] += float(metric.value)
     return totals
+
+
+def expect_cpu_build() -> bool:
+    """Whether vLLM on this machine is its CPU build, without importing it: no NVIDIA GPU visible (the
+    rule `make vllm-env` installs by)."""
+    import shutil
+
+    return shutil.which("nvidia-smi") is None
+
+
+def serve_arguments(settings: ModelSettings, cpu: bool) -> list[str]:
+    """`vllm serve`'s options for a `backend: vllm` entry: the in-process engine's arguments as flags,
+    and `--generation-config vllm`, so the server samples with what each request sends and not with
+    defaults from the model's generation_config.json (search-and-learn's offline `LLM.generate` with
+    explicit SamplingParams applies none). On a GPU the dtype stays as configured (the host that
+    launches a Slurm server job may have no GPU to resolve `auto` by)."""
+    kwargs = engine_kwargs(settings, prm_in_process=False, cpu=cpu)
+    kwargs.pop("model")
+    kwargs.pop("disable_log_stats")
+    if not cpu:
+        kwargs["dtype"] = settings.dtype
+    argv = ["--served-model-name", settings.name, "--generation-config", "vllm"]
+    for key, value in kwargs.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        else:
+            argv += [flag, str(value)]
+    return argv

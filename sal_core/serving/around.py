@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sal_core.backends.gpu_memory import ALONE
+from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.errors import ConfigError, ServerError
 from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
@@ -46,14 +46,10 @@ LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING")
 STOP_WAIT = 60.0
 
 
-def vllm_command(settings: ModelSettings) -> list[str]:
-    """`vllm serve` for a `backend: vllm` entry, with the settings the in-process engine would use."""
-    argv = ["vllm", "serve", settings.path, "--served-model-name", settings.name]
-    argv += ["--max-model-len", str(settings.max_model_len), "--dtype", settings.dtype]
-    argv += ["--gpu-memory-utilization", str(settings.gpu_memory_utilization or ALONE)]
-    if settings.tensor_parallel_size:
-        argv += ["--tensor-parallel-size", str(settings.tensor_parallel_size)]
-    return argv + ["--enable-prefix-caching" if settings.enable_prefix_caching else "--no-enable-prefix-caching"]
+def vllm_command(settings: ModelSettings, cpu: bool = False) -> list[str]:
+    """`vllm serve` for a `backend: vllm` entry, with the settings the in-process engine would use
+    (backends.vllm_engine; `cpu`: vLLM's CPU build serves it)."""
+    return ["vllm", "serve", settings.path, *serve_arguments(settings, cpu)]
 
 
 @dataclass(frozen=True)
@@ -72,15 +68,18 @@ class ServerSpec:
         if self.kind == "vllm":
             where = ["--service-file", str(service_file), *(["--host", host] if host else [])]
             announce = [sys.executable, "-m", "sal_core.cli", "announce", *where, "--"]
-            return announce + vllm_command(self.settings)  # type: ignore[arg-type]
+            # a server job (--sbatch, host given) runs on a GPU node; here, vLLM is whichever build is installed
+            cpu = host is None and expect_cpu_build()
+            return announce + vllm_command(self.settings, cpu)  # type: ignore[arg-type]
         flag = "--model" if self.kind == "serve" else "--prm"
         args = [flag, json.dumps(asdict(self.settings)), "--api-key-env", RUN_KEY_ENV]
         return sal_argv(self.kind, args, service_file, host)
 
     def env(self, key: str) -> dict[str, str]:
         """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
-        `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show)."""
-        return {"VLLM_API_KEY": key} if self.kind == "vllm" else {RUN_KEY_ENV: key}
+        `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show); vLLM also its opt-outs of
+        usage reporting."""
+        return {"VLLM_API_KEY": key, **NO_TRACKING} if self.kind == "vllm" else {RUN_KEY_ENV: key}
 
 
 def server_specs(config: dict[str, Any], names: Sequence[str]) -> list[ServerSpec]:

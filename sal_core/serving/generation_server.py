@@ -1,7 +1,9 @@
 """`sal serve`: the transformers generation backend behind the OpenAI completions API.
 
     POST /v1/completions  {"model", "prompt": text | [text] | token ids | [token ids], "max_tokens",
-                           "temperature", "top_p", "seed", "stop", "include_stop_str_in_output", "n": 1}
+                           "temperature", "top_p", "seed", "stop", "include_stop_str_in_output", "n": 1,
+                           top_k / min_p / repetition_penalty / presence_penalty / frequency_penalty at their
+                           neutral values only: 400 naming the field otherwise}
     GET /health, /v1/models, /v1/info (see app.py)
 
 The answer follows vLLM's: `finish_reason` is "length" or "stop", and `stop_reason` is the stop
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.openai_backend import NEUTRAL_EXTRA, NEUTRAL_OPENAI
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ConfigError
 from sal_core.serving.app import HTTPError, check_model_name, create_app, model_card, run_batched, serve_loaded
@@ -48,9 +51,20 @@ class CompletionRequest(BaseModel):
     logprobs: int | None = None
     best_of: int | None = None
     include_stop_str_in_output: bool = False
+    # sampling fields sal serve does not implement: accepted at their neutral values only (the openai
+    # backend sends them all, so a vLLM server cannot fill them from a model's defaults)
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
 
 
 def refuse_unsupported(request: CompletionRequest) -> None:
+    for name, neutral in {**NEUTRAL_OPENAI, **NEUTRAL_EXTRA}.items():
+        value = getattr(request, name)
+        if value is not None and value != neutral and not (name == "top_k" and value == -1):
+            raise HTTPError(400, f"{name}: sal serve samples without it; send {neutral} (its neutral value) or omit it")
     for name, bad in (
         ("n", request.n != 1),
         ("best_of", request.best_of not in (None, 1)),
