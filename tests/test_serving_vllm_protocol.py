@@ -1,6 +1,6 @@
-"""The server clients against vLLM's own protocol classes (vLLM 0.33; runs only where vLLM is installed,
-e.g. the environment of `make vllm-env`): the requests we send validate as vLLM's request models, and
-answers vLLM builds are read the way we mean them."""
+"""The server clients against vLLM's own protocol classes (runs only where vLLM is installed: `make
+test-vllm`, in the environment of `make vllm-env`): the requests we send validate as vLLM's request
+models, and answers vLLM builds are read the way we mean them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 vllm_pooling = pytest.importorskip("vllm.entrypoints.pooling.pooling.protocol")
 vllm_completion = pytest.importorskip("vllm.entrypoints.openai.completion.protocol")
 vllm_engine = pytest.importorskip("vllm.entrypoints.serve.engine.protocol")
+pytestmark = pytest.mark.vllm
 
 from openai.types import Completion, Model  # noqa: E402
 
