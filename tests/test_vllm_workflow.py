@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -54,3 +56,34 @@ def test_demo_vllm_config_layers_over_the_default() -> None:
     assert overlay == {"dataset": {"name": "easy-math-vllm"}, "models": {"smollm2-135m": {"backend": "vllm"}}}
     default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert "smollm2-135m" in default["models"] and default["dataset"]["name"] != "easy-math-vllm"
+
+
+def test_grid_runs_through_vllm_serve_started_by_with_servers(tmp_path: Path, smollm2_path: Path) -> None:
+    """`sal with-servers` starts a real `vllm serve` for the policy (a `backend: vllm` entry) and the
+    grid's generate jobs reach it through `backend: openai`, with the run's key and no other."""
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    base["dataset"].update(name="wf", limit=2, shard_size=2)
+    base["approaches"] = {"bon": base["approaches"]["bon"]}
+    base["samplings"] = {"t0.8": base["samplings"]["t0.8"]}
+    base["seeds"] = [0]
+    serving = {**base, "models": {"smollm2-135m": {**base["models"]["smollm2-135m"], "backend": "vllm"}}}
+    model = {**base["models"]["smollm2-135m"], "backend": "openai", "served_model": "smollm2-135m"}
+    model.pop("batch_size")
+    served = {**base, "models": {"smollm2-135m": model}}
+    served["servers"] = {"smollm2-135m": {"service_file": "services/smollm2-135m.json"}}
+    workdir = tmp_path / "wf"
+    workdir.mkdir()
+    (workdir / "serving.yaml").write_text(yaml.safe_dump(serving, sort_keys=False))
+    write_config(workdir, served)
+    shutil.copytree(smollm2_path, workdir / "resources" / "models" / "smollm2-135m-instruct")
+    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    snakemake_argv = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", "."]
+    snakemake_argv += ["--configfile", "config.yaml", "--cores", "2", "--show-failed-logs"]
+    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", "serving.yaml"]
+    argv += ["--serve", "smollm2-135m", "--timeout", "600", "--", *snakemake_argv]
+    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = pd.read_csv(workdir / "results/wf/accuracy.csv")
+    assert set(table["approach"]) == {"bon"}
+    assert "vllm" in (workdir / "logs" / "servers" / "smollm2-135m.log").read_text().lower()
