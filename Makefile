@@ -79,11 +79,11 @@ endif
 test-vllm: $(VLLM_STAMP)
 	$(VLLM_BIN)/python -m pytest -ra -m vllm
 
-# The embedded default with its policy on vLLM's engine (config/vllm.yaml over config/config.yaml),
+# The embedded default with its policy on vLLM's engine (config/overlays/vllm.yaml over config/config.yaml),
 # under its own dataset name: results/easy-math-vllm/. One job at a time: each engine takes its
 # own share of memory and binds its own cores.
 demo-vllm: $(VLLM_STAMP)
-	$(VLLM_BIN)/snakemake --configfile config/config.yaml config/vllm.yaml --jobs 1
+	$(VLLM_BIN)/snakemake --configfile config/config.yaml config/overlays/vllm.yaml --jobs 1
 	@echo "Accuracy table: results/easy-math-vllm/accuracy.csv; plots: results/easy-math-vllm/plots/"
 
 # `sal warm-start`: the jobs' sal steps fork from one process that has imported torch and

@@ -8,12 +8,17 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sal_core.backends import load_backend
 from sal_core.backends.vllm_engine import CPU_BATCHED_TOKENS, CPU_SHARE, engine_kwargs
 from sal_core.errors import ConfigError, ModelError
 from sal_core.settings.build import to_json
+from sal_core.settings.check import check_config
 from sal_core.settings.jobs import ModelSettings
+
+REPO = Path(__file__).resolve().parent.parent
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def model(folder: Path, **kw) -> ModelSettings:
@@ -57,3 +62,15 @@ def test_enforce_eager_stays_out_of_a_jobs_settings_at_its_default(tmp_path: Pat
 def test_vllm_missing_names_the_environment_to_build(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match=r"model\.backend vllm: vLLM is not installed .*make vllm-env"):
         load_backend(model(tmp_path))
+
+
+def test_demo_vllm_config_layers_over_the_default() -> None:
+    """config/overlays/vllm.yaml changes the dataset's name and the policy's engine, nothing else."""
+    overlay = yaml.safe_load((REPO / "config" / "overlays" / "vllm.yaml").read_text())
+    assert overlay == {"dataset": {"name": "easy-math-vllm"}, "models": {"smollm2-135m": {"backend": "vllm"}}}
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert "smollm2-135m" in default["models"] and default["dataset"]["name"] != "easy-math-vllm"
+    default["dataset"].update(overlay["dataset"])
+    default["models"]["smollm2-135m"].update(overlay["models"]["smollm2-135m"])
+    grid = check_config(default, SCHEMA)
+    assert {run.job.model.backend for run in grid.runs} == {"vllm"}

@@ -22,11 +22,11 @@ pytestmark = pytest.mark.vllm
 
 
 def test_grid_runs_on_vllm_and_charges_what_the_engine_generated(tmp_path: Path, smollm2_path: Path) -> None:
-    """The embedded default with config/vllm.yaml, cut to one shard of 2 problems, one sampling, one
+    """The embedded default with config/overlays/vllm.yaml, cut to one shard of 2 problems, one sampling, one
     seed and beam search at n=2 (SmolLM2: vLLM's CPU attention takes no heads under 32 dimensions,
     the tiny random model's have 16)."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    for key, part in yaml.safe_load((REPO / "config" / "vllm.yaml").read_text()).items():
+    for key, part in yaml.safe_load((REPO / "config" / "overlays" / "vllm.yaml").read_text()).items():
         for name, value in part.items():
             config[key][name] = {**config[key][name], **value} if isinstance(value, dict) else value
     config["dataset"].update(name="wf", limit=2, shard_size=2)
@@ -48,14 +48,6 @@ def test_grid_runs_on_vllm_and_charges_what_the_engine_generated(tmp_path: Path,
         [line] = re.findall(r"engine counters: .*", text)
         generated, charged = re.search(r"(\d+) generated \(charged: (\d+)", line).groups()
         assert generated == charged and "MISMATCH" not in line, log
-
-
-def test_demo_vllm_config_layers_over_the_default() -> None:
-    """config/vllm.yaml changes the dataset's name and the policy's engine, nothing else."""
-    overlay = yaml.safe_load((REPO / "config" / "vllm.yaml").read_text())
-    assert overlay == {"dataset": {"name": "easy-math-vllm"}, "models": {"smollm2-135m": {"backend": "vllm"}}}
-    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert "smollm2-135m" in default["models"] and default["dataset"]["name"] != "easy-math-vllm"
 
 
 def test_grid_runs_through_vllm_serve_started_by_with_servers(tmp_path: Path, smollm2_path: Path) -> None:
