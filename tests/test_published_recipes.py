@@ -26,10 +26,18 @@ def _trains_a_prm(path: Path) -> bool:
     return any("train" in prm for prm in (yaml.safe_load(path.read_text()).get("prms") or {}).values())
 
 
+def _cpu_only(path: Path) -> bool:
+    """Every model built on the spot (`prepare:`, SmolLM2 from its wheel): a CPU experiment of this
+    project's own (vllm_vs_transformers.yaml), not a published recipe."""
+    models = (yaml.safe_load(path.read_text()).get("models") or {}).values()
+    return bool(models) and all("prepare" in model for model in models)
+
+
 # Configs of the learn loop (learn_cpu.yaml, prm_qwen_math.yaml) search with the PRM they train, and
 # learn_cpu.yaml with SmolLM2: their models and judges are theirs, not search-and-learn's search recipes
-# (prm_qwen_math.yaml's training recipe is checked in tests/test_config_learn.py).
-SEARCH_EXPERIMENTS = [path for path in EXPERIMENTS if not _trains_a_prm(path)]
+# (prm_qwen_math.yaml's training recipe is checked in tests/test_config_learn.py); CPU-only comparisons
+# of the engines are the project's own too.
+SEARCH_EXPERIMENTS = [path for path in EXPERIMENTS if not _trains_a_prm(path) and not _cpu_only(path)]
 
 
 def _grid(path: Path) -> tuple[dict, Grid]:
