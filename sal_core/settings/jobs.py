@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from sal_core.constants import (
@@ -146,6 +146,32 @@ class PRMSettings(ServedSettings, Settings):
         return json.dumps(self.identity(), sort_keys=True)
 
 
+#: SearchSettings keys left out of a job's identity at these defaults (added after grids were run)
+IDENTITY_DEFAULTS: dict[str, Any] = {
+    "temperature_layout": "blocks",
+    "sweeps": 1,
+    "reference_particles": 1,
+    "selection": "argmax",
+    "resampling": "multinomial",
+    "weight_temperature": 1.0,
+}
+PARTICLE_FILTERING = "particle_filtering"
+#: search keys that particle filtering has no use for: refused there unless at their defaults
+NOT_FOR_PARTICLES = (
+    "beam_width",
+    "filter_duplicates",
+    "sort_completed",
+    "keep_unfinished",
+    "stop",
+    "temperature_layout",
+)
+#: the search keys particle filtering reads besides its own
+PARTICLE_SEARCH_KEYS = ("max_tokens", "num_iterations", "lookahead", "stop_at_boxed", "aggregation")
+PARTICLE_KEYS = ("sweeps", "reference_particles", "selection", "resampling", "weight_temperature")
+SELECTIONS = ("argmax", "sample")
+RESAMPLINGS = ("multinomial", "systematic")
+
+
 @dataclass
 class SearchSettings(Settings):
     """One search method at one n with one temperature scheme and seed.
@@ -185,12 +211,25 @@ class SearchSettings(Settings):
     #: Best-of-N with temperature_ratios: "blocks" (hotncold's order) or "interleaved" (every first n in
     #: proportion, for first-n scoring); left out of the job's identity at "blocks"
     temperature_layout: str = "blocks"
+    #: particle filtering: n splits into `sweeps` sweeps of n / sweeps particles; more than one is
+    #: particle Gibbs (sal_core.search.particles)
+    sweeps: int = 1
+    #: particle Gibbs: the particles of one sweep carried into the next as references
+    reference_particles: int = 1
+    #: particle filtering: the returned answer, the highest-weight particle ("argmax") or one drawn by weight
+    selection: str = "argmax"
+    #: particle filtering: how particles are resampled by weight at each step
+    resampling: str = "multinomial"
+    #: particle filtering: the weights are softmax(score / weight_temperature)
+    weight_temperature: float = 1.0
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide the results; `temperature_layout` only when not the default."""
+        """The settings that decide the results; `temperature_layout` and the particle keys only when
+        not at their defaults (so a grid from before them reruns nothing)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        if self.temperature_layout == "blocks":
-            data.pop("temperature_layout")
+        for key, default in IDENTITY_DEFAULTS.items():
+            if data[key] == default:
+                data.pop(key)
         return data
 
     @property
@@ -216,15 +255,46 @@ class SearchSettings(Settings):
             raise ConfigError(
                 f"{where}.stop: non-empty strings, for best_of_n only (beam search and DVTS end steps at blank lines)"
             )
+        self._validate_particles(where)
         if self.guided:
             require_at_least(self.beam_width, 1, f"{where}.beam_width")
-            if self.n % self.beam_width:
+            if self.method != PARTICLE_FILTERING and self.n % self.beam_width:
                 raise ConfigError(
                     f"{where}.n: {self.n} is not a multiple of beam_width {self.beam_width} "
                     f"({self.method} needs n / beam_width whole beams)"
                 )
             require_at_least(self.num_iterations, 1, f"{where}.num_iterations")
             require_at_least(self.lookahead, 0, f"{where}.lookahead")
+
+    def _validate_particles(self, where: str) -> None:
+        """Particle keys only for particle filtering, and there the budget splits into whole sweeps of
+        at least `reference_particles` particles; the beam keys that do not apply to it are refused."""
+        if self.method != PARTICLE_FILTERING:
+            for key in PARTICLE_KEYS:
+                if getattr(self, key) != IDENTITY_DEFAULTS[key]:
+                    raise ConfigError(f"{where}.{key}: for particle_filtering only")
+            return
+        for key in NOT_FOR_PARTICLES:
+            if getattr(self, key) != SEARCH_DEFAULTS[key]:
+                raise ConfigError(
+                    f"{where}.{key}: does not apply to particle_filtering "
+                    f"(its search keys: {', '.join(PARTICLE_SEARCH_KEYS)})"
+                )
+        require_at_least(self.sweeps, 1, f"{where}.sweeps")
+        if self.n % self.sweeps:
+            raise ConfigError(
+                f"{where}.sweeps: n {self.n} does not split into {self.sweeps} sweeps (n / sweeps particles each)"
+            )
+        require_at_least(self.reference_particles, 0, f"{where}.reference_particles")
+        if self.reference_particles > self.n // self.sweeps:
+            raise ConfigError(
+                f"{where}.reference_particles: {self.reference_particles} is more than the "
+                f"{self.n // self.sweeps} particles of a sweep (n {self.n} / sweeps {self.sweeps})"
+            )
+        require_one_of(self.selection, SELECTIONS, f"{where}.selection")
+        require_one_of(self.resampling, RESAMPLINGS, f"{where}.resampling")
+        if not self.weight_temperature > 0:
+            raise ConfigError(f"{where}.weight_temperature: must be > 0, got {self.weight_temperature}")
 
     def _validate_sampling(self, where: str) -> None:
         if not self.temperatures:
@@ -245,6 +315,20 @@ class SearchSettings(Settings):
             raise ConfigError(f"{where}.temperature_ratios: must be >= 0, got {ratios}")
         if not math.isclose(sum(ratios), 1.0, abs_tol=1e-6):
             raise ConfigError(f"{where}.temperature_ratios: must sum to 1, got {sum(ratios):g}")
+
+
+def _field_defaults(cls: type) -> dict[str, Any]:
+    """Each field's default value (default_factory called), for the fields that have one."""
+    defaults = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults
+
+
+SEARCH_DEFAULTS = _field_defaults(SearchSettings)
 
 
 @dataclass
