@@ -13,7 +13,8 @@ search's scores). How each method is charged at n:
 - DVTS: the k = n / beam_width subtrees used, all their candidates and PRM reads (the default: k times
   the mean over all subtrees, finished or not; `sal`: the first k), plus the scoring PRM's reads of
   their completions;
-- beam search: the whole run (one run per n; its beams cannot be told apart).
+- beam search and particle filtering: the whole run (one run per n; its beams or particles cannot be
+  told apart), every sweep and resampled-away particle included, plus the scoring PRM's reads.
 
 Files without these columns (older runs, hand-made jsonl) give NaN, and figures fall back to the
 returned completions' tokens (`mean_tokens`).
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from sal_core.settings.jobs import ONE_RUN_PER_N
 
 #: metric columns, per problem and n: generated, PRM-read, and their sum (what accuracy_vs_tokens plots)
 SPEND_COLUMNS = ("generated_tokens", "prm_tokens", "compute_tokens")
@@ -70,7 +73,7 @@ class Spend:
 
     def at(self, method: str, n: int, width: int, first_n: bool) -> tuple[np.ndarray, np.ndarray]:
         """(generated, PRM-read) tokens per problem when the run is evaluated at n."""
-        if method == "beam_search":
+        if method in ONE_RUN_PER_N:
             return self.generated, self.prm + self.score_prm
         if method == "dvts":
             return self._subtrees(max(n // max(width, 1), 1), first_n)

@@ -22,6 +22,7 @@ from sal_core.evaluation.grading import NO_ANSWER, grade_all, last_boxed
 from sal_core.evaluation.levels import level_sort_key, normalise_level
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.settings.build import option, require_at_least, require_one_of
+from sal_core.settings.jobs import PARTICLE_FILTERING
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 RUN_KEYS = ("dataset", "model", "approach", "method", "sampling", "seed", "prm")
@@ -82,6 +83,7 @@ class Graded:
     levels: list[str | None]
     timeouts: np.ndarray  # per problem: timed-out checks
     spend: Spend | None = None  # per problem: everything the run generated and its PRMs read
+    selected: np.ndarray | None = None  # per problem: the method's own choice (particle filtering), -1: none
 
 
 def read_run_keys(path: str | Path, overrides: Mapping[str, object | None]) -> dict[str, str]:
@@ -164,7 +166,20 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
     groups[~valid] = -1  # padding never shares a group with a real completion
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * num
     timeouts = np.array([g.timeouts for g in grades], dtype=np.int64)
-    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts, Spend.read(frame))
+    selected = read_selected(frame, lengths, path)
+    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts, Spend.read(frame), selected)
+
+
+def read_selected(frame: pd.DataFrame, lengths: list[int], path: Path) -> np.ndarray | None:
+    """Each problem's selected completion (particle filtering's `selected` column), or None without one."""
+    if "selected" not in frame.columns:
+        return None
+    picked = pd.to_numeric(frame["selected"], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
+    bad = [p for p, (i, size) in enumerate(zip(picked, lengths, strict=True)) if i >= size]
+    if bad:
+        pid = frame["problem_id"].iloc[bad[0]]
+        raise ShardError(f"{path}: problem {pid!r} selects completion {picked[bad[0]]} of {lengths[bad[0]]}")
+    return picked
 
 
 def _group_size(graded: Graded) -> int:
@@ -244,6 +259,8 @@ def _credit_matrix(
         if by_budget
         else votes.n_values(int(counts.max()), method, _group_size(graded))
     )
+    if method == PARTICLE_FILTERING and str(keys.get("n", "")).isdigit():
+        sizes = [int(keys["n"])]  # n is the budget: particle Gibbs returns n / sweeps particles, all of them used
     labels, per_problem, spent = [], [], []
     for n in sizes:
         columns = {"mean_tokens": np.minimum(n, counts) * graded.mean_tokens}
@@ -257,6 +274,8 @@ def _credit_matrix(
         else:
             credit = votes.subsampled_accuracy(graded.classes, graded.scores, orders, n, num_classes)
         credit[PASS_AT_K] = votes.pass_at_k(correct, counts, n)
+        if graded.selected is not None:
+            credit[votes.SELECTED] = votes.selected_credit(graded.classes, graded.selected)
         for vote, values in credit.items():
             labels.append((n, vote))
             per_problem.append(values)

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from sal_core.settings.jobs import ONE_RUN_PER_N
+
+#: the vote column of a method's own choice of answer (particle filtering's selected particle)
+SELECTED = "selected"
 #: class id of padding past a problem's last completion (a completion without an answer is
 #: sal_core.evaluation.grading.NO_ANSWER = -1)
 PAD = -2
@@ -123,6 +127,14 @@ def group_budgets(run_n: int, group_size: int) -> list[int]:
     return [*sizes, run_n]
 
 
+def selected_credit(classes: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Per-problem credit [P] of a method's own choice (particle filtering's selected particle):
+    1 when completion `selected[p]` is correct; a problem without a choice (-1) earns 0."""
+    rows = np.arange(len(selected))
+    chosen = classes[rows, np.clip(selected, 0, classes.shape[1] - 1)]
+    return ((selected >= 0) & (chosen == 0)).astype(float)
+
+
 def pass_at_k(num_correct: np.ndarray, num_samples: np.ndarray, k: int) -> np.ndarray:
     """Unbiased pass@k per problem (Chen et al. 2021): 1 - C(N-c, k) / C(N, k), in its stable product form."""
     out = np.empty(len(num_correct))
@@ -151,12 +163,13 @@ def bootstrap_ci(
 
 
 def n_values(num_samples: int, method: str, group_size: int = 1) -> list[int]:
-    """Subsample sizes evaluated: powers of two up to N, plus N; beam search only its own N.
+    """Subsample sizes evaluated: powers of two up to N, plus N; beam search and particle filtering
+    only their own N (a run per n).
 
     Grouped runs (DVTS) start at one whole group: a DVTS run of fewer completions than its beam
     width does not exist, so such subsamples are not reported.
     """
-    if method == "beam_search":
+    if method in ONE_RUN_PER_N:
         return [num_samples]
     sizes = []
     n = 1

@@ -30,6 +30,9 @@ RESULT_COLUMNS = ["completions", "completion_tokens", "temperatures", "groups", 
 COMPUTE_COLUMNS = ["generated_tokens", "prm_tokens"]
 #: DVTS only: the same per subtree, so evaluation can charge a budget of fewer subtrees
 SUBTREE_COLUMNS = ["subtree_tokens", "subtree_prm_tokens"]
+#: particle filtering only: each final particle's weight, the index of the selected one, and the
+#: effective sample size after each step (one list per sweep)
+PARTICLE_COLUMNS = ["weights", "selected", "ess"]
 
 
 def parse_job(text: str) -> GenerateJob:
@@ -54,8 +57,26 @@ def completion_rows(problems: pd.DataFrame, results: list[SearchResult], with_sc
             row["search_scores"] = [list(s) for s in result.search_scores or []]
         if result.subtree_tokens is not None:
             row.update({column: [int(t) for t in getattr(result, column) or []] for column in SUBTREE_COLUMNS})
+        if getattr(result, "weights", None) is not None:
+            row.update(particle_columns(result))
         rows.append(row)
     return rows
+
+
+def particle_columns(result: SearchResult) -> dict[str, Any]:
+    """A particle filtering result's PARTICLE_COLUMNS: one weight per returned particle (duplicates
+    included), the selected particle's index, the ESS after each step of each sweep."""
+    weights = [float(w) for w in result.weights]
+    if len(weights) != len(result.completions):
+        raise RuntimeError(f"{len(weights)} particle weights for {len(result.completions)} completions")
+    selected = result.selected
+    if selected is None or not 0 <= selected < len(weights):
+        raise RuntimeError(f"selected particle {selected} is not one of the {len(weights)} returned")
+    return {
+        "weights": weights,
+        "selected": int(selected),
+        "ess": [[float(e) for e in sweep] for sweep in result.ess or []],
+    }
 
 
 def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:

@@ -1,8 +1,9 @@
 """The experiment grid: every run a config asks for, validated before any job starts.
 
 The Snakefile imports this module at parse time. A run is one model × approach (× n for beam
-search) × sampling × seed; its `run_id` is the `{run}` wildcard value. Best-of-N and DVTS run
-once at their largest n (evaluation subsamples smaller n); beam search runs once per n. For methods
+search and particle filtering) × sampling × seed; its `run_id` is the `{run}` wildcard value. Best-of-N
+and DVTS run once at their largest n (evaluation subsamples smaller n); beam search and particle
+filtering run once per n (a smaller run's beams or particles are not a subset of a larger one's). For methods
 guided by a PRM, the PRM's name is part of the run id, so two in-search PRMs never share a path.
 
 The guiding PRM is the approach's `prm`, else the model's `search_prm`, else the config's
@@ -25,7 +26,7 @@ from sal_core.paths import prepared_model, trained_prm
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
-from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.settings.jobs import ONE_RUN_PER_N, GenerateJob, ModelSettings, PRMSettings, SearchSettings
 from sal_core.settings.learn import Learn, build_learn, trained_entry
 
 #: approach names carry no dot: the run id appends `.{prm}` to them
@@ -315,7 +316,7 @@ def _approach_runs(
     approach: str, method: str, ns: list[int], prm: Any, prm_key: str, prms: dict[str, PRMSettings]
 ) -> list[tuple[str, int, str | None]]:
     """(run id, n, in-search PRM) for each run of one approach and model: Best-of-N and DVTS once at
-    their largest n, beam search once per n; guided run ids end in `.{prm}` (`prm_key`: the config
+    their largest n, beam search and particle filtering once per n; guided run ids end in `.{prm}` (`prm_key`: the config
     key that named the PRM, for errors)."""
     where = f"approaches.{approach}"
     if method not in GUIDED_METHODS:
@@ -323,6 +324,6 @@ def _approach_runs(
     if prm is None:
         raise ConfigError(f"{where}.prm: {method} needs a PRM (set `search_prm` or `{where}.prm`)")
     search_prm = _prm_name(prm, prm_key, prms)
-    if method == "beam_search":
+    if method in ONE_RUN_PER_N:
         return [(f"{approach}-n{n}.{search_prm}", n, search_prm) for n in sorted(set(ns))]
     return [(f"{approach}.{search_prm}", max(ns), search_prm)]

@@ -156,6 +156,8 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
     "weight_temperature": 1.0,
 }
 PARTICLE_FILTERING = "particle_filtering"
+#: methods whose run at n is not a subset of a run at a larger n: one run per n, evaluated at its own n only
+ONE_RUN_PER_N = ("beam_search", PARTICLE_FILTERING)
 #: search keys that particle filtering has no use for: refused there unless at their defaults
 NOT_FOR_PARTICLES = (
     "beam_width",
