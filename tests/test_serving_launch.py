@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from sal_core.cli import main
+from sal_core.errors import ConfigError
 from sal_core.serving.around import server_specs, vllm_command
 from sal_core.settings.jobs import ModelSettings
 
@@ -95,6 +96,37 @@ def test_a_vllm_entry_is_served_by_vllm_serve_with_its_settings(tiny_model_path:
     cpu = vllm_command(ModelSettings(name="qwen", **entry), cpu=True)
     assert cpu[cpu.index("--gpu-memory-utilization") + 1] == "0.2" and "--enforce-eager" in cpu
     assert "--no-enable-chunked-prefill" in cpu and cpu[cpu.index("--dtype") + 1] == "float32"
+
+
+def test_a_qwen_prm_entry_is_served_by_vllm_pooling_with_its_step_tag(tiny_model_path: Path, tmp_path: Path) -> None:
+    """`--serve-vllm NAME`: `vllm serve --runner pooling` with the entry's settings and the id of "<extra_0>"
+    in its own tokenizer (vLLM's default is the released vocabulary's 151651)."""
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "prm"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_path)
+    tokenizer.add_tokens(["<extra_0>"], special_tokens=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps({"max_position_embeddings": 256}))
+    entry = {"type": "qwen2.5-math", "path": str(folder), "max_length": 512}
+    models = {"tiny": {"path": str(tiny_model_path)}}
+    specs = server_specs(
+        {"models": models, "prms": {"qprm": entry, "judge": {"type": "rlhflow", "path": "org/judge"}}}, [], ["qprm"]
+    )
+    (spec,) = specs
+    argv = spec.argv("services/qprm.json")
+    assert spec.kind == "vllm-pooling" and spec.env("k")["VLLM_API_KEY"] == "k"
+    command = argv[argv.index("--") + 1 :]
+    assert command[:10] == ["vllm", "serve", str(folder), "--runner", "pooling", "--served-model-name", "qprm",
+                           "--trust-remote-code", "--max-model-len", "256"]  # fmt: skip
+    assert command[command.index("--pooler-config") + 1] == json.dumps({"step_tag_id": len(tokenizer) - 1})
+    with pytest.raises(ConfigError, match="--serve-vllm judge: vLLM's pooling API serves Qwen2.5-Math-PRM"):
+        server_specs({"models": models, "prms": {"judge": {"type": "rlhflow", "path": "org/judge"}}}, [], ["judge"])
+    with pytest.raises(ConfigError, match="--serve and --serve-vllm both name qprm"):
+        server_specs({"models": models, "prms": {"qprm": entry}}, ["qprm"], ["qprm"])
+    entry["path"] = str(tiny_model_path)  # a tokenizer without the step tag
+    with pytest.raises(ConfigError, match="has no <extra_0> token"):
+        server_specs({"models": models, "prms": {"qprm": entry}}, [], ["qprm"])
 
 
 def test_announce_writes_the_service_file_once_the_server_answers(tiny_model_path: Path, tmp_path: Path) -> None:

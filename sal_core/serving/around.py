@@ -2,17 +2,18 @@
 
 The servers serve the in-process entries of a workflow config: a `models:` entry with backend
 `transformers` runs `sal serve`, one with backend `vllm` runs `vllm serve` (through `sal announce`,
-which gives it a service file), a `prms:` entry runs `sal serve-prm`. Each is served under its entry's
-name, writes SERVICES/<name>.json once it answers, and logs to LOGS/<name>.log. On this machine they
-are child processes; with `--sbatch FLAGS` each is a Slurm job (`sbatch FLAGS --wrap ...`, listening
-on all interfaces, service files on the shared file system). Once all answer, the command runs; then
-every server is stopped (SIGTERM, or `scancel`), also when the command fails or is interrupted: the
-seed's hand-made cleanup job, done by the one command that needs the servers.
+which gives it a service file), a `prms:` entry runs `sal serve-prm`, or, named with `--serve-vllm`,
+`vllm serve --runner pooling` (Qwen2.5-Math-PRM, read by `api: vllm-pooling`; serving/vllm_prm.py). Each
+is served under its entry's name, writes SERVICES/<name>.json once it answers, and logs to
+LOGS/<name>.log. On this machine they are child processes; with `--sbatch FLAGS` each is a Slurm job
+(`sbatch FLAGS --wrap ...`, listening on all interfaces, service files on the shared file system). Once
+all answer, the command runs; then every server is stopped (SIGTERM, or `scancel`), also when the
+command fails or is interrupted: the seed's hand-made cleanup job, done by the one command that needs
+the servers.
 
-The servers are closed to strangers: each run makes a fresh random key, hands it to the servers and
-to the command through the environment only (RUN_KEY_ENV; `vllm serve` reads VLLM_API_KEY), never
-through a command line, a service file or a log, and the clients send it (serving/client.py).
-"""
+The servers are closed to strangers: each run makes a fresh random key, hands it to the servers and to
+the command through the environment only (RUN_KEY_ENV; `vllm serve` reads VLLM_API_KEY), never through a
+command line, a service file or a log, and the clients send it (serving/client.py)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_a
 from sal_core.errors import ConfigError, ServerError
 from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
+from sal_core.serving.vllm_prm import pooling_command
 from sal_core.settings.grid import model_placement, named_settings
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Slurm job states in which a server job may still come up
 LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING")
+#: the server kinds that are a `vllm serve` (behind `sal announce`)
+VLLM_KINDS = ("vllm", "vllm-pooling")
 #: seconds a stopped server job may take to leave the queue (Slurm's KillWait is 30 s by default)
 STOP_WAIT = 60.0
 
@@ -57,7 +61,7 @@ class ServerSpec:
     """One server to start: a models: or prms: entry of a workflow config, in process."""
 
     name: str
-    #: "serve" (transformers), "vllm", or "serve-prm"
+    #: "serve" (transformers), "vllm", "serve-prm", or "vllm-pooling" (a PRM behind `vllm serve`)
     kind: str
     settings: ModelSettings | PRMSettings
     #: the folder to build first (`prepare:` entries), and its prepare source
@@ -65,11 +69,13 @@ class ServerSpec:
 
     def argv(self, service_file: str | Path, host: str | None = None) -> list[str]:
         """The server's command line, writing `service_file` once it answers."""
-        if self.kind == "vllm":
+        if self.kind in VLLM_KINDS:
             where = ["--service-file", str(service_file), *(["--host", host] if host else [])]
             announce = [sys.executable, "-m", "sal_core.cli", "announce", *where, "--"]
             # a server job (--sbatch, host given) runs on a GPU node; here, vLLM is whichever build is installed
             cpu = host is None and expect_cpu_build()
+            if self.kind == "vllm-pooling":
+                return announce + pooling_command(self.settings, cpu, f"--serve-vllm {self.name}")  # type: ignore[arg-type]
             return announce + vllm_command(self.settings, cpu)  # type: ignore[arg-type]
         flag = "--model" if self.kind == "serve" else "--prm"
         args = [flag, json.dumps(asdict(self.settings)), "--api-key-env", RUN_KEY_ENV]
@@ -79,16 +85,24 @@ class ServerSpec:
         """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
         `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show); vLLM also its opt-outs of
         usage reporting."""
-        return {"VLLM_API_KEY": key, **NO_TRACKING} if self.kind == "vllm" else {RUN_KEY_ENV: key}
+        return {"VLLM_API_KEY": key, **NO_TRACKING} if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
 
 
-def server_specs(config: dict[str, Any], names: Sequence[str]) -> list[ServerSpec]:
-    """The servers for entries `names` of a workflow config, checked before anything starts."""
+def server_specs(config: dict[str, Any], names: Sequence[str], vllm_prms: Sequence[str] = ()) -> list[ServerSpec]:
+    """The servers for entries `names` of a workflow config, and for the PRM entries `vllm_prms`
+    behind `vllm serve`, checked before anything starts."""
+    if clash := set(names) & set(vllm_prms):
+        raise ConfigError(f"--serve and --serve-vllm both name {', '.join(sorted(clash))}: serve each entry once")
     prepared: dict[str, str] = {}
     prms = named_settings(config, "prms", PRMSettings, prepared, False)
     models = named_settings(model_placement(config)[0], "models", ModelSettings, prepared, True)
     entries = {**{n: ("serve-prm", s) for n, s in prms.items()}, **{n: ("serve", s) for n, s in models.items()}}
     specs = []
+    for name in vllm_prms:
+        if name not in prms:
+            raise ConfigError(f"--serve-vllm {name}: not an entry of the config's prms (those: {', '.join(prms)})")
+        pooling_command(prms[name], False, f"--serve-vllm {name}")  # refuses other families here
+        specs.append(ServerSpec(name, "vllm-pooling", prms[name]))
     for name in names:
         if name not in entries:
             raise ConfigError(
