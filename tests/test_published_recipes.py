@@ -19,7 +19,6 @@ from sal_core.settings.grid import Grid
 REPO = Path(__file__).resolve().parent.parent
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 EXPERIMENTS = sorted((REPO / "config" / "experiments").glob("*.yaml"))
-GRID_FILE = "math500.yaml"
 
 
 def _trains_a_prm(path: Path) -> bool:
@@ -48,13 +47,14 @@ def _grid(path: Path) -> tuple[dict, Grid]:
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_search_setting_agrees_with_the_published_recipe(path: Path) -> None:
     _, grid = _grid(path)
-    in_grid = path.name == GRID_FILE
     for run in grid.runs:
         search = run.job.search
+        in_grid = path.name == published.GRID_FILES[run.method]
         for value in published.SEARCH[run.method]:
             if value.scope == published.RECIPE or in_grid:
                 got = run.n if value.key == "n" else getattr(search, value.key)
-                want = value.value
+                departure = published.search_departure(path.name, run.method, value.key)
+                want = departure.ours if departure else value.value
                 ok = got in want if isinstance(want, list) and value.key == "n" else got == want
                 assert ok, f"{path.name}: {run.run_id} {value.key} = {got!r}, published {want!r} ({value.source})"
         if in_grid:
@@ -85,12 +85,31 @@ def test_every_model_is_prompted_and_judged_as_published(path: Path) -> None:
 
 
 def test_the_math500_grid_is_the_published_grid() -> None:
-    config, grid = _grid(REPO / "config" / "experiments" / GRID_FILE)
+    config, grid = _grid(REPO / "config" / "experiments" / published.GRID_FILES["best_of_n"])
     in_grid = {p for p, recipe in published.MODELS.items() if recipe.in_grid}
     assert {model.path for model in grid.models.values()} == in_grid
     assert sorted({r.seed for r in grid.runs}) == published.SEEDS.value
     assert config["dataset"]["path"] == published.DATASET.value
-    assert {r.method for r in grid.runs} == set(published.SEARCH)
+    assert {r.method for r in grid.runs} == set(published.SAL_METHODS)
+
+
+def test_the_particle_grid_is_the_papers_setting() -> None:
+    """math500_particles.yaml: the paper's policy and PRM on MATH-500, every budget, particle filtering only."""
+    config, grid = _grid(REPO / "config" / "experiments" / published.GRID_FILES["particle_filtering"])
+    assert {model.path for model in grid.models.values()} == {"Qwen/Qwen2.5-Math-1.5B-Instruct"}
+    assert {grid.prms[r.search_prm].path for r in grid.runs} == {published.QWEN_PRM}
+    assert {r.method for r in grid.runs} == {"particle_filtering"}
+    assert sorted(r.n for r in grid.runs if r.seed == 0) == published.SEARCH["particle_filtering"][0].value
+    assert config["dataset"]["path"] == published.DATASET.value
+
+
+def test_departures_name_real_search_keys() -> None:
+    """A departure from a search value names a method and key that the published recipe has."""
+    for d in published.DEPARTURES:
+        if "." in d.key and not d.key.startswith("PRM of"):
+            method, key = d.key.split(".", 1)
+            values = {v.key: v.value for v in published.SEARCH[method]}
+            assert values.get(key) == d.published, d
 
 
 def test_hnc_recipe_facts_and_the_sweeps_departures() -> None:

@@ -1,7 +1,8 @@
 """The published search-and-learn MATH-500 recipe as data: every value its runs used, with its source.
 
-Sources are files of huggingface/search-and-learn at commit 6f81cac (`SAL`) and, for the one model it
-does not run, BooMinSeong/hotncold at 7f943c9 (`HNC`). config/experiments/*.yaml must agree with
+Sources are files of huggingface/search-and-learn at commit 6f81cac (`SAL`), for the one model it
+does not run, BooMinSeong/hotncold at 7f943c9 (`HNC`), and for particle filtering the paper (Puri et al.
+2025, `PF`) and its code, its_hub (`ITS`). config/experiments/*.yaml must agree with
 these values (tests/test_published_recipes.py): RECIPE values in every experiment (they define how a
 model is prompted and judged and how the search behaves), GRID values in the MATH-500 grid
 (config/experiments/math500.yaml), which other experiments change on purpose (their n, token limits,
@@ -15,6 +16,10 @@ from typing import Any
 
 SAL = "SAL"
 HNC = "HNC"
+#: Red-Hat-AI-Innovation-Team/its_hub: the 1.2.0 wheel on PyPI (its_hub/core/algorithms/particle_gibbs.py)
+#: and scripts/benchmark.py at 13dee14, the paper's code (Puri et al. 2025, arXiv 2502.01618: `PF`)
+ITS = "ITS"
+PF = "PF"
 #: checked in every experiment config
 RECIPE = "recipe"
 #: checked in the MATH-500 grid only
@@ -63,7 +68,33 @@ SEARCH: dict[str, list[Value]] = {
         Value("stop_at_boxed", None, f"{SAL} src/sal/search/diverse_verifier_tree_search.py:134-137"),
         Value("keep_unfinished", True, f"{SAL} src/sal/search/diverse_verifier_tree_search.py:139-157"),
     ],
+    # the paper's particle filtering, as its_hub runs it on MATH-500 (its grid: math500_particles.yaml)
+    "particle_filtering": [
+        Value(
+            "n",
+            [1, 2, 4, 8, 16, 32, 64, 128],
+            f"{PF} MATH-500 scaling plots (budgets 1 to 128); {ITS} scripts/benchmark.py --budgets",
+            GRID,
+        ),
+        Value("num_iterations", 50, f"{ITS} scripts/benchmark.py init_algorithm (StepGeneration max_steps=50)", GRID),
+        Value(
+            "max_tokens", 2048, f"{SAL} src/sal/config.py:59 ({ITS} benchmark.py's --max_tokens has no default)", GRID
+        ),
+        Value("sweeps", 1, f"{ITS} particle_gibbs.py:503-525 (ParticleFiltering: ParticleGibbs with num_iterations=1)"),
+        Value("selection", "argmax", f"{ITS} particle_gibbs.py:512"),
+        Value("resampling", "multinomial", f"{ITS} particle_gibbs.py:513"),
+        Value("weight_temperature", 1.0, f"{ITS} particle_gibbs.py:66-76 (softmax of the inverse-sigmoid rewards)"),
+        Value("lookahead", 0, f"{ITS} particle_gibbs.py:441-444 (lookahead modulation not implemented)"),
+        Value("stop_at_boxed", True, f"{ITS} scripts/benchmark.py init_algorithm (stop_token='\\boxed')"),
+        Value(
+            "aggregation", "last", f"{ITS} scripts/benchmark.py --rm_agg_method model (the PRM's score of the prefix)"
+        ),
+    ],
 }
+#: the methods of search-and-learn's MATH-500 grid (math500.yaml); particle filtering has its own file
+SAL_METHODS = ("best_of_n", "beam_search", "dvts")
+#: the MATH-500 grid file of each method's paper
+GRID_FILES = {**dict.fromkeys(SAL_METHODS, "math500.yaml"), "particle_filtering": "math500_particles.yaml"}
 
 #: every method's sampling (`samplings.<name>`) and the seeds
 SAMPLING = [
@@ -91,6 +122,12 @@ MODELS: dict[str, ModelRecipe] = {
     ),
     "meta-llama/Llama-3.2-3B-Instruct": ModelRecipe(
         "sal-llama3", RLHFLOW, f"{SAL} src/sal/config.py:31,51; recipes/Llama-3.2-3B-Instruct/*.yaml:3"
+    ),
+    "Qwen/Qwen2.5-Math-1.5B-Instruct": ModelRecipe(
+        None,
+        QWEN_PRM,
+        f"{PF} Section 5 (Qwen2.5-Math-1.5B-Instruct guided by Qwen2.5-Math-PRM-7B); {ITS} scripts/benchmark.py",
+        in_grid=False,
     ),
     "Qwen/Qwen2.5-1.5B-Instruct": ModelRecipe(
         None, RLHFLOW, f"{SAL} src/sal/config.py:31; recipes/Qwen2.5-1.5B-Instruct/*.yaml:3-4"
@@ -128,6 +165,7 @@ class Departure:
 
 
 SWEEP = "hot_cold_sweep.yaml"
+PARTICLES_CPU = "particles_cpu.yaml"
 #: what config/experiments/hot_cold_sweep.yaml (and aime24.yaml, for its PRM) does differently from HNC's
 #: Qwen2.5-3B runs
 DEPARTURES = [
@@ -171,7 +209,28 @@ DEPARTURES = [
         f"{HNC} recipes/Qwen2.5-3B-Instruct/*.yaml:6-7",
         "12 temperatures x 6 seeds x 5 models: one n keeps the grid's cost bounded; Best-of-N at 64 is subsampled",
     ),
+    Departure(
+        PARTICLES_CPU,
+        "beam_search.beam_width",
+        4,
+        2,
+        f"{SAL} src/sal/config.py:63",
+        "every method at n = 2, 4, 8: beam search at n = 2 is one beam of width 2",
+    ),
+    Departure(
+        PARTICLES_CPU,
+        "dvts.beam_width",
+        4,
+        2,
+        f"{SAL} src/sal/config.py:63",
+        "DVTS evaluated at n = 2, 4, 8: budgets of 1, 2, 4 subtrees of width 2",
+    ),
 ]
+
+
+def search_departure(experiment: str, method: str, key: str) -> Departure | None:
+    """The departure of `experiment` from its method's published `key`, if it has one."""
+    return next((d for d in DEPARTURES if (d.experiment, d.key) == (experiment, f"{method}.{key}")), None)
 
 
 @dataclass(frozen=True)
@@ -220,7 +279,7 @@ def markdown_tables() -> str:
         lines.append(f"| `{path}` | `{prm.type}` | {batch} | `{prm.step_layout}` | {prm.source} |")
     lines += ["", "| HNC default | value | source |", "|---|---|---|"]
     lines += [f"| `{v.key}` | {_cell(v.value)} | {v.source} |" for v in HNC_VALUES]
-    lines += ["", "| experiment | setting | HNC | ours | why | source |", "|---|---|---|---|---|---|"]
+    lines += ["", "| experiment | setting | published | ours | why | source |", "|---|---|---|---|---|---|"]
     for d in DEPARTURES:
         lines.append(f"| `{d.experiment}` | {d.key} | {_cell(d.published)} | {_cell(d.ours)} | {d.why} | {d.source} |")
     return "\n".join(lines) + "\n"
