@@ -16,6 +16,11 @@ Reimplements `score()` of search-and-learn's `src/sal/utils/score.py` with the v
 - pass@k: the unbiased estimator over all N completions, a completion counting as correct when its
   canonical form equals the gold's (search-and-learn's `compute_pass_at_k`).
 
+Particle filtering, which search-and-learn does not run, is scored at its run's n only (one run per n,
+as the default protocol does: the first k particles of a run are no run at budget k), over all its final
+particles, duplicates included, with the same votes, and a `selected` vote: the particle the search
+itself chose, checked by the same rules.
+
 Every sympy step runs under `--timeout` (a timed-out grouping falls back to the stripped string, a
 timed-out check is "wrong", both counted in `timeouts`); a problem whose worker hangs in C code
 past a generous limit is re-run without sympy (string and number rules only), counted as a timeout.
@@ -40,6 +45,7 @@ from sal_core.evaluation.levels import normalise_level
 from sal_core.evaluation.sal_answers import extract_answer
 from sal_core.evaluation.sal_equal import _latex_to_sympy, _python_to_sympy, answers_equal, canonical_form
 from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.settings.jobs import PARTICLE_FILTERING
 
 
 def sal_sizes(num_samples: int) -> list[int]:
@@ -60,6 +66,8 @@ class Task:
     gold: str
     sizes: list[int]
     timeout: float
+    #: particle filtering: the index of the particle the search selected (its own vote), else None
+    selected: int | None = None
 
 
 @dataclass
@@ -107,14 +115,22 @@ def solve(task: Task, symbolic: bool = True) -> Solved:
             timeouts += late
         return verdicts[answer]
 
-    correct: dict[str, list[bool]] = {vote: [] for vote in VOTES}
+    names = _votes(task)
+    correct: dict[str, list[bool]] = {vote: [] for vote in names}
     for n in task.sizes:
         picked = winners(keys, task.scores, n) if answers else {}
-        for vote in VOTES:
+        if task.selected is not None and answers:
+            picked[votes.SELECTED] = task.selected
+        for vote in names:
             correct[vote].append(vote in picked and is_correct(answers[picked[vote]]))
     gold_key, late = canonical_form(task.gold, task.timeout, symbolic)
     timeouts += late
     return Solved(correct, sum(k == gold_key for k in keys), timeouts)
+
+
+def _votes(task: Task) -> tuple[str, ...]:
+    """The votes scored for a problem: VOTES, and the search's own choice where it made one."""
+    return VOTES if task.selected is None else (*VOTES, votes.SELECTED)
 
 
 def hard_limit(task: Task) -> float:
@@ -163,7 +179,8 @@ def solve_all(tasks: list[Task], workers: int, progress: bool = True) -> list[So
 
 def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[Task]:
     tasks = []
-    for row in frame.itertuples(index=False):
+    selected = frame["selected"].tolist() if "selected" in frame.columns else [None] * len(frame)
+    for row, chosen in zip(frame.itertuples(index=False), selected, strict=True):
         completions = [str(c) for c in row.completions]
         step_scores = row.scores if row.scores is not None else []
         if len(step_scores) != len(completions):
@@ -171,7 +188,8 @@ def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[
                 f"problem {row.problem_id!r} has {len(completions)} completions but {len(step_scores)} score lists"
             )
         scores = [aggregate_steps(s if s is not None else [], options.aggregation) for s in step_scores]
-        tasks.append(Task(completions, scores, str(row.answer), sizes, options.timeout))
+        pick = None if chosen is None or pd.isna(chosen) or int(chosen) >= len(completions) else int(chosen)
+        tasks.append(Task(completions, scores, str(row.answer), sizes, options.timeout, pick))
     return tasks
 
 
@@ -199,15 +217,19 @@ def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions,
         raise ShardError(f"{path}: no completions to evaluate")
     run_n = str(keys.get("n", ""))
     sizes = sal_sizes(int(run_n) if run_n.isdigit() else int(counts.max()))
-    solved = solve_all(_tasks(frame, sizes, options), options.workers, options.progress)
+    if keys.get("method") == PARTICLE_FILTERING and run_n.isdigit():
+        sizes = [int(run_n)]  # a run per n, whose particles are no budget of a smaller n: all of them
+    tasks = _tasks(frame, sizes, options)
+    solved = solve_all(tasks, options.workers, options.progress)
     labels, per_problem = [], []
     spent = _first_n_spend(frame, keys, sizes)
     token_rows = []
     num_correct = np.array([s.num_correct for s in solved])
+    names = (*VOTES, votes.SELECTED) if any(t.selected is not None for t in tasks) else VOTES
     for j, n in enumerate(sizes):
-        for vote in VOTES:
+        for vote in names:
             labels.append((n, vote))
-            per_problem.append(np.array([float(s.correct[vote][j]) for s in solved]))
+            per_problem.append(np.array([float(vote in s.correct and s.correct[vote][j]) for s in solved]))
             token_rows.append(spent[j])
         labels.append((n, "pass@k"))
         per_problem.append(votes.pass_at_k(num_correct, counts, n))
