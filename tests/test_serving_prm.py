@@ -246,3 +246,20 @@ def test_a_wrong_api_key_is_refused_naming_the_server(pooling_server, qwen_path:
     with pytest.raises(ServerError, match="HTTP 401: missing or wrong API key") as err:
         load_prm(PRMSettings.from_dict(settings), build_servers({"q": location}))
     assert pooling_server["url"] in str(err.value) and "4711" not in str(err.value)
+
+
+def test_a_pooling_server_with_a_shorter_context_than_max_length_is_refused_at_start(qwen_path: Path) -> None:
+    """vLLM answers an input longer than its --max-model-len with HTTP 400, where the in-process family
+    truncates at max_length: a server taking fewer tokens than the entry's max_length is named at start."""
+    from http_faults import broken_server
+
+    card = {"id": "Qwen/tiny-PRM", "object": "model", "created": 0, "owned_by": "vllm", "max_model_len": 512}
+    routes = {"/health": (200, {}), "/v1/models": (200, {"object": "list", "data": [card]})}
+    entry = {"name": "q", "type": "server", "api": "vllm-pooling", "path": str(qwen_path), "served_model": card["id"]}
+    with broken_server(routes) as url:
+        with pytest.raises(ServerError, match="prms.q.max_length is 4096, more than the 512 tokens the server takes"):
+            load_prm(PRMSettings.from_dict(entry), build_servers({"q": {"url": url}}))
+        assert isinstance(
+            load_prm(PRMSettings.from_dict({**entry, "max_length": 512}), build_servers({"q": {"url": url}})),
+            VLLMPoolingPRM,
+        )

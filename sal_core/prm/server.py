@@ -175,6 +175,7 @@ class VLLMPoolingPRM(ServerPRM):
             raise self.mismatch(served[0] if len(served) == 1 else served)
         card = cards[served.index(self.settings.served_model)]
         check_revision(self.name, self.settings.revision, card.get("revision"))
+        self.check_length(card.get("max_model_len"))
         layout = PRMSettings(
             name=self.settings.name,
             type="qwen2.5-math",
@@ -184,6 +185,16 @@ class VLLMPoolingPRM(ServerPRM):
         )
         # the in-process family's input builder, without its model: one definition of the input layout
         self.layout = QwenMathPRM(layout, load_tokenizer(layout), None, "cpu")
+
+    def check_length(self, served: Any) -> None:
+        """The entry's `max_length` must fit the server's context: vLLM answers a longer input with HTTP
+        400 where the in-process family truncates it (and fills the unscored steps), so the entry's
+        limit is the one that truncates, and it may not exceed the server's."""
+        if isinstance(served, int) and served < self.settings.max_length:
+            raise ServerError(
+                f"{self.name}: prms.{self.settings.name}.max_length is {self.settings.max_length}, more than the "
+                f"{served} tokens the server takes (its --max-model-len): set max_length: {served}, or serve longer"
+            )
 
     def score_with_tokens(self, problems: Sequence[str], completions: Sequence[Sequence[str]]) -> Scored:
         from sal_core.prm.hf import fill_steps
