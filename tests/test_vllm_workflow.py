@@ -21,6 +21,21 @@ pytest.importorskip("vllm", reason="vLLM is not installed here (make vllm-env; m
 pytestmark = pytest.mark.vllm
 
 
+def run_with_servers(workdir: Path, serving: dict, served: dict, *serve: str) -> None:
+    """`sal with-servers --config serving.yaml SERVE... -- snakemake` in `workdir`: the servers of the
+    `serving` config's entries, the grid of the `served` one; fails the test with both outputs' tails."""
+    (workdir / "serving.yaml").write_text(yaml.safe_dump(serving, sort_keys=False))
+    write_config(workdir, served)
+    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    snakemake_argv = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", "."]
+    snakemake_argv += ["--configfile", "config.yaml", "--cores", "2", "--show-failed-logs"]
+    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", "serving.yaml", *serve]
+    argv += ["--timeout", "600", "--", *snakemake_argv]
+    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_grid_runs_on_vllm_and_charges_what_the_engine_generated(tmp_path: Path, smollm2_path: Path) -> None:
     """The embedded default with config/overlays/vllm.yaml, cut to one shard of 2 problems, one sampling, one
     seed and beam search at n=2 (SmolLM2: vLLM's CPU attention takes no heads under 32 dimensions,
@@ -65,17 +80,8 @@ def test_grid_runs_through_vllm_serve_started_by_with_servers(tmp_path: Path, sm
     served["servers"] = {"smollm2-135m": {"service_file": "services/smollm2-135m.json"}}
     workdir = tmp_path / "wf"
     workdir.mkdir()
-    (workdir / "serving.yaml").write_text(yaml.safe_dump(serving, sort_keys=False))
-    write_config(workdir, served)
     shutil.copytree(smollm2_path, workdir / "resources" / "models" / "smollm2-135m-instruct")
-    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    snakemake_argv = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", "."]
-    snakemake_argv += ["--configfile", "config.yaml", "--cores", "2", "--show-failed-logs"]
-    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", "serving.yaml"]
-    argv += ["--serve", "smollm2-135m", "--timeout", "600", "--", *snakemake_argv]
-    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_with_servers(workdir, serving, served, "--serve", "smollm2-135m")
     table = pd.read_csv(workdir / "results/wf/accuracy.csv")
     assert set(table["approach"]) == {"bon"}
     assert "vllm" in (workdir / "logs" / "servers" / "smollm2-135m.log").read_text().lower()
@@ -105,16 +111,7 @@ def test_best_of_n_and_beam_search_scored_by_a_prm_that_with_servers_serves_thro
     served = {**base, "prms": {"qprm": {"type": "server", "api": "vllm-pooling", "served_model": "qprm"}}}
     served["prms"]["qprm"].update(path=str(folder), max_length=1024)  # its tokenizer, the server's context
     served["servers"] = {"qprm": {"service_file": "services/qprm.json"}}
-    (workdir / "serving.yaml").write_text(yaml.safe_dump(serving, sort_keys=False))
-    write_config(workdir, served)
-    env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "OMP_NUM_THREADS": "1"}
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    snakemake_argv = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-d", "."]
-    snakemake_argv += ["--configfile", "config.yaml", "--cores", "2", "--show-failed-logs"]
-    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", "serving.yaml"]
-    argv += ["--serve-vllm", "qprm", "--timeout", "600", "--", *snakemake_argv]
-    result = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_with_servers(workdir, serving, served, "--serve-vllm", "qprm")
     assert "pooling" in (workdir / "logs" / "servers" / "qprm.log").read_text().lower()
     local = load_prm(PRMSettings(name="qprm", device="cpu", **entry))
     [bon] = list(workdir.glob("results/wf/tiny/bon/*/*/shards/*/scores/qprm.parquet"))
