@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--aggregation", default=EvalOptions.aggregation, choices=AGGREGATIONS, help=EvalOptions.help("aggregation")
     )
+    parser.add_argument("--graders", default=EvalOptions.graders, help=EvalOptions.help("graders"))
+    parser.add_argument("--grader-files", default=None, metavar="PREFIX", help=EvalOptions.help("grader_files"))
     for name, kind in (("num_subsamples", int), ("timeout", float), ("seed", int), ("bootstrap", int)):
         parser.add_argument(flag(name), type=kind, default=getattr(EvalOptions, name), help=EvalOptions.help(name))
     parser.add_argument(

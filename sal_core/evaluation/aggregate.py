@@ -25,6 +25,8 @@ NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", 
 #: token counts of everything a run spent (sal_core.evaluation.compute); NaN in metrics files older than them
 OPTIONAL = list(SPEND_COLUMNS)
 Z975 = 1.959964  # two-sided 95% normal quantile
+#: accuracy under each grader of `evaluation.graders` (accuracy_default, accuracy_sal, ...), when several
+GRADER_PREFIX = "accuracy_"
 
 
 def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataFrame:
@@ -41,7 +43,7 @@ def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataF
         for column in OPTIONAL:
             if column not in table.column_names:
                 table = table.append_column(column, pa.array([None] * table.num_rows, pa.float64()))
-        columns = [*NEEDED, *OPTIONAL]
+        columns = [*NEEDED, *OPTIONAL, *[c for c in table.column_names if c.startswith(GRADER_PREFIX)]]
         tables.append(table.select(columns).cast(pa.schema([(c, table.schema.field(c).type) for c in columns])))
     if not tables:
         raise ShardError("no metrics files given")
@@ -68,6 +70,7 @@ def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:
         run_var=("run_se", lambda se: float(np.mean(np.square(se)))),
         mean_tokens=("mean_tokens", "mean"),
         **{column: (column, "mean") for column in OPTIONAL},
+        **{column: (column, "mean") for column in metrics.columns if column.startswith(GRADER_PREFIX)},
         timeouts=("timeouts", "sum"),
     ).reset_index()
     # Two sources of uncertainty: which problems were drawn (each run's bootstrap interval; the

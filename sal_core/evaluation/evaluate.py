@@ -6,7 +6,6 @@ array work in sal_core.evaluation.votes, done for all problems at once.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,7 +17,7 @@ from sal_core.constants import AGGREGATIONS, PASS_AT_K
 from sal_core.errors import ConfigError, ShardError
 from sal_core.evaluation import votes
 from sal_core.evaluation.compute import Spend, spend_columns
-from sal_core.evaluation.grading import NO_ANSWER, grade_all, last_boxed
+from sal_core.evaluation.graders import DEFAULT, Verdicts, grade_with, parse_graders
 from sal_core.evaluation.levels import level_sort_key, normalise_level
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.settings.build import option, require_at_least, require_one_of
@@ -55,6 +54,18 @@ class EvalOptions:
         "default: random subsamples, fractional ties (sound); sal: search-and-learn's own scoring, the first "
         "n completions, the first group wins ties (to compare with published numbers)",
     )
+    graders: str = option(
+        DEFAULT,
+        "graders, comma-separated, the first driving the metrics: default (ours), sal (search-and-learn's "
+        "answer rules and equality), math-verify (its default settings); each further one adds an "
+        "accuracy_<grader> column",
+    )
+    grader_files: str | None = option(
+        None, "write the graders' audit files PREFIX.grades.parquet, .accuracy.csv, .disagreements.csv, .png"
+    )
+
+    def grader_names(self) -> list[str]:
+        return parse_graders(self.graders)
 
     @classmethod
     def help(cls, name: str) -> str:
@@ -69,6 +80,8 @@ class EvalOptions:
         if self.timeout <= 0:
             raise ConfigError(f"--timeout: must be positive, got {self.timeout}")
         require_at_least(self.workers, 1, "--workers")
+        if self.protocol != "default" and self.grader_names() != [DEFAULT]:
+            raise ConfigError(f"--graders: only with --protocol default ({self.protocol} has its own grader)")
 
 
 @dataclass
@@ -84,6 +97,7 @@ class Graded:
     timeouts: np.ndarray  # per problem: timed-out checks
     spend: Spend | None = None  # per problem: everything the run generated and its PRMs read
     selected: np.ndarray | None = None  # per problem: the method's own choice (particle filtering), -1: none
+    verdicts: Verdicts | None = None  # the grader's reading of every completion (sal_core.evaluation.graders)
 
 
 def read_run_keys(path: str | Path, overrides: Mapping[str, object | None]) -> dict[str, str]:
@@ -93,18 +107,6 @@ def read_run_keys(path: str | Path, overrides: Mapping[str, object | None]) -> d
     keys = {**DEFAULTS, **{k: v for k, v in meta.items() if v not in (None, "")}}
     keys.update({k: str(v) for k, v in overrides.items() if v is not None})
     return keys
-
-
-def _distinct(answers: list[str | None]) -> tuple[list[str], list[int]]:
-    """Distinct answers, most frequent first (ties: first seen), and each completion's index (-1: none)."""
-    counts = Counter(a for a in answers if a is not None)
-    first = {}
-    for i, a in enumerate(answers):
-        if a is not None and a not in first:
-            first[a] = i
-    order = sorted(counts, key=lambda a: (-counts[a], first[a]))
-    position = {a: i for i, a in enumerate(order)}
-    return order, [position[a] if a is not None else -1 for a in answers]
 
 
 def check_columns(frame: pd.DataFrame, path: Path) -> None:
@@ -129,19 +131,8 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
     width = max(lengths, default=0)
     if width == 0:
         raise ShardError(f"{path}: no completions to evaluate")
-    distinct, positions = [], []
-    for texts in frame["completions"]:
-        order, pos = _distinct([last_boxed(t) for t in texts])
-        distinct.append(order)
-        positions.append(pos)
-    grades = grade_all(
-        [str(a) for a in frame["answer"]],
-        distinct,
-        timeout=options.timeout,
-        workers=options.workers,
-        progress=options.progress,
-    )
-    classes = np.full((num, width), votes.PAD, dtype=np.int64)
+    verdicts = grade_with(options.grader_names()[0], frame, options.timeout, options.workers, options.progress)
+    classes = verdicts.classes
     scores = np.zeros((num, width))
     groups = np.tile(np.arange(width), (num, 1))
     mean_tokens = np.full(num, np.nan)
@@ -149,8 +140,6 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
     has_tokens = "completion_tokens" in frame.columns
     for p, row in enumerate(frame.itertuples(index=False)):
         size, pid = lengths[p], row.problem_id
-        lookup = np.asarray(grades[p].classes + [NO_ANSWER], dtype=np.int64)
-        classes[p, :size] = lookup[np.asarray(positions[p], dtype=np.int64)] if size else []
         step_scores = row.scores
         if step_scores is None or len(step_scores) != size:
             got = 0 if step_scores is None else len(step_scores)
@@ -165,9 +154,9 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
     valid = classes != votes.PAD
     groups[~valid] = -1  # padding never shares a group with a real completion
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * num
-    timeouts = np.array([g.timeouts for g in grades], dtype=np.int64)
     selected = read_selected(frame, lengths, path)
-    return Graded(classes, scores, groups, valid, mean_tokens, levels, timeouts, Spend.read(frame), selected)
+    spend = Spend.read(frame)
+    return Graded(classes, scores, groups, valid, mean_tokens, levels, verdicts.timeouts, spend, selected, verdicts)
 
 
 def read_selected(frame: pd.DataFrame, lengths: list[int], path: Path) -> np.ndarray | None:
@@ -293,7 +282,12 @@ def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], opti
 
         return sal_metrics(frame, keys, options, str(path))
     graded = grade_frame(frame, path, options)
-    return compute_metrics(graded, keys, options)
+    rows = compute_metrics(graded, keys, options)
+    if len(options.grader_names()) > 1 or options.grader_files:
+        from sal_core.evaluation.disagreement import compare_graders
+
+        rows = compare_graders(frame, graded, rows, keys, options)
+    return rows
 
 
 def evaluate_run(

@@ -15,6 +15,7 @@ import cmath
 import contextlib
 import logging
 import multiprocessing as mp
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ NO_ANSWER = -1  # class id of a completion with no extractable final answer
 GOLD = -1  # answer index of the gold answer in heartbeats and skipped checks
 PARSE = -1  # partner id of a parse check (comparisons name the class they compare with)
 _BOXED = ("\\boxed", "\\fbox")
+#: a dedup key that starts with this is a whole completion without a box, read by math-verify's default
+#: extraction (LaTeX anywhere, then plain-text expressions), HTML exponents read as exponents
+TEXT = "\x00text:"
+#: a dedup key that starts with this is read exactly as math-verify's `parse` reads it with its
+#: default settings (the `math-verify` grader): no HTML rewriting, no box required
+MATH_VERIFY = "\x00math-verify:"
+_SUP = re.compile(r"<sup>\s*(.*?)\s*</sup>", re.IGNORECASE | re.DOTALL)
+_TOKEN = re.compile(r"-?\w+")
 # math-verify warns that its own timeout is off; here the worker watchdog replaces it
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 
@@ -70,13 +79,42 @@ class ProblemGrade:
     gold_failed: bool = False
 
 
+def html_exponents(text: str, latex: bool = True) -> str:
+    """An exponent written in HTML, as models trained on web text write them, as an exponent:
+    `2<sup>10</sup>` -> `2^{10}` in LaTeX (a box's content); in plain text `2^10` (math-verify's
+    expression reader stops at a brace), `2^(n+1)` for more than one token."""
+    if "<sup" not in text.lower():
+        return text
+    if latex:
+        return _SUP.sub(lambda m: "^{" + m.group(1) + "}", text)
+    return _SUP.sub(lambda m: "^" + (m.group(1) if _TOKEN.fullmatch(m.group(1)) else "(" + m.group(1) + ")"), text)
+
+
+def answer_key(text: str | None) -> str | None:
+    """The dedup key of a completion's final answer for the default grader: the last box's content,
+    else the whole text (TEXT-marked) for math-verify's default extraction; None for an empty text."""
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    return TEXT + text if text and text.strip() else None
+
+
 @lru_cache(maxsize=200_000)
 def _parse(answer: str) -> list:
-    """math-verify's parse of one boxed answer; cached, as answers like "12" recur across problems."""
+    """math-verify's parse of one answer key; cached, as answers like "12" recur across problems.
+
+    A plain key is a box's content, read as LaTeX (HTML exponents rewritten); a TEXT key is a whole
+    completion without a box, read by math-verify's default extraction; a MATH_VERIFY key exactly as
+    math-verify's `parse` reads it by default.
+    """
     from math_verify import LatexExtractionConfig, parse
 
+    if answer.startswith(MATH_VERIFY):
+        return parse(answer[len(MATH_VERIFY) :], parsing_timeout=None)
+    if answer.startswith(TEXT):
+        return parse(html_exponents(answer[len(TEXT) :], latex=False), parsing_timeout=None)
     config = [LatexExtractionConfig(boxed_match_priority=0)]
-    return parse("\\boxed{" + answer + "}", config, parsing_timeout=None)
+    return parse("\\boxed{" + html_exponents(answer) + "}", config, parsing_timeout=None)
 
 
 def _point(name: str) -> float:

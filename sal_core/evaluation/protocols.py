@@ -47,6 +47,32 @@ def evaluation_protocols(evaluation: Mapping[str, Any]) -> list[str]:
     return list(listed)
 
 
+def evaluation_graders(evaluation: Mapping[str, Any]) -> list[str]:
+    """`evaluation.graders` (default: [default]), the first driving the metrics; several graders need
+    the default protocol first (the sal protocol has its own grader). One ConfigError line when bad."""
+    from sal_core.evaluation.graders import DEFAULT, parse_graders
+
+    listed = evaluation.get("graders")
+    if listed is None:
+        return [DEFAULT]
+    if not isinstance(listed, list):
+        raise ConfigError(f"evaluation.graders: a list of graders, got {listed!r}")
+    try:
+        names = parse_graders(listed)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("--graders", "evaluation.graders")) from None
+    first = evaluation_protocols(evaluation)[0]
+    if names != [DEFAULT] and first != "default":
+        raise ConfigError(f"evaluation.graders: needs the default protocol first, not {first!r}")
+    return names
+
+
+def grader_flag(evaluation: Mapping[str, Any]) -> str:
+    """` --graders a,b` for the first protocol's evaluate jobs, "" at the default (so its jobs do not rerun)."""
+    names = evaluation_graders(evaluation)
+    return "" if names == ["default"] else " --graders " + ",".join(names)
+
+
 def evaluation_flags(evaluation: Mapping[str, Any], with_protocol: bool = True) -> str:
     """`sal evaluate`'s flags for the config's `evaluation` block: those of the first protocol (the same
     string a single `protocol` always gave, so its jobs do not rerun), or without `--protocol` for the

@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
-from sal_core.evaluation.protocols import evaluation_flags, evaluation_protocols
+from sal_core.evaluation.disagreement import GRADER_FILES
+from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, grader_flag, evaluation_protocols
 from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
@@ -29,6 +30,8 @@ try:
     SERVERS = str(write_servers_file(GRID.servers, paths.SERVERS.format(dataset=DATASET)))
     # the first protocol drives the tables and plots as one always did; the others get their own
     PROTOCOLS = evaluation_protocols(config.get("evaluation", {}))
+    # evaluation.graders: several write an accuracy column each and the run's grader files
+    GRADERS = evaluation_graders(config.get("evaluation", {}))
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 

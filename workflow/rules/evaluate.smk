@@ -1,8 +1,46 @@
+# With several evaluation.graders the evaluate job also writes the run's grader files (accuracy per
+# grader, the disagreements, a figure: sal_core.evaluation.disagreement); with [default] alone its
+# outputs and command are what they always were, so upgrading reruns nothing.
+GRADER_OUTPUTS = (
+    {
+        "grades": f"{GRADER_FILES}.grades.parquet",
+        "grader_accuracy": report(
+            f"{GRADER_FILES}.accuracy.csv",
+            caption="../report/grader_accuracy.rst",
+            category="Graders",
+            subcategory="{model} {run} {sampling} seed {seed} {prm}",
+        ),
+        "disagreements": report(
+            f"{GRADER_FILES}.disagreements.csv",
+            caption="../report/grader_disagreements.rst",
+            category="Graders",
+            subcategory="{model} {run} {sampling} seed {seed} {prm}",
+        ),
+        "grader_plot": report(
+            f"{GRADER_FILES}.png",
+            caption="../report/grader_accuracy.rst",
+            category="Graders",
+            subcategory="{model} {run} {sampling} seed {seed} {prm}",
+        ),
+    }
+    if len(GRADERS) > 1
+    else {}
+)
+EVALUATE_SHELL = (
+    "sal evaluate --merged {input} --out {output[0]} --workers {threads} {params.options}"
+    f"{grader_flag(config.get('evaluation', {}))} --grader-files {GRADER_FILES.replace('{', '{wildcards.')}"
+    " > {log} 2>&1"
+    if GRADER_OUTPUTS
+    else "sal evaluate --merged {input} --out {output} --workers {threads} {params.options} > {log} 2>&1"
+)
+
+
 rule evaluate:
     input:
         paths.MERGED,
     output:
         paths.METRICS,
+        **GRADER_OUTPUTS,
     log:
         f"{paths.RUN_LOGS}/evaluate.{{prm}}.log",
     conda:
@@ -16,7 +54,7 @@ rule evaluate:
     message:
         JOB_MESSAGE
     shell:
-        "sal evaluate --merged {input} --out {output} --workers {threads} {params.options}" " > {log} 2>&1"
+        EVALUATE_SHELL
 
 
 rule aggregate:
