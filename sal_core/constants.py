@@ -7,9 +7,9 @@ cannot import), and tests/test_constants.py checks that the two agree.
 
 from __future__ import annotations
 
-METHODS = ("best_of_n", "beam_search", "dvts")
+METHODS = ("best_of_n", "beam_search", "dvts", "particle_filtering")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
-GUIDED_METHODS = ("beam_search", "dvts")
+GUIDED_METHODS = ("beam_search", "dvts", "particle_filtering")
 #: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
 PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
 #: `openai`: any OpenAI-compatible completions server (`vllm serve`, `sal serve`)

@@ -1,4 +1,5 @@
-"""Search methods (Best-of-N, PRM-guided beam search, DVTS), each batched over all problems of a shard.
+"""Search methods (Best-of-N, PRM-guided beam search, DVTS, particle filtering), each batched over all
+problems of a shard.
 
 `run_search` is the one entry point: it builds each problem's prompt with the model's chat template
 and dispatches on `job.search.method`. Results come back one per problem, in the order given.
@@ -15,6 +16,7 @@ from sal_core.prm.base import PRM
 from sal_core.search.beam_search import beam_search
 from sal_core.search.best_of_n import best_of_n
 from sal_core.search.dvts import dvts
+from sal_core.search.particles import particle_filtering
 from sal_core.search.prompts import build_prompt
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard
@@ -23,7 +25,7 @@ from sal_core.settings.jobs import GenerateJob
 __all__ = ["SearchResult", "build_prompts", "run_search"]
 
 #: each search method by its config name (sal_core.constants.METHODS, in that order)
-SEARCHES = dict(zip(METHODS, (best_of_n, beam_search, dvts), strict=True))
+SEARCHES = dict(zip(METHODS, (best_of_n, beam_search, dvts, particle_filtering), strict=True))
 
 
 def build_prompts(problems: Sequence[str], job: GenerateJob, backend: GenerationBackend) -> list[str]:

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 class SearchResult:
     """All completions of one problem, parallel lists (one entry per completion).
 
-    `groups` is the DVTS subtree of each completion (Best-of-N and beam search: its own index);
+    `groups` is the DVTS subtree of each completion (Best-of-N and beam search: its own index;
+    particle filtering: its particle slot);
     `search_scores` the in-search PRM's step scores (None for Best-of-N, which uses no PRM).
 
     The compute spent on the problem, beyond the returned paths' `completion_tokens`:
@@ -30,11 +31,18 @@ class SearchResult:
     prm_tokens: int = 0
     subtree_tokens: list[int] | None = None
     subtree_prm_tokens: list[int] | None = None
+    #: particle filtering: each completion's final normalised weight, the index of the completion the
+    #: search selects, and the effective sample size after each step (one list per sweep)
+    weights: list[float] | None = None
+    selected: int | None = None
+    ess: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         lengths = {len(self.completion_tokens), len(self.temperatures), len(self.groups), len(self.finish_reasons)}
         if self.search_scores is not None:
             lengths.add(len(self.search_scores))
+        if self.weights is not None:
+            lengths.add(len(self.weights))
         if lengths != {len(self.completions)}:
             raise ValueError(f"SearchResult lists differ in length: {lengths | {len(self.completions)}}")
 
