@@ -4,11 +4,13 @@ import time
 
 import pytest
 
+from sal_core.evaluation.graders import grade_with
 from sal_core.evaluation.grading import (
     NO_ANSWER,
     _numeric,
     _parse,
     _surely_different,
+    answer_key,
     grade_all,
     grade_problem,
     last_boxed,
@@ -82,3 +84,95 @@ def test_symbolic_answers_still_reach_verify():
     grade = grade_problem("2x + 2", ["2(x+1)", "x + 2 + x", "2x + 3", "2y + 2", "4"])
     assert grade.classes[:2] == [0, 0]
     assert 0 not in grade.classes[2:]
+
+
+# No regression against math-verify (issue 21). Cases from math-verify's own regression tests
+# (huggingface/Math-Verify, tests/test_all.py: test_number_extraction, test_latex_notation,
+# test_percent_notation; gold answers without their `$`), read as whole completions, and the two kinds
+# our grader used to miss: an answer in a plain-text sentence and an exponent written in HTML.
+MATH_VERIFY_EQUIVALENTS = [
+    ("-5", "-5"),
+    ("7425000", "7,425,000"),
+    ("1000", "1000.0"),
+    ("1000.99", "1,000.99"),
+    ("0.4", ".4"),
+    ("1000.99", "$1,000.99"),
+    ("1000.99", "the number is not 10 which is 1,000.99€"),
+    ("1000.99", "so the number is 10 which is 1,000.99m²"),
+    ("9", "Answer \\[ 9 \\]"),
+    ("9", "Answer $ 9 $"),
+    ("9", "Answer $$ 9 $$"),
+    ("10", "Answer \\( (9+1) \\)"),
+    ("\\frac{10}{9}", "Answer $ \\frac{1}{2} \\$ = \\frac{10}{9} $"),
+    ("1/3", "$\\frac13 $"),
+    ("\\sqrt{3}", "$\\sqrt3 $"),
+    ("1/3", "$\\dfrac{1}{3} $"),
+    ("1/3", "$\\left( \\frac{1}{3} \\right)$"),
+    ("1/3", "$k = \\frac{1}{3}$"),
+    ("1/3", "$\\frac{1}{3} \\textbf{meters}$"),
+    ("28\\%", "28 percent"),
+    ("28\\%", "$28$ %"),
+    ("28\\%", "$\\boxed{28}$ pct"),
+    ("\\frac{3}{4}", "The answer is 3/4"),
+    ("1024", "The final answer is 1024."),
+    ("1024", "Final Answer: The final answer is $1024$. I hope it is correct."),
+    ("1024", "The answer is 2^10"),
+]
+#: HTML exponents: math-verify reads `2<sup>10</sup>` as 2 (or as the string itself); ours as 2^10
+HTML_EQUIVALENTS = [
+    ("1024", "So it is \\boxed{2<sup>10</sup>}."),
+    ("1024", "The answer is 2<sup>10</sup>."),
+    ("x^{2}+1", "\\boxed{x<sup>2</sup>+1}"),
+    ("2^{n+1}", "\\boxed{2<sup>n+1</sup>}"),
+]
+#: wrong answers math-verify rejects (its tests' expected 0, and near misses): ours still rejects them
+WRONG = [
+    ("2", "AZYUK2A"),
+    ("0.28", "28"),
+    ("28", "28/100"),
+    ("1025", "So it is \\boxed{2<sup>10</sup>}."),
+    ("1025", "The final answer is 1024."),
+    ("\\frac{3}{4}", "The answer is 4/3"),
+    ("2", "The answer is 2<sup>10</sup>."),  # math-verify reads 2 and accepts it; ours reads 2^10
+    ("7", "I give up."),
+]
+
+
+def _ours(gold: str, text: str) -> bool:
+    key = answer_key(text)
+    return key is not None and grade_problem(gold, [key]).classes == [0]
+
+
+def _math_verify(gold: str, text: str) -> bool:
+    from math_verify import parse, verify
+
+    return bool(verify(parse("\\boxed{" + gold + "}"), parse(text)))
+
+
+@pytest.mark.parametrize(("gold", "text"), MATH_VERIFY_EQUIVALENTS)
+def test_accepts_every_equivalent_math_verify_accepts(gold, text):
+    assert _math_verify(gold, text)  # math-verify's default settings accept it ...
+    assert _ours(gold, text)  # ... and so does ours
+
+
+@pytest.mark.parametrize(("gold", "text"), HTML_EQUIVALENTS)
+def test_reads_html_exponents(gold, text):
+    assert _ours(gold, text)
+
+
+@pytest.mark.parametrize(("gold", "text"), WRONG)
+def test_still_rejects_wrong_answers(gold, text):
+    assert not _ours(gold, text)
+
+
+def test_the_graders_read_the_same_completions_differently():
+    import pandas as pd
+
+    texts = ["So it is \\boxed{2<sup>10</sup>}.", "The final answer is 1024.", "The answer is 2<sup>10</sup>.", "zz"]
+    frame = pd.DataFrame({"answer": ["1024"], "completions": [texts]})
+    got = {name: grade_with(name, frame, 5.0, 1, False) for name in ("default", "sal", "math-verify")}
+    assert got["default"].correct()[0].tolist() == [True, True, True, False]
+    assert got["sal"].correct()[0].tolist() == [False, True, False, False]
+    assert got["math-verify"].correct()[0].tolist() == [False, True, False, False]
+    assert got["sal"].answers[0][:2] == ["2<sup>10</sup>", "1024"]
+    assert got["default"].classes[0, 3] == NO_ANSWER  # nothing math-verify can read: no answer, as before

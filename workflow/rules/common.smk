@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
-from sal_core.evaluation.disagreement import GRADER_FILES
+from sal_core.evaluation.disagreement import GRADER_FILES, SUFFIXES as GRADER_SUFFIXES
 from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, grader_flag, evaluation_protocols
 from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
@@ -121,4 +121,12 @@ def get_final_outputs():
         *[f"{paths.PLOTS.format(dataset=DATASET)}/{path}" for path in PLOT_FILES],
         *[paths.PROTOCOL_ACCURACY.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
         *[paths.PROTOCOL_COMPUTE_OPTIMAL.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
+        *grader_files(),
     ]
+
+
+def grader_files():
+    """Each run's grader files (rule evaluate) when evaluation.graders lists several, else none."""
+    if len(GRADERS) < 2:
+        return []
+    return [f for suffix in GRADER_SUFFIXES.values() for f in PLAN.per_run_and_prm(GRADER_FILES + suffix)]
