@@ -97,7 +97,8 @@ def test_resample_draws_by_softmax_of_the_log_weights_at_the_weight_temperature(
             for i in drawn:
                 counts[i] += 1
         assert chi_square(counts, probs) < CRITICAL
-    assert chi_square(counts, list(probabilities(log_weights, 1.0))) > 10 * CRITICAL  # the temperature is applied: T 2 draws fail T 1
+    # the temperature is applied: the draws at T 2 fail the probabilities at T 1
+    assert chi_square(counts, list(probabilities(log_weights, 1.0))) > 10 * CRITICAL
 
 
 def test_references_and_sample_selection_draw_by_weight():
