@@ -223,3 +223,15 @@ def test_through_run_search_on_the_tiny_model_every_slot_samples_at_its_temperat
     for result in got.results:
         assert len(result.completions) == 8 and sum(result.weights) == pytest.approx(1.0)
         assert set(result.temperatures) <= set(temps)
+
+
+def test_a_particle_that_no_longer_fits_the_context_is_pruned_with_length(caplog):
+    search = settings(n=4, num_iterations=6)
+    texts, prompts = [scripted.PROBLEMS[0]], [PROMPTS[0]]
+    backend, prm = ScriptedBackend(texts, prompts), ScriptedPRM()
+    backend.max_model_len = scripted.tokens(PROMPTS[0]) + 12  # room for about two steps
+    (result,) = particle_filtering(Shard(texts, prompts, search, backend, prm))
+    pruned = [c for c, r in zip(result.completions, result.finish_reasons, strict=True) if r == "length"]
+    assert pruned and all(scripted.STOP_TOKEN not in c for c in pruned)
+    assert any("no longer fits" in record.message for record in caplog.records)
+    assert len(backend.calls) < 6 and sum(result.weights) == pytest.approx(1.0)

@@ -94,7 +94,8 @@ def particle_filtering(shard: Shard) -> list[SearchResult]:
     references: list[list[Particle]] = [[] for _ in shard.prompts]
     for index in range(settings.sweeps):
         particles = run_sweep(shard, Sweep(index, temperatures, references), spent, ess)
-        references = [pick_references(shard, index, p, ps, m) for p, ps in enumerate(particles)]
+        if index < settings.sweeps - 1:
+            references = [pick_references(shard, index, p, ps, m) for p, ps in enumerate(particles)]
     return [particle_result(shard, p, ps, spent[p], ess[p]) for p, ps in enumerate(particles)]
 
 
@@ -170,10 +171,8 @@ def resample(log_weights: Sequence[float], k: int, seed: int, scheme: str, tempe
 
 def pick_references(shard: Shard, sweep: int, problem: int, particles: list[Particle], m: int) -> list[Particle]:
     """The references carried into the next sweep: `reference_particles` final particles drawn by
-    weight (its_hub draws them after every sweep; only particle Gibbs uses them), in slots m - r .. m - 1."""
+    weight (its_hub draws them after every sweep, the last one's unused), in slots m - r .. m - 1."""
     settings = shard.settings
-    if settings.sweeps == 1:
-        return []
     count = settings.reference_particles
     seed = draw_seed(settings.seed, shard.first_index + problem, sweep, 0, REFERENCE)
     drawn = resampling.choose([q.log_weight for q in particles], count, seed, settings.weight_temperature)
