@@ -57,6 +57,7 @@ def test_the_cpu_comparison_runs_every_method_at_equal_n() -> None:
     [
         ({"n": [6], "sweeps": 4}, r"approaches\.pf\.sweeps: n 6 does not split into 4 sweeps"),
         ({"n": [4], "sweeps": 2, "reference_particles": 3}, r"approaches\.pf\.reference_particles: 3 is more than"),
+        ({"n": [4], "sweeps": 2, "reference_particles": 2}, r"approaches\.pf\.reference_particles: 2 leaves no"),
         ({"weight_temperature": 0}, r"approaches\.pf\.weight_temperature"),
         ({"selection": "best"}, r"approaches\.pf\.selection"),
         ({"resampling": "stratified"}, r"approaches\.pf\.resampling"),

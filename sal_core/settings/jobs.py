@@ -293,6 +293,11 @@ class SearchSettings(Settings):
                 f"{where}.reference_particles: {self.reference_particles} is more than the "
                 f"{self.n // self.sweeps} particles of a sweep (n {self.n} / sweeps {self.sweeps})"
             )
+        if self.sweeps > 1 and self.reference_particles == self.n // self.sweeps:
+            raise ConfigError(
+                f"{where}.reference_particles: {self.reference_particles} leaves no particle free to resample "
+                f"among the {self.n // self.sweeps} of a sweep (n {self.n} / sweeps {self.sweeps})"
+            )
         require_one_of(self.selection, SELECTIONS, f"{where}.selection")
         require_one_of(self.resampling, RESAMPLINGS, f"{where}.resampling")
         if not self.weight_temperature > 0:
