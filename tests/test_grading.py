@@ -176,3 +176,10 @@ def test_the_graders_read_the_same_completions_differently():
     assert got["math-verify"].correct()[0].tolist() == [False, True, False, False]
     assert got["sal"].answers[0][:2] == ["2<sup>10</sup>", "1024"]
     assert got["default"].classes[0, 3] == NO_ANSWER  # nothing math-verify can read: no answer, as before
+
+
+def test_an_unfinished_solution_without_a_box_still_has_no_answer():
+    """Only the closing paragraph is read: a number in the working is no final answer."""
+    text = "## Step 1\nWe compute 3 * 4 = 12 and simplify.\n\nI am not sure how to finish this problem."
+    assert grade_problem("12", [answer_key(text)]).classes == [NO_ANSWER]
+    assert _ours("12", "## Step 1\nWe compute 3 * 4.\n\nThe final answer is 12.")

@@ -23,8 +23,8 @@ import pandas as pd
 
 from sal_core import paths
 from sal_core.evaluation import votes
-from sal_core.evaluation.graders import MATH_VERIFY, Verdicts, column, grade_with
-from sal_core.evaluation.grading import html_exponents
+from sal_core.evaluation.graders import Verdicts, column, grade_with
+from sal_core.evaluation.grading import MATH_VERIFY, TEXT, html_exponents
 from sal_core.tables import write_table_atomic, write_text_atomic
 
 #: where the workflow keeps a run's grader files (rule evaluate, when evaluation.graders lists several)
@@ -97,13 +97,12 @@ def disagreements(frame: pd.DataFrame, verdicts: dict[str, Verdicts]) -> pd.Data
     differ = (stacked.any(axis=0) & ~stacked.all(axis=0)) & valid
     records = []
     for p, i in zip(*np.nonzero(differ), strict=True):
-        text = str(frame["completions"].iloc[p][i])
         record = {"problem_id": str(frame["problem_id"].iloc[p]), "completion": int(i)}
         record["gold"] = str(frame["answer"].iloc[p])
         for k, name in enumerate(names):
             slug = name.replace("-", "_")
             record["correct_" + slug] = bool(stacked[k, p, i])
-            record["answer_" + slug] = read_back(name, verdicts[name].answers[p][i], text)
+            record["answer_" + slug] = read_back(verdicts[name].answers[p][i])
         records.append(record)
     columns = ["problem_id", "completion", "gold"]
     for name in names:
@@ -111,15 +110,19 @@ def disagreements(frame: pd.DataFrame, verdicts: dict[str, Verdicts]) -> pd.Data
     return pd.DataFrame(records, columns=columns)
 
 
-def read_back(name: str, kept: str | None, text: str) -> str:
-    """The answer a grader read: the kept one, else math-verify's extraction of the whole text (its own
-    signal timeout, in this process: only disputed completions get here)."""
-    if kept is not None:
-        return kept.removeprefix(MATH_VERIFY)
+def read_back(key: str | None) -> str:
+    """The answer a grader read, from its key: a box's content or search-and-learn's extraction as is;
+    for a marked text, math-verify's extraction of it (its own signal timeout, in this process: only
+    disputed completions get here)."""
+    if key is None:
+        return ""
+    if not key.startswith((TEXT, MATH_VERIFY)):
+        return key
     from math_verify import parse
 
+    text = key.removeprefix(MATH_VERIFY) if key.startswith(MATH_VERIFY) else html_exponents(key[len(TEXT) :], False)
     try:
-        parsed = parse(text if name == "math-verify" else html_exponents(text, latex=False), parsing_timeout=5)
+        parsed = parse(text, parsing_timeout=5)
     except Exception:  # noqa: BLE001 - an audit column must not fail the run
         return ""
     return str(parsed[-1]) if parsed else ""

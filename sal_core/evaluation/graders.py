@@ -1,7 +1,7 @@
 """The graders `sal evaluate --graders` can apply to one run, each giving every completion a class.
 
 - `default`: this project's grader (sal_core.evaluation.grading): the last box's content, else the
-  whole completion read by math-verify's default extraction; HTML exponents read as exponents;
+  completion's last paragraph read by math-verify's default extraction; HTML exponents read as exponents;
   classes by math-verify's `verify`, with gold as class 0.
 - `sal`: search-and-learn's answer rules and equality (sal_core.evaluation.sal_answers `extract_answer`,
   sal_core.evaluation.sal_equal `canonical_form` / `answers_equal`), without its protocol of first-n
@@ -23,7 +23,7 @@ import pandas as pd
 
 from sal_core.errors import ConfigError
 from sal_core.evaluation import votes
-from sal_core.evaluation.grading import MATH_VERIFY, NO_ANSWER, TEXT, answer_key, grade_all
+from sal_core.evaluation.grading import MATH_VERIFY, NO_ANSWER, answer_key, grade_all
 
 DEFAULT = "default"
 GRADERS = (DEFAULT, "sal", "math-verify")
@@ -33,7 +33,7 @@ GRADERS = (DEFAULT, "sal", "math-verify")
 class Verdicts:
     """One grader's reading of a run: class per completion (0 = correct; NO_ANSWER; PAD beyond a
     problem's completions), timed-out checks per problem, and each completion's answer as the grader
-    read it (its dedup key: a box's content, search-and-learn's extracted answer; None: not kept)."""
+    read it (its dedup key: a box's content or a marked text, search-and-learn's extracted answer)."""
 
     classes: np.ndarray
     timeouts: np.ndarray
@@ -70,13 +70,9 @@ def grade_with(name: str, frame: pd.DataFrame, timeout: float, workers: int, pro
     if name == "math-verify":
         keys = [[MATH_VERIFY + t if t.strip() else None for t in c] for c in texts]
         gold_keys = [MATH_VERIFY + "\\boxed{" + g + "}" for g in golds]
-        verdicts = _grade_keys(gold_keys, keys, timeout, workers, progress)
-        verdicts.answers = [[None] * len(c) for c in texts]  # read back for the few disputed ones only
-        return verdicts
+        return _grade_keys(gold_keys, keys, timeout, workers, progress)
     keys = [[answer_key(t) for t in c] for c in texts]
-    verdicts = _grade_keys(golds, keys, timeout, workers, progress)
-    verdicts.answers = [[k if k is None or not k.startswith(TEXT) else None for k in c] for c in keys]
-    return verdicts
+    return _grade_keys(golds, keys, timeout, workers, progress)
 
 
 def _grade_keys(

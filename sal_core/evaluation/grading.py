@@ -28,8 +28,8 @@ NO_ANSWER = -1  # class id of a completion with no extractable final answer
 GOLD = -1  # answer index of the gold answer in heartbeats and skipped checks
 PARSE = -1  # partner id of a parse check (comparisons name the class they compare with)
 _BOXED = ("\\boxed", "\\fbox")
-#: a dedup key that starts with this is a whole completion without a box, read by math-verify's default
-#: extraction (LaTeX anywhere, then plain-text expressions), HTML exponents read as exponents
+#: a dedup key that starts with this is the last paragraph of a completion without a box, read by
+#: math-verify's default extraction (LaTeX anywhere, then plain-text expressions), HTML exponents as exponents
 TEXT = "\x00text:"
 #: a dedup key that starts with this is read exactly as math-verify's `parse` reads it with its
 #: default settings (the `math-verify` grader): no HTML rewriting, no box required
@@ -92,11 +92,14 @@ def html_exponents(text: str, latex: bool = True) -> str:
 
 def answer_key(text: str | None) -> str | None:
     """The dedup key of a completion's final answer for the default grader: the last box's content,
-    else the whole text (TEXT-marked) for math-verify's default extraction; None for an empty text."""
+    else its last paragraph (after the last blank line; TEXT-marked) for math-verify's default
+    extraction, so an answer given in a closing sentence counts but a number in an unfinished
+    solution's working does not; None when there is neither."""
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    return TEXT + text if text and text.strip() else None
+    tail = text.strip().rsplit("\n\n", 1)[-1].strip() if text else ""
+    return TEXT + tail if tail else None
 
 
 @lru_cache(maxsize=200_000)
