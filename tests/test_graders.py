@@ -86,6 +86,8 @@ def test_graders_refuse_the_sal_protocol(tmp_path: Path, capsys) -> None:
     args = ["evaluate", "--merged", str(_toy(tmp_path)), "--out", str(tmp_path / "m.parquet"), "--protocol", "sal"]
     assert main([*args, "--graders", "default,sal"]) != 0
     assert "--graders: only with --protocol default" in capsys.readouterr().err
+    assert main([*args[:-2], "--graders", "default,hnc"]) != 0
+    assert "--graders: 'hnc' is not one of default, sal, math-verify" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -80,7 +80,8 @@ class EvalOptions:
         if self.timeout <= 0:
             raise ConfigError(f"--timeout: must be positive, got {self.timeout}")
         require_at_least(self.workers, 1, "--workers")
-        if self.protocol != "default" and self.grader_names() != [DEFAULT]:
+        names = self.grader_names()  # a bad name: one line before anything is read
+        if self.protocol != "default" and names != [DEFAULT]:
             raise ConfigError(f"--graders: only with --protocol default ({self.protocol} has its own grader)")
 
 
