@@ -316,8 +316,8 @@ def _approach_runs(
     approach: str, method: str, ns: list[int], prm: Any, prm_key: str, prms: dict[str, PRMSettings]
 ) -> list[tuple[str, int, str | None]]:
     """(run id, n, in-search PRM) for each run of one approach and model: Best-of-N and DVTS once at
-    their largest n, beam search and particle filtering once per n; guided run ids end in `.{prm}` (`prm_key`: the config
-    key that named the PRM, for errors)."""
+    their largest n, beam search and particle filtering once per n; guided run ids end in `.{prm}`
+    (`prm_key`: the config key that named the PRM, for errors)."""
     where = f"approaches.{approach}"
     if method not in GUIDED_METHODS:
         return [(approach, max(ns), None)]
