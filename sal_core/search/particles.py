@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+import sal_core.search.resampling as resampling
 from sal_core.prm.step_aggregation import aggregate_steps
-from sal_core.search import resampling
 from sal_core.search.resampling import REFERENCE, RESAMPLE, SELECT, draw_seed
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard, Step, finishes, generate_step, score_texts, step_requests, warn_pruned
