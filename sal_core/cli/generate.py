@@ -1,8 +1,8 @@
-"""Run one search method (Best-of-N, beam search or DVTS) on problems [start, end) of a problems table.
+"""Run one search method (Best-of-N, beam search, DVTS or particle filtering) on problems [start, end).
 
-The job (policy model, search settings and, for beam search / DVTS, the in-search PRM) is a
+The job (policy model, search settings and, for the guided methods, the in-search PRM) is a
 GenerateJob as JSON. Writes one row per problem, in dataset order, with its completions, token
-counts, temperatures, groups, finish reasons and (beam search / DVTS) the in-search step scores.
+counts, temperatures, groups, finish reasons and (guided methods) the in-search step scores.
 """
 
 from __future__ import annotations
