@@ -73,7 +73,8 @@ SEARCH: dict[str, list[Value]] = {
         Value(
             "n",
             [1, 2, 4, 8, 16, 32, 64, 128],
-            f"{PF} MATH-500 scaling plots (budgets 1 to 128); {ITS} scripts/benchmark.py --budgets",
+            f"{PF} MATH-500 scaling figures (budgets 1 to 128, read off the figures' axes: not a list the "
+            f"text states; confirm before citing); {ITS} scripts/benchmark.py --budgets",
             GRID,
         ),
         Value("num_iterations", 50, f"{ITS} scripts/benchmark.py init_algorithm (StepGeneration max_steps=50)", GRID),
