@@ -10,6 +10,9 @@ from __future__ import annotations
 METHODS = ("best_of_n", "beam_search", "dvts", "particle_filtering")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
 GUIDED_METHODS = ("beam_search", "dvts", "particle_filtering")
+PARTICLE_FILTERING = "particle_filtering"
+#: methods whose run at n is not a subset of a run at a larger n: one run per n, evaluated at its own n only
+ONE_RUN_PER_N = ("beam_search", PARTICLE_FILTERING)
 #: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
 PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
 #: `openai`: any OpenAI-compatible completions server (`vllm serve`, `sal serve`)

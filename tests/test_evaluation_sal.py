@@ -205,3 +205,21 @@ def test_cli_writes_the_default_schema_with_pass_at_k(tmp_path):
     at = sal.set_index(["level", "n", "vote"])
     assert at.loc[("all", 2, "majority"), "mean_tokens"] == 25.0  # (10 + 30 + 5 + 5) / 2 problems
     assert at.loc[("1", 2, "weighted"), "num_problems"] == 1
+
+
+def _hangs_with_sympy(job: tuple[str, bool]) -> tuple[str, bool]:
+    """A job that hangs (as a C-level sympy hang would) unless re-run without sympy."""
+    import time
+
+    value, symbolic = job
+    if symbolic and value == "hang":
+        time.sleep(60)
+    return value, symbolic
+
+
+def test_a_job_past_its_hard_limit_is_rerun_without_sympy_and_the_others_are_kept() -> None:
+    """The guard both search-and-learn's protocol and the `sal` grader run under (run_guarded)."""
+    from sal_core.evaluation.sal_protocol import run_guarded
+
+    results, plain = run_guarded(_hangs_with_sympy, ["a", "hang", "b"], [30.0, 1.0, 30.0], 2, "test", False)
+    assert results == [("a", True), ("hang", False), ("b", True)] and plain == {1}

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from sal_core.settings.jobs import ONE_RUN_PER_N
+from sal_core.constants import ONE_RUN_PER_N
 
 #: metric columns, per problem and n: generated, PRM-read, and their sum (what accuracy_vs_tokens plots)
 SPEND_COLUMNS = ("generated_tokens", "prm_tokens", "compute_tokens")

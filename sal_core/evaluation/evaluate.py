@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sal_core.constants import AGGREGATIONS, PASS_AT_K
+from sal_core.constants import AGGREGATIONS, PARTICLE_FILTERING, PASS_AT_K
 from sal_core.errors import ConfigError, ShardError
 from sal_core.evaluation import votes
 from sal_core.evaluation.compute import Spend, spend_columns
@@ -21,7 +21,6 @@ from sal_core.evaluation.graders import DEFAULT, Verdicts, grade_with, parse_gra
 from sal_core.evaluation.levels import level_sort_key, normalise_level
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.settings.build import option, require_at_least, require_one_of
-from sal_core.settings.jobs import PARTICLE_FILTERING
 from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 RUN_KEYS = ("dataset", "model", "approach", "method", "sampling", "seed", "prm")

@@ -12,22 +12,19 @@ sal_core.evaluation.sal_protocol does.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import numpy as np
-from tqdm import tqdm
 
 from sal_core.evaluation import votes
 from sal_core.evaluation.graders import Verdicts
-from sal_core.evaluation.grading import NO_ANSWER, worker_context
+from sal_core.evaluation.grading import NO_ANSWER
 
 
-def sal_problem(job: tuple[str, list[str], float, bool]) -> tuple[list[int], list[str], int]:
+def sal_problem(job: tuple[tuple[str, list[str], float], bool]) -> tuple[list[int], list[str], int]:
     """(class per completion, extracted answer per completion, timed-out checks) of one problem."""
     from sal_core.evaluation.sal_answers import extract_answer
     from sal_core.evaluation.sal_equal import answers_equal, canonical_form
 
-    gold_text, texts, timeout, symbolic = job
+    (gold_text, texts, timeout), symbolic = job
     gold = extract_answer("\\boxed{" + gold_text + "}")
     answers = [extract_answer(t) for t in texts]
     timeouts = 0
@@ -51,30 +48,14 @@ def _limit(texts: list[str], timeout: float) -> float:
 
 def grade_sal(golds: list[str], texts: list[list[str]], timeout: float, workers: int, progress: bool) -> Verdicts:
     """Every problem in `workers` processes; a problem past its hard limit is re-run without sympy."""
-    from sal_core.evaluation.sal_protocol import _warm
+    from sal_core.evaluation.sal_protocol import run_guarded
 
-    _warm()
-    done: dict[int, tuple[list[int], list[str], int]] = {}
-    plain: set[int] = set()
-    bar = tqdm(total=len(golds), desc="grading (sal grader)", unit="problem", disable=not progress)
-    try:
-        while len(done) < len(golds):
-            todo = [i for i in range(len(golds)) if i not in done]
-            with worker_context().Pool(max(1, workers)) as pool:
-                jobs = [(golds[i], texts[i], timeout, i not in plain) for i in todo]
-                results = pool.imap(sal_problem, jobs)
-                for i in todo:
-                    try:
-                        classes, answers, late = results.next(timeout=_limit(texts[i], timeout))
-                    except mp.TimeoutError:
-                        plain.add(i)
-                        break
-                    done[i] = (classes, answers, late + (i in plain))
-                    bar.update()
-    finally:
-        bar.close()
+    jobs = [(gold, problem, timeout) for gold, problem in zip(golds, texts, strict=True)]
+    limits = [_limit(problem, timeout) for problem in texts]
+    done, plain = run_guarded(sal_problem, jobs, limits, workers, "grading (sal grader)", progress)
     width = max((len(t) for t in texts), default=0)
     classes = np.full((len(golds), width), votes.PAD, dtype=np.int64)
     for p in range(len(golds)):
         classes[p, : len(texts[p])] = done[p][0]
-    return Verdicts(classes, np.array([done[p][2] for p in range(len(golds))]), [done[p][1] for p in range(len(golds))])
+    timeouts = np.array([done[p][2] + (p in plain) for p in range(len(golds))])
+    return Verdicts(classes, timeouts, [done[p][1] for p in range(len(golds))])

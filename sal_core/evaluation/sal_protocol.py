@@ -29,13 +29,15 @@ past a generous limit is re-run without sympy (string and number rules only), co
 from __future__ import annotations
 
 import multiprocessing as mp
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from sal_core.constants import VOTES
+from sal_core.constants import PARTICLE_FILTERING, VOTES
 from sal_core.errors import ShardError
 from sal_core.evaluation import votes
 from sal_core.evaluation.compute import Spend, spend_columns
@@ -45,7 +47,6 @@ from sal_core.evaluation.levels import normalise_level
 from sal_core.evaluation.sal_answers import extract_answer
 from sal_core.evaluation.sal_equal import _latex_to_sympy, _python_to_sympy, answers_equal, canonical_form
 from sal_core.prm.step_aggregation import aggregate_steps
-from sal_core.settings.jobs import PARTICLE_FILTERING
 
 
 def sal_sizes(num_samples: int) -> list[int]:
@@ -149,32 +150,43 @@ def _warm() -> None:
 
 
 def solve_all(tasks: list[Task], workers: int, progress: bool = True) -> list[Solved]:
-    """Solve every problem in `workers` processes; a problem past its hard limit is re-run without sympy.
+    """Solve every problem in `workers` processes; a problem past its hard limit is re-run without
+    sympy and counted as one timeout (`run_guarded`)."""
+    limits = [hard_limit(task) for task in tasks]
+    solved, plain = run_guarded(_solve_job, tasks, limits, workers, "grading (sal)", progress)
+    for i in plain:
+        solved[i].timeouts += 1
+    return solved
 
-    Checks are time-limited inside the worker (SIGALRM); the hard limit only catches C-level hangs
-    an alarm cannot interrupt: the pool is killed and restarted, finished problems are kept.
+
+def run_guarded(
+    work: Callable[[tuple[Any, bool]], Any], jobs: list, limits: list[float], workers: int, desc: str, progress: bool
+) -> tuple[list, set[int]]:
+    """`work((job, symbolic))` for every job in `workers` processes, results in order, and the indices
+    of the jobs re-run with `symbolic` False because they passed their limit.
+
+    Checks are time-limited inside the worker (SIGALRM); the limit only catches C-level hangs an
+    alarm cannot interrupt: the pool is killed and restarted, finished jobs are kept.
     """
     _warm()
-    done: dict[int, Solved] = {}
-    plain: set[int] = set()  # problems to re-run without sympy
-    bar = tqdm(total=len(tasks), desc="grading (sal)", unit="problem", disable=not progress)
+    done: dict[int, Any] = {}
+    plain: set[int] = set()  # jobs to re-run without sympy
+    bar = tqdm(total=len(jobs), desc=desc, unit="problem", disable=not progress)
     try:
-        while len(done) < len(tasks):
-            todo = [i for i in range(len(tasks)) if i not in done]
+        while len(done) < len(jobs):
+            todo = [i for i in range(len(jobs)) if i not in done]
             with worker_context().Pool(max(1, workers)) as pool:
-                results = pool.imap(_solve_job, [(tasks[i], i not in plain) for i in todo])
+                results = pool.imap(work, [(jobs[i], i not in plain) for i in todo])
                 for i in todo:
                     try:
-                        done[i] = results.next(timeout=hard_limit(tasks[i]))
+                        done[i] = results.next(timeout=limits[i])
                     except mp.TimeoutError:
                         plain.add(i)
                         break
-                    if i in plain:
-                        done[i].timeouts += 1
                     bar.update()
     finally:
         bar.close()
-    return [done[i] for i in range(len(tasks))]
+    return [done[i] for i in range(len(jobs))], plain
 
 
 def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[Task]:

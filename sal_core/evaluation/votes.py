@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sal_core.settings.jobs import ONE_RUN_PER_N
+from sal_core.constants import ONE_RUN_PER_N
 
 #: the vote column of a method's own choice of answer (particle filtering's selected particle)
 SELECTED = "selected"

@@ -57,7 +57,7 @@ def completion_rows(problems: pd.DataFrame, results: list[SearchResult], with_sc
             row["search_scores"] = [list(s) for s in result.search_scores or []]
         if result.subtree_tokens is not None:
             row.update({column: [int(t) for t in getattr(result, column) or []] for column in SUBTREE_COLUMNS})
-        if getattr(result, "weights", None) is not None:
+        if result.weights is not None:
             row.update(particle_columns(result))
         rows.append(row)
     return rows

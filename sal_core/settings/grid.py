@@ -20,13 +20,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from sal_core.constants import GUIDED_METHODS, PREPARED_SOURCES
+from sal_core.constants import GUIDED_METHODS, ONE_RUN_PER_N, PREPARED_SOURCES
 from sal_core.errors import ConfigError
 from sal_core.paths import prepared_model, trained_prm
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
-from sal_core.settings.jobs import ONE_RUN_PER_N, GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
 from sal_core.settings.learn import Learn, build_learn, trained_entry
 
 #: approach names carry no dot: the run id appends `.{prm}` to them

@@ -18,6 +18,7 @@ from sal_core.constants import (
     DTYPES,
     GUIDED_METHODS,
     METHODS,
+    PARTICLE_FILTERING,
     PRM_TYPES,
     SERVER_APIS,
     STEP_LAYOUTS,
@@ -155,9 +156,6 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
     "resampling": "multinomial",
     "weight_temperature": 1.0,
 }
-PARTICLE_FILTERING = "particle_filtering"
-#: methods whose run at n is not a subset of a run at a larger n: one run per n, evaluated at its own n only
-ONE_RUN_PER_N = ("beam_search", PARTICLE_FILTERING)
 #: search keys that particle filtering has no use for: refused there unless at their defaults
 NOT_FOR_PARTICLES = (
     "beam_width",
