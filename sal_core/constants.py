@@ -11,6 +11,9 @@ METHODS = ("best_of_n", "beam_search", "dvts", "particle_filtering")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
 GUIDED_METHODS = ("beam_search", "dvts", "particle_filtering")
 PARTICLE_FILTERING = "particle_filtering"
+#: the finish reason of a particle that took `num_iterations` steps without finishing (a token limit and a
+#: context prune are "length")
+STEP_LIMIT = "step_limit"
 #: methods whose run at n is not a subset of a run at a larger n: one run per n, evaluated at its own n only
 ONE_RUN_PER_N = ("beam_search", PARTICLE_FILTERING)
 #: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`

@@ -14,12 +14,13 @@ from fixtures.its_hub_particles import scripted
 from search_helpers import PROBLEMS, search
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.constants import STEP_LIMIT
 from sal_core.prm.base import PRM, Scored
 from sal_core.search import particles as particles_module
 from sal_core.search.particles import particle_filtering
-from sal_core.search.resampling import log_weight, probabilities
+from sal_core.search.resampling import RESAMPLE, draw_seed, log_weight, probabilities, request_seed
 from sal_core.search.steps import Shard
-from sal_core.search.temperatures import derive_seed, temperature_list
+from sal_core.search.temperatures import temperature_list
 from sal_core.settings.jobs import SearchSettings
 
 
@@ -137,7 +138,7 @@ def test_slot_i_samples_at_the_ith_temperature_with_its_own_seed_whatever_partic
     listed = temperature_list(8, temps, ratios)
     assert listed == [0.4, 0.4, 0.8, 0.8, 0.8, 0.8, 1.2, 1.2]
     assert [req.temperature for req, _ in backend.calls[0]] == listed
-    slot_of = {derive_seed(5, 7, 0, slot, step): (slot, step) for slot in range(8) for step in range(6)}
+    slot_of = {request_seed(5, 7, 0, slot, step): (slot, step) for slot in range(8) for step in range(6)}
     for step, call in enumerate(backend.calls):
         slots = [slot_of[req.seed] for req, _ in call]
         assert all(s == step for _, s in slots) and [s for s, _ in slots] == sorted(s for s, _ in slots)
@@ -158,15 +159,26 @@ def test_a_problem_gets_the_same_particles_whatever_shard_it_is_in():
     assert any(run(search, problems=(2,), first_index=row)[0][0] != alone[0] for row in (3, 4, 5))
 
 
-def test_the_step_limit_ends_every_particle_with_finish_reason_length():
+def test_the_step_limit_ends_a_particle_with_a_finish_reason_of_its_own():
+    """`step_limit`, not `length` (which a token limit and a context prune give): issue 27."""
     results, backend, _ = run(settings(n=6, num_iterations=2))
     assert len(backend.calls) <= 2
     reasons = [r for result in results for r in result.finish_reasons]
-    assert "length" in reasons
+    assert STEP_LIMIT == "step_limit" and STEP_LIMIT in reasons and "length" not in reasons
     for result in results:
         for text, reason in zip(result.completions, result.finish_reasons, strict=True):
             assert len(scripted.split(text)) <= 2
-            assert reason == ("stop" if scripted.STOP_TOKEN in text else "length")
+            assert reason == ("stop" if scripted.STOP_TOKEN in text else STEP_LIMIT)
+
+
+def test_request_seeds_never_equal_a_resampling_draws_seed():
+    """Before issue 27 slot 0's request at step 0 and the draw after step 0 had one key, so one seed."""
+    search = settings(n=6, sweeps=2, reference_particles=1, seed=3)
+    _, backend, _ = run(search, problems=(0,), first_index=4)
+    requests = {req.seed for call in backend.calls for req, _ in call}
+    draws = {draw_seed(3, 4, sweep, step, kind) for sweep in range(2) for step in range(6) for kind in range(3)}
+    assert request_seed(3, 4, 0, 0, 0) in requests and requests.isdisjoint(draws)
+    assert request_seed(3, 4, 0, 0, 0) != draw_seed(3, 4, 0, 0, RESAMPLE)
 
 
 def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
@@ -214,7 +226,7 @@ def test_through_run_search_on_the_tiny_model_every_slot_samples_at_its_temperat
                  max_tokens=8, temperatures=temps, temperature_ratios=ratios, seed=3)  # fmt: skip
     listed = temperature_list(8, temps, ratios)
     assert listed == [0.6, 0.6, 0.6, 0.8, 0.8, 0.8, 1.0, 1.0]
-    slot_of = {derive_seed(3, row, 0, slot, step): slot for row in (0, 1) for slot in range(8) for step in range(3)}
+    slot_of = {request_seed(3, row, 0, slot, step): slot for row in (0, 1) for slot in range(8) for step in range(3)}
     assert [req.temperature for req in got.requests_of(0, 0)] == listed
     for call in got.backend.calls:
         for req, _ in call:
