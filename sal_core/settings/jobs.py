@@ -124,7 +124,9 @@ class PRMSettings(ServedSettings, Settings):
         self.validate_served(where, "type server")
         if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
             raise ConfigError(f"{where}.api: {self.api!r} is not one of {', '.join(SERVER_APIS)} (type server only)")
-        if not self.path and (not remote or self.api == "vllm-pooling"):
+        if self.type == "verifier" and self.path:
+            raise ConfigError(f"{where}.path: type verifier loads no model; leave path (and prepare) out")
+        if not self.path and self.type != "verifier" and (not remote or self.api == "vllm-pooling"):
             raise ConfigError(f"{where}.path: missing (the PRM's weights, or its tokenizer for api vllm-pooling)")
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
