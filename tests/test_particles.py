@@ -25,14 +25,15 @@ from sal_core.settings.jobs import SearchSettings
 
 
 class ScriptedBackend(GenerationBackend):
-    """Writes scripted.next_step for each request (rank: its place among its problem's requests in
-    the call), with the separator when the request stops at it; records every call."""
+    """Writes scripted.step_of for each request (rank: its place among its problem's requests in the
+    call; cut at the request's max_tokens; with `endings`, some steps end on EOS), with the separator
+    when the step stopped there and the request stops at it; records every call."""
 
     max_model_len = 10_000
     tokenizer = None
 
-    def __init__(self, problems: Sequence[str], prompts: Sequence[str]) -> None:
-        self.problems, self.prompts = list(problems), list(prompts)
+    def __init__(self, problems: Sequence[str], prompts: Sequence[str], endings: bool = False) -> None:
+        self.problems, self.prompts, self.endings = list(problems), list(prompts), endings
         self.calls: list[list[tuple[GenerationRequest, GenerationOutput]]] = []
 
     def problem_of(self, prompt: str) -> int:
@@ -44,9 +45,10 @@ class ScriptedBackend(GenerationBackend):
         for req in requests:
             p = self.problem_of(req.prompt)
             rank = ranks[p] = ranks.get(p, -1) + 1
-            step = scripted.next_step(self.problems[p], req.prompt[len(self.prompts[p]) :], rank)
-            text = step + (scripted.SEPARATOR if scripted.SEPARATOR in req.stop else "")
-            outputs.append(GenerationOutput(text, scripted.tokens(text), "stop"))
+            prefix = req.prompt[len(self.prompts[p]) :]
+            step, reason = scripted.step_of(self.problems[p], prefix, rank, req.max_tokens, self.endings)
+            text = step + (scripted.SEPARATOR if reason == "stop" and scripted.SEPARATOR in req.stop else "")
+            outputs.append(GenerationOutput(text, scripted.tokens(text), reason))
         self.calls.append(list(zip(requests, outputs, strict=True)))
         return outputs
 
@@ -86,10 +88,11 @@ def settings(**overrides) -> SearchSettings:
     return SearchSettings.from_dict({**base, **overrides})
 
 
-def run(search: SearchSettings, problems: Sequence[int] = (0, 1, 2), first_index: int = 0):
-    """Particle filtering on the given scripted problems; the results, backend and PRM."""
+def run(search: SearchSettings, problems: Sequence[int] = (0, 1, 2), first_index: int = 0, endings: bool = False):
+    """Particle filtering on the given scripted problems (`endings`: some steps end on EOS); the results,
+    backend and PRM."""
     texts, prompts = [scripted.PROBLEMS[p] for p in problems], [PROMPTS[p] for p in problems]
-    backend, prm = ScriptedBackend(texts, prompts), ScriptedPRM()
+    backend, prm = ScriptedBackend(texts, prompts, endings), ScriptedPRM()
     shard = Shard(texts, prompts, search, backend, prm, first_index)
     return particle_filtering(shard), backend, prm
 
