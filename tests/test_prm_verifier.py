@@ -13,12 +13,15 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sal_core.errors import ConfigError
 from sal_core.prm import load_prm
 from sal_core.prm.arithmetic import Unparsed, evaluate, normalise, tokens
 from sal_core.prm.claims import check_step
 from sal_core.prm.verifier import CHECKED, FALSE, NEUTRAL, VerifierPRM, step_score
+from sal_core.settings.build import to_json
+from sal_core.settings.check import check_config
 from sal_core.settings.jobs import PRMSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -176,3 +179,17 @@ def test_the_settings_need_no_model_and_load_without_one() -> None:
         PRMSettings.from_dict({"name": "v", "type": "verifier", "path": "some/model"})
     with pytest.raises(ConfigError, match=r"^prm\.step_layout: search-and-learn has no verifier PRM"):
         PRMSettings.from_dict({"name": "v", "type": "verifier", "step_layout": "sal"})
+
+
+def test_a_config_guides_and_scores_with_the_verifier_and_a_path_is_one_clear_error() -> None:
+    config = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    config["prms"]["check"] = {"type": "verifier"}
+    config["search_prm"], config["score_prms"] = "check", ["check", "tiny-judge"]
+    grid = check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    guided = [run for run in grid.runs if run.job.prm is not None]
+    assert guided and all(run.run_id.endswith(".check") for run in guided)
+    assert all('"type":"verifier"' in to_json(run.job) for run in guided)
+    for entry in ({"type": "verifier", "prepare": "tiny-random"}, {"type": "verifier", "path": "org/model"}):
+        config["prms"]["check"] = entry
+        with pytest.raises(ConfigError, match=r"^prms\.check\.path: type verifier loads no model"):
+            check_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
