@@ -22,8 +22,8 @@ from sal_core.search import SEARCHES
 from sal_core.search.steps import Shard
 from sal_core.serving.launch import start_server, stop_server
 from sal_core.settings.endpoint import build_servers
-from sal_core.settings.jobs import PRMSettings, SearchSettings
-from sal_core.tables import read_table, write_table_atomic
+from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.tables import read_metadata, read_table, write_table_atomic
 
 VERIFIER = PRMSettings(name="verifier", type="verifier")
 PROBLEMS = ["Add up the numbers.", "Sum the pairs."]
@@ -114,6 +114,27 @@ def test_sal_score_scores_a_shard_with_the_verifier(tmp_path: Path) -> None:
     scores = read_table(tmp_path / "scores.parquet")
     assert [[list(s) for s in row] for row in scores["scores"]] == [[[0.95, 0.95], [0.05, 0.95]], [[0.5]]]
     assert scores["prm_tokens"].tolist() == [0, 0]
+
+
+def test_a_generate_job_guided_by_the_verifier_and_sal_score_reusing_its_scores(tiny_model_path, tmp_path) -> None:
+    """Through the pipeline: the job loads the verifier beside the policy, records its step scores and
+    0 PRM tokens, and `sal score` with the same verifier reuses the search's scores."""
+    from sal_core.pipeline.generate import generate_shard
+    from sal_core.pipeline.score import score_shard
+
+    frame = pd.DataFrame(
+        {"problem_id": ["a", "b"], "problem": ["What is 2 + 3?", "What is 7 - 4?"], "answer": ["5", "3"]}
+    )
+    write_table_atomic(frame.assign(level=None), tmp_path / "problems.parquet")
+    model = ModelSettings(name="tiny", path=str(tiny_model_path), max_model_len=512, batch_size=8)
+    search = SearchSettings.from_dict({"method": "particle_filtering", "n": 4, "num_iterations": 2, "max_tokens": 8})
+    generate_shard(tmp_path / "problems.parquet", 0, 2, GenerateJob(model, search, VERIFIER), tmp_path / "c.parquet")
+    shard = read_table(tmp_path / "c.parquet")
+    assert shard["prm_tokens"].tolist() == [0, 0]
+    for completions, scores in zip(shard["completions"], shard["search_scores"], strict=True):
+        assert [list(s) for s in scores] == VerifierPRM(VERIFIER).score(["p"], [list(completions)])[0]
+    score_shard(tmp_path / "c.parquet", VERIFIER, tmp_path / "s.parquet")
+    assert read_metadata(tmp_path / "s.parquet")["reused"] == "search"
 
 
 def test_served_verifier_scores_as_in_process(tmp_path: Path) -> None:
