@@ -70,6 +70,7 @@ CASES = [
     case(HAND + "algebra is not arithmetic", "Then $x + 3 = 8$.", NEUTRAL),
     case(HAND + "words end an expression", "3 apples cost 3 × 2 = 6 dollars.", CHECKED, (1, 0, 0)),
     case(HAND + "a unit before an operator: no minus sign", "8 apples - 3 = 5 apples.", NEUTRAL),
+    case(HAND + "a time is not a number", "From 1:30 + 2 = 3:30 it is two hours.", NEUTRAL),
     case(HAND + "precedence", "$2 + 3 \\times 4 = 14$", CHECKED, (1, 0, 0)),
     case(HAND + "left-to-right reading is false", "$2 + 3 \\times 4 = 20$", FALSE, (0, 1, 0)),
     case(HAND + "parentheses", "$(2 + 3) \\cdot 4 = 20$", CHECKED, (1, 0, 0)),

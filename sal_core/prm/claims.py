@@ -8,6 +8,7 @@ never called false:
 
 - a side that touches a letter, or starts with an operator after a word (`x = 5`, `x + 3 = 8`, `15cm`,
   `8 apples - 3 = 5`), belongs to algebra or units: dropped, not checked (a definition is no claim);
+  so does one touching a colon (`1:30 + 2`, a time or a ratio);
 - a side that touches notation the parser does not read (`2^3`, `\\sqrt{16}`, `5!`) is dropped and
   counted as unparsed; so is a chain with a side that does not parse or divides by zero;
 - `≈`, `\\approx`, `\\sim` end a chain: nothing across them is compared;
@@ -39,6 +40,8 @@ EXPRESSION = ("num", "op", "eq", "space")
 UNREAD = set("^_{}\\!|'")
 BOXED = re.compile(r"\\boxed\s*\{")
 AFTER_EQUALS = re.compile(r"=\s*(?:\$|\\\(|\\\[)?\s*$")
+#: characters that, touching a first side, make its first number part of another (`1:30 + 2`, `1.5.2`)
+TIME_OR_DECIMAL = ".:"
 #: words after a result that make it something other than the value of the other side
 NOT_EQUAL_AFTER = ("remainder", "r", "rem", "with")
 
@@ -144,12 +147,13 @@ def trim_ends(sides: list[list[Token]], before: str, after: str, check: StepChec
     drop_first = (
         not first
         or touches_before
-        and (before.isalnum() or before in UNREAD or before == ".")
+        and (before.isalnum() or before in UNREAD or before in TIME_OR_DECIMAL)
         or first[0][1] in "+*/%)"
         or first[0][1] == "-"
         and before.isalpha()
     )
-    drop_last = not last or touches_after and (after.isalnum() or after in UNREAD) or last[-1][1] in "+-*/("
+    touching = touches_after and (after.isalnum() or after in UNREAD or after == ":")
+    drop_last = not last or touching or last[-1][1] in "+-*/("
     kept = sides[1 if drop_first else 0 : len(sides) - 1 if drop_last else len(sides)]
     if any(not strip(side) for side in kept):
         check.unparsed += 1
