@@ -200,6 +200,30 @@ def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
     assert set(finals) <= {w for weights in seen for w in weights}
 
 
+def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatch):
+    """An empty first step ends a particle with nothing for the PRM to score: its log weight is
+    logit(1e-7) = -16.1 (its_hub's clip), at every later draw too."""
+    seen = []
+    real = particles_module.resample
+
+    def recorded(log_weights, k, seed, scheme, temperature):
+        seen.append(list(log_weights))
+        return real(log_weights, k, seed, scheme, temperature)
+
+    class EmptyFirst(ScriptedBackend):
+        def generate(self, requests):
+            outputs = super().generate(requests)
+            if len(self.calls) == 1:  # slot 0's first step is empty
+                outputs[0] = GenerationOutput("", 0, "stop")
+            return outputs
+
+    monkeypatch.setattr(particles_module, "resample", recorded)
+    texts, prompts = [scripted.PROBLEMS[0]], [PROMPTS[0]]
+    particle_filtering(Shard(texts, prompts, settings(n=4), EmptyFirst(texts, prompts), ScriptedPRM()))
+    assert seen[0][0] == pytest.approx(np.log(1e-7 / (1 - 1e-7))) == pytest.approx(-16.118, abs=1e-3)
+    assert all(w > -16 for w in seen[0][1:])
+
+
 def test_particle_gibbs_returns_the_last_sweeps_particles_with_the_references_last():
     search = settings(n=9, sweeps=3, reference_particles=2)
     results, _, _ = run(search)
