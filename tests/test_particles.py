@@ -224,6 +224,23 @@ def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatc
     assert all(w > -16 for w in seen[0][1:])
 
 
+def test_a_reference_particle_competes_at_its_whole_run_weight_at_every_step(monkeypatch):
+    """its_hub 1.2.0: a reference is finished, so it is resampled at its final weight from the sweep
+    before, step after step, not at its weight after as many steps as the others (docs/search.md)."""
+    seen = []
+    real = particles_module.resample
+
+    def recorded(log_weights, k, seed, scheme, temperature):
+        seen.append(list(log_weights))
+        return real(log_weights, k, seed, scheme, temperature)
+
+    monkeypatch.setattr(particles_module, "resample", recorded)
+    (result,) = run(settings(n=8, sweeps=2, reference_particles=1, num_iterations=6), problems=(1,))[0]
+    first, second = seen[: len(result.ess[0])], seen[len(result.ess[0]) :]
+    assert len(second) == len(result.ess[1]) > 1
+    assert len({weights[-1] for weights in second}) == 1 and second[0][-1] in first[-1]
+
+
 def test_particle_gibbs_returns_the_last_sweeps_particles_with_the_references_last():
     search = settings(n=9, sweeps=3, reference_particles=2)
     results, _, _ = run(search)
