@@ -3,11 +3,11 @@
 Each step (sal_core.prm.base.scored_steps) is read by sal_core.prm.claims.check_step, carrying the
 last value the solution stated from step to step, and scored:
 
-| step                                                        | score            |
-|-------------------------------------------------------------|------------------|
-| a false claim, or a boxed answer that is not the last value | FALSE = 0.05     |
-| otherwise: a claim that holds, or a boxed answer that is     | CHECKED = 0.95   |
-| nothing to check (words, algebra, rounding, unreadable)      | NEUTRAL = 0.5    |
+| step                                                            | score          |
+|-----------------------------------------------------------------|----------------|
+| a false claim, or a boxed answer that is not the last value     | FALSE = 0.05   |
+| otherwise: a claim that holds, or a boxed answer that is it     | CHECKED = 0.95 |
+| nothing to check (words, algebra, rounding, unreadable)         | NEUTRAL = 0.5  |
 
 0.05 and 0.95 rather than 0 and 1 keep a particle's log weight finite and in the range a trained
 PRM's scores give (logit ±2.9); 0.5 makes an unchecked step neither help nor hurt a beam under `last`.
