@@ -11,10 +11,14 @@ METHODS = ("best_of_n", "beam_search", "dvts", "particle_filtering")
 #: methods whose search is guided step by step by a PRM (they need one in the generate job)
 GUIDED_METHODS = ("beam_search", "dvts", "particle_filtering")
 PARTICLE_FILTERING = "particle_filtering"
+#: the finish reason of a particle that took `num_iterations` steps without finishing (a token limit and a
+#: context prune are "length")
+STEP_LIMIT = "step_limit"
 #: methods whose run at n is not a subset of a run at a larger n: one run per n, evaluated at its own n only
 ONE_RUN_PER_N = ("beam_search", PARTICLE_FILTERING)
-#: `server`: any of the others behind `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
-PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "server")
+#: `verifier`: no model, exact arithmetic (sal_core/prm/verifier.py); `server`: any of the others behind
+#: `sal serve-prm`, or Qwen2.5-Math-PRM behind `vllm serve`
+PRM_TYPES = ("rlhflow", "math-shepherd", "skywork", "qwen2.5-math", "trl", "verifier", "server")
 #: `openai`: any OpenAI-compatible completions server (`vllm serve`, `sal serve`)
 BACKENDS = ("transformers", "vllm", "openai")
 #: what a `type: server` PRM speaks: `sal serve-prm`'s API, or vLLM's pooling API

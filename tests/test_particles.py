@@ -14,24 +14,26 @@ from fixtures.its_hub_particles import scripted
 from search_helpers import PROBLEMS, search
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.constants import STEP_LIMIT
 from sal_core.prm.base import PRM, Scored
 from sal_core.search import particles as particles_module
 from sal_core.search.particles import particle_filtering
-from sal_core.search.resampling import log_weight, probabilities
+from sal_core.search.resampling import RESAMPLE, draw_seed, log_weight, probabilities, request_seed
 from sal_core.search.steps import Shard
-from sal_core.search.temperatures import derive_seed, temperature_list
+from sal_core.search.temperatures import temperature_list
 from sal_core.settings.jobs import SearchSettings
 
 
 class ScriptedBackend(GenerationBackend):
-    """Writes scripted.next_step for each request (rank: its place among its problem's requests in
-    the call), with the separator when the request stops at it; records every call."""
+    """Writes scripted.step_of for each request (rank: its place among its problem's requests in the
+    call; cut at the request's max_tokens; with `endings`, some steps end on EOS), with the separator
+    when the step stopped there and the request stops at it; records every call."""
 
     max_model_len = 10_000
     tokenizer = None
 
-    def __init__(self, problems: Sequence[str], prompts: Sequence[str]) -> None:
-        self.problems, self.prompts = list(problems), list(prompts)
+    def __init__(self, problems: Sequence[str], prompts: Sequence[str], endings: bool = False) -> None:
+        self.problems, self.prompts, self.endings = list(problems), list(prompts), endings
         self.calls: list[list[tuple[GenerationRequest, GenerationOutput]]] = []
 
     def problem_of(self, prompt: str) -> int:
@@ -43,9 +45,10 @@ class ScriptedBackend(GenerationBackend):
         for req in requests:
             p = self.problem_of(req.prompt)
             rank = ranks[p] = ranks.get(p, -1) + 1
-            step = scripted.next_step(self.problems[p], req.prompt[len(self.prompts[p]) :], rank)
-            text = step + (scripted.SEPARATOR if scripted.SEPARATOR in req.stop else "")
-            outputs.append(GenerationOutput(text, scripted.tokens(text), "stop"))
+            prefix = req.prompt[len(self.prompts[p]) :]
+            step, reason = scripted.step_of(self.problems[p], prefix, rank, req.max_tokens, self.endings)
+            text = step + (scripted.SEPARATOR if reason == "stop" and scripted.SEPARATOR in req.stop else "")
+            outputs.append(GenerationOutput(text, scripted.tokens(text), reason))
         self.calls.append(list(zip(requests, outputs, strict=True)))
         return outputs
 
@@ -85,10 +88,11 @@ def settings(**overrides) -> SearchSettings:
     return SearchSettings.from_dict({**base, **overrides})
 
 
-def run(search: SearchSettings, problems: Sequence[int] = (0, 1, 2), first_index: int = 0):
-    """Particle filtering on the given scripted problems; the results, backend and PRM."""
+def run(search: SearchSettings, problems: Sequence[int] = (0, 1, 2), first_index: int = 0, endings: bool = False):
+    """Particle filtering on the given scripted problems (`endings`: some steps end on EOS); the results,
+    backend and PRM."""
     texts, prompts = [scripted.PROBLEMS[p] for p in problems], [PROMPTS[p] for p in problems]
-    backend, prm = ScriptedBackend(texts, prompts), ScriptedPRM()
+    backend, prm = ScriptedBackend(texts, prompts, endings), ScriptedPRM()
     shard = Shard(texts, prompts, search, backend, prm, first_index)
     return particle_filtering(shard), backend, prm
 
@@ -137,7 +141,7 @@ def test_slot_i_samples_at_the_ith_temperature_with_its_own_seed_whatever_partic
     listed = temperature_list(8, temps, ratios)
     assert listed == [0.4, 0.4, 0.8, 0.8, 0.8, 0.8, 1.2, 1.2]
     assert [req.temperature for req, _ in backend.calls[0]] == listed
-    slot_of = {derive_seed(5, 7, 0, slot, step): (slot, step) for slot in range(8) for step in range(6)}
+    slot_of = {request_seed(5, 7, 0, slot, step): (slot, step) for slot in range(8) for step in range(6)}
     for step, call in enumerate(backend.calls):
         slots = [slot_of[req.seed] for req, _ in call]
         assert all(s == step for _, s in slots) and [s for s, _ in slots] == sorted(s for s, _ in slots)
@@ -158,15 +162,26 @@ def test_a_problem_gets_the_same_particles_whatever_shard_it_is_in():
     assert any(run(search, problems=(2,), first_index=row)[0][0] != alone[0] for row in (3, 4, 5))
 
 
-def test_the_step_limit_ends_every_particle_with_finish_reason_length():
+def test_the_step_limit_ends_a_particle_with_a_finish_reason_of_its_own():
+    """`step_limit`, not `length` (which a token limit and a context prune give): issue 27."""
     results, backend, _ = run(settings(n=6, num_iterations=2))
     assert len(backend.calls) <= 2
     reasons = [r for result in results for r in result.finish_reasons]
-    assert "length" in reasons
+    assert STEP_LIMIT == "step_limit" and STEP_LIMIT in reasons and "length" not in reasons
     for result in results:
         for text, reason in zip(result.completions, result.finish_reasons, strict=True):
             assert len(scripted.split(text)) <= 2
-            assert reason == ("stop" if scripted.STOP_TOKEN in text else "length")
+            assert reason == ("stop" if scripted.STOP_TOKEN in text else STEP_LIMIT)
+
+
+def test_request_seeds_never_equal_a_resampling_draws_seed():
+    """Before issue 27 slot 0's request at step 0 and the draw after step 0 had one key, so one seed."""
+    search = settings(n=6, sweeps=2, reference_particles=1, seed=3)
+    _, backend, _ = run(search, problems=(0,), first_index=4)
+    requests = {req.seed for call in backend.calls for req, _ in call}
+    draws = {draw_seed(3, 4, sweep, step, kind) for sweep in range(2) for step in range(6) for kind in range(3)}
+    assert request_seed(3, 4, 0, 0, 0) in requests and requests.isdisjoint(draws)
+    assert request_seed(3, 4, 0, 0, 0) != draw_seed(3, 4, 0, 0, RESAMPLE)
 
 
 def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
@@ -183,6 +198,47 @@ def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
     assert all(len(w) == 8 for w in seen)  # every particle, finished or not, at every step
     finals = [log_weight(s[-1]) for s in results[0].search_scores]
     assert set(finals) <= {w for weights in seen for w in weights}
+
+
+def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatch):
+    """An empty first step ends a particle with nothing for the PRM to score: its log weight is
+    logit(1e-7) = -16.1 (its_hub's clip), at every later draw too."""
+    seen = []
+    real = particles_module.resample
+
+    def recorded(log_weights, k, seed, scheme, temperature):
+        seen.append(list(log_weights))
+        return real(log_weights, k, seed, scheme, temperature)
+
+    class EmptyFirst(ScriptedBackend):
+        def generate(self, requests):
+            outputs = super().generate(requests)
+            if len(self.calls) == 1:  # slot 0's first step is empty
+                outputs[0] = GenerationOutput("", 0, "stop")
+            return outputs
+
+    monkeypatch.setattr(particles_module, "resample", recorded)
+    texts, prompts = [scripted.PROBLEMS[0]], [PROMPTS[0]]
+    particle_filtering(Shard(texts, prompts, settings(n=4), EmptyFirst(texts, prompts), ScriptedPRM()))
+    assert seen[0][0] == pytest.approx(np.log(1e-7 / (1 - 1e-7))) == pytest.approx(-16.118, abs=1e-3)
+    assert all(w > -16 for w in seen[0][1:])
+
+
+def test_a_reference_particle_competes_at_its_whole_run_weight_at_every_step(monkeypatch):
+    """its_hub 1.2.0: a reference is finished, so it is resampled at its final weight from the sweep
+    before, step after step, not at its weight after as many steps as the others (docs/search.md)."""
+    seen = []
+    real = particles_module.resample
+
+    def recorded(log_weights, k, seed, scheme, temperature):
+        seen.append(list(log_weights))
+        return real(log_weights, k, seed, scheme, temperature)
+
+    monkeypatch.setattr(particles_module, "resample", recorded)
+    (result,) = run(settings(n=8, sweeps=2, reference_particles=1, num_iterations=6), problems=(1,))[0]
+    first, second = seen[: len(result.ess[0])], seen[len(result.ess[0]) :]
+    assert len(second) == len(result.ess[1]) > 1
+    assert len({weights[-1] for weights in second}) == 1 and second[0][-1] in first[-1]
 
 
 def test_particle_gibbs_returns_the_last_sweeps_particles_with_the_references_last():
@@ -214,7 +270,7 @@ def test_through_run_search_on_the_tiny_model_every_slot_samples_at_its_temperat
                  max_tokens=8, temperatures=temps, temperature_ratios=ratios, seed=3)  # fmt: skip
     listed = temperature_list(8, temps, ratios)
     assert listed == [0.6, 0.6, 0.6, 0.8, 0.8, 0.8, 1.0, 1.0]
-    slot_of = {derive_seed(3, row, 0, slot, step): slot for row in (0, 1) for slot in range(8) for step in range(3)}
+    slot_of = {request_seed(3, row, 0, slot, step): slot for row in (0, 1) for slot in range(8) for step in range(3)}
     assert [req.temperature for req in got.requests_of(0, 0)] == listed
     for call in got.backend.calls:
         for req, _ in call:

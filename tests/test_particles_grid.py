@@ -3,6 +3,7 @@ runs, one run per n as beam search, and settings that stay out of a job's identi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from sal_core.settings.check import check_config
 from sal_core.settings.jobs import (
     IDENTITY_DEFAULTS,
     PARTICLE_KEYS,
+    PARTICLE_RULES,
     RESAMPLINGS,
     SELECTIONS,
     GenerateJob,
@@ -114,6 +116,21 @@ def test_new_keys_stay_out_of_a_jobs_identity_at_their_defaults() -> None:
     job = to_json(next(r for r in changed.runs if r.run_id == "pf-n4.tiny-judge").job)
     assert '"sweeps":2' in job and '"reference_particles":0' in job and '"weight_temperature":0.5' in job
     assert '"selection"' not in job and '"resampling"' not in job
+
+
+def test_particle_jobs_name_their_rules_so_jobs_run_under_older_rules_rerun() -> None:
+    """Issue 27 changed particle filtering's request seeds and step-limit finish reason: every particle
+    job's JSON names PARTICLE_RULES (a finished one, whose params lack it, reruns); no other job's does."""
+    grid = check_config(smoke(), SCHEMA)
+    jobs = {run.run_id: to_json(run.job) for run in grid.runs}
+    assert any(run.method == "particle_filtering" for run in grid.runs)
+    for run in grid.runs:
+        assert (f'"particle_rules":{PARTICLE_RULES}' in jobs[run.run_id]) == (run.method == "particle_filtering")
+    particle = next(run.job for run in grid.runs if run.method == "particle_filtering")
+    assert GenerateJob.from_dict(json.loads(to_json(particle))) == particle
+    older = json.loads(to_json(particle.search)) | {"particle_rules": PARTICLE_RULES - 1}
+    with pytest.raises(ConfigError, match=r"^search\.particle_rules: 1; only 2 runs here$"):
+        SearchSettings.from_dict(older)
 
 
 def test_the_schema_lists_the_settings_values() -> None:

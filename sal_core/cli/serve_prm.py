@@ -1,6 +1,6 @@
 """Serve one process reward model over HTTP, so that many `score`, beam search and DVTS jobs share it.
 
-Loads the PRM once (any type: rlhflow, math-shepherd, skywork, qwen2.5-math, trl), then answers
+Loads the PRM once (any type: rlhflow, math-shepherd, skywork, qwen2.5-math, trl, verifier), then answers
 POST /v1/score (problems + completions -> step scores), vLLM's POST /pooling for token-classifier
 PRMs, GET /health and GET /v1/info (model, limits, request/batch counters). Requests arriving
 together are merged into one batched PRM call. Jobs reach it with a `type: server` PRM whose

@@ -7,6 +7,7 @@
 | skywork       | base LM + value head (Skywork-o1-PRM)     | sigmoid(v_head) at each step's newline         |
 | qwen2.5-math  | per-token 2-class head (Qwen2.5-Math-PRM) | softmax[1] at each "<extra_0>"                 |
 | trl           | token classifier from TRL's PRMTrainer    | softmax[1] at each step's last token           |
+| verifier      | none: exact arithmetic (prm/verifier.py)  | 0.05 false claim, 0.95 checked, 0.5 neither    |
 | server        | any of the above behind `sal serve-prm`,  | as its family scores it (sal_core/prm/server)  |
 |               | or Qwen2.5-Math-PRM behind `vllm serve`   |                                                |
 """
@@ -32,6 +33,10 @@ def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: Loade
         from sal_core.prm.server import load_server_prm
 
         return load_server_prm(settings, location)
+    if settings.type == "verifier":  # no weights, no torch
+        from sal_core.prm.verifier import VerifierPRM
+
+        return VerifierPRM(settings)
     from transformers import AutoModelForCausalLM
 
     from sal_core.devices import resolve_device, resolve_dtype

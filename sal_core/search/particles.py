@@ -9,8 +9,9 @@ every step each problem still going draws m - r particles with replacement from 
 keep their final weight) by softmax(log weights / weight_temperature), and the r reference particles
 follow them. A sweep ends when all particles have finished: end of sequence, the token limit, an
 empty step, `boxed{` with `stop_at_boxed`, or the step limit `num_iterations` (its_hub's max_steps +
-1). Particle Gibbs: after a sweep, `reference_particles` final particles drawn by weight enter the
-next sweep unchanged; a copy of one drawn at step t is cut back to its first t steps and goes on.
+1; finish reason `step_limit`). Particle Gibbs: after a sweep, `reference_particles` final particles
+drawn by weight enter the next sweep unchanged; a copy of one drawn at step t is cut back to its first
+t steps and goes on.
 
 The result is the last sweep's m final particles (duplicates included, as its_hub returns them),
 their normalised weights, the selected one (argmax of the log weights, or drawn by weight) and the
@@ -27,11 +28,12 @@ import numpy as np
 from tqdm import tqdm
 
 import sal_core.search.resampling as resampling
+from sal_core.constants import STEP_LIMIT
 from sal_core.prm.step_aggregation import aggregate_steps
-from sal_core.search.resampling import REFERENCE, RESAMPLE, SELECT, draw_seed
+from sal_core.search.resampling import REFERENCE, RESAMPLE, SELECT, draw_seed, request_seed
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard, Step, finishes, generate_step, score_texts, step_requests, warn_pruned
-from sal_core.search.temperatures import derive_seed, temperature_list
+from sal_core.search.temperatures import temperature_list
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def run_sweep(shard: Shard, sweep: Sweep, spent: list[list[int]], ess: list[list
 
         def samples(q: Particle, step: int = step) -> list[tuple[float, int]]:
             row = shard.first_index + q.problem
-            return [(sweep.temperatures[q.slot], derive_seed(settings.seed, row, sweep.index, q.slot, step))]
+            return [(sweep.temperatures[q.slot], request_seed(settings.seed, row, sweep.index, q.slot, step))]
 
         def prune(q: Particle) -> None:
             q.finish_reason = "length"
@@ -134,7 +136,8 @@ def advance(
     shard: Shard, stepping: list[Particle], step: Step, temperatures: list[float], last: bool, spent: list[list[int]]
 ) -> None:
     """Extend every stepping particle by its sampled step and score all of them in one PRM call; a
-    particle whose step finished its solution, or took the last allowed step, finishes."""
+    particle whose step finished its solution finishes with the step's reason; one that took the last
+    allowed step without finishing, with STEP_LIMIT (not `length`, a token limit's or a prune's)."""
     settings = shard.settings
     outputs = zip(stepping, step.outputs, step.rollouts, strict=True)
     texts = [(q.problem, q.text + out.text + rollout) for q, out, rollout in outputs]
@@ -146,7 +149,7 @@ def advance(
         ended = finishes(out, q.text + out.text, settings)
         q.taken.append(Taken(out.text, out.num_tokens, temperatures[q.slot], tuple(scores[k]), weight))
         if ended or last:
-            q.finish_reason = out.finish_reason if ended else "length"
+            q.finish_reason = out.finish_reason if ended else STEP_LIMIT
 
 
 def resample_problem(

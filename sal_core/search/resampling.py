@@ -4,7 +4,8 @@ the draws (resampling, reference particles, the final sample), as its_hub 1.2.0 
 `_resampling_systematic`, `_effective_sample_size`).
 
 Every draw comes from its own `random.Random`, seeded by `draw_seed` from the job seed, the dataset
-row, the sweep, the step and the kind of draw, so a problem's particles do not depend on the shard it
+row, the sweep, the step and the kind of draw (each step's requests by `request_seed`, a kind of its
+own), so a problem's particles do not depend on the shard it
 falls in nor on the other problems. A multinomial draw is Python's `random.choices` (what its_hub
 calls on its global generator); a systematic draw takes one uniform from the same generator.
 """
@@ -18,16 +19,25 @@ import numpy as np
 
 from sal_core.search.temperatures import derive_seed
 
-RESAMPLE, REFERENCE, SELECT = 0, 1, 2
+#: the tag of each kind of seed particle filtering derives, the last position of its key: the draw after
+#: a step, the references after a sweep, the `sample` choice, and a step's request (the policy's sample)
+RESAMPLE, REFERENCE, SELECT, REQUEST = 0, 1, 2, 3
 #: its_hub's `_inv_sigmoid` clips scores to [EPS, 1 - EPS] before the logit
 EPS = 1e-7
 
 
 def draw_seed(seed: int, row: int, sweep: int, step: int, kind: int) -> int:
     """The seed of one draw: `kind` RESAMPLE after `step` of `sweep`, REFERENCE at the end of `sweep`
-    (step 0), SELECT once after the last sweep (step 0). Five positions, so it never equals a request
-    seed of the search (four positions)."""
+    (step 0), SELECT once after the last sweep (step 0). Its key (seed, row, sweep, step, kind) never
+    equals a request's (`request_seed`: one position more, tag REQUEST)."""
     return derive_seed(seed, row, sweep, step, kind)
+
+
+def request_seed(seed: int, row: int, sweep: int, slot: int, step: int) -> int:
+    """The seed of slot `slot`'s request at `step` of `sweep`. Tagged REQUEST: without a tag its key
+    (seed, row, sweep, slot, step) equalled a draw's at slot 0 and RESAMPLE (0), so slot 0's first step
+    and the draw after it shared one seed (issue 27)."""
+    return derive_seed(seed, row, sweep, slot, step, REQUEST)
 
 
 def log_weight(score: float) -> float:

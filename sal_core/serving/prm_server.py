@@ -1,4 +1,4 @@
-"""`sal serve-prm`: one PRM (any `type` that loads weights) loaded once, scoring for many jobs over HTTP.
+"""`sal serve-prm`: one PRM (any `type` but `server`) loaded once, scoring for many jobs over HTTP.
 
     POST /v1/score   {"model": NAME (optional), "problems": [str], "completions": [[str]]}
                   -> {"model": NAME, "scores": [[[float per step] per completion] per problem],

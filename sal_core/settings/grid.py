@@ -124,6 +124,8 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
     entry = dict(entry)
     source = entry.pop("prepare", None)
     if source is None:
+        if entry.get("type") == "verifier":  # no weights: PRMSettings refuses a path
+            return entry
         if "path" in entry:
             check_model_path(str(entry["path"]), f"{where}.path")
         elif entry.get("type") != "server":  # a served PRM needs no weights (PRMSettings checks api vllm-pooling)

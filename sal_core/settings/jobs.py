@@ -124,7 +124,9 @@ class PRMSettings(ServedSettings, Settings):
         self.validate_served(where, "type server")
         if self.api not in SERVER_APIS or (self.api != "sal" and not remote):
             raise ConfigError(f"{where}.api: {self.api!r} is not one of {', '.join(SERVER_APIS)} (type server only)")
-        if not self.path and (not remote or self.api == "vllm-pooling"):
+        if self.type == "verifier" and self.path:
+            raise ConfigError(f"{where}.path: type verifier loads no model; leave path (and prepare) out")
+        if not self.path and self.type != "verifier" and (not remote or self.api == "vllm-pooling"):
             raise ConfigError(f"{where}.path: missing (the PRM's weights, or its tokenizer for api vllm-pooling)")
         require_at_least(self.batch_size, 1, f"{where}.batch_size")
         require_one_of(self.dtype, DTYPES, f"{where}.dtype")
@@ -156,6 +158,10 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
     "resampling": "multinomial",
     "weight_temperature": 1.0,
 }
+#: particle filtering's rules, in every particle job's identity so particle jobs finished under older
+#: rules rerun: 2 since issue 27 (request seeds tagged apart from the resampling draws', the step limit's
+#: own finish reason `step_limit`)
+PARTICLE_RULES = 2
 #: search keys that particle filtering has no use for: refused there unless at their defaults
 NOT_FOR_PARTICLES = (
     "beam_width",
@@ -223,13 +229,26 @@ class SearchSettings(Settings):
     #: particle filtering: the weights are softmax(score / weight_temperature)
     weight_temperature: float = 1.0
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str | None = None) -> Any:
+        """Built as every settings object is; a job's JSON may carry its identity's `particle_rules`,
+        which must be this version's (older particle rules cannot be run again)."""
+        data = dict(data)
+        rules = data.pop("particle_rules", PARTICLE_RULES)
+        if rules != PARTICLE_RULES:
+            raise ConfigError(f"{where or cls.KEY}.particle_rules: {rules!r}; only {PARTICLE_RULES} runs here")
+        return super().from_dict(data, where)
+
     def identity(self) -> dict[str, Any]:
         """The settings that decide the results; `temperature_layout` and the particle keys only when
-        not at their defaults (so a grid from before them reruns nothing)."""
+        not at their defaults (so a grid from before them reruns nothing); a particle job's also names
+        PARTICLE_RULES (so one finished under older rules reruns)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, default in IDENTITY_DEFAULTS.items():
             if data[key] == default:
                 data.pop(key)
+        if self.method == PARTICLE_FILTERING:
+            data["particle_rules"] = PARTICLE_RULES
         return data
 
     @property

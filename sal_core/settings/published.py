@@ -77,7 +77,13 @@ SEARCH: dict[str, list[Value]] = {
             f"text states; confirm before citing); {ITS} scripts/benchmark.py --budgets",
             GRID,
         ),
-        Value("num_iterations", 50, f"{ITS} scripts/benchmark.py init_algorithm (StepGeneration max_steps=50)", GRID),
+        Value(
+            "num_iterations",
+            51,
+            f"{ITS} scripts/benchmark.py init_algorithm (StepGeneration max_steps=50: a particle stops after "
+            f"max_steps + 1 steps, step_generation.py; docs/search.md, Differences from its_hub)",
+            GRID,
+        ),
         Value(
             "max_tokens", 2048, f"{SAL} src/sal/config.py:59 ({ITS} benchmark.py's --max_tokens has no default)", GRID
         ),
