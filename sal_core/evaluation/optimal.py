@@ -11,8 +11,9 @@ cross-validation within each bin (sal_core.evaluation.selection).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -110,6 +111,21 @@ def best_of_n_rows(cube: Cube, ref: Reference, prm: str, baseline: str | None) -
     sampling = baseline if (bon["sampling"] == baseline).any() else ref.sampling
     pick = bon[(bon["approach"] == approach) & (bon["sampling"] == sampling) & (bon["prm"] == prm)]
     return {vote: pick[pick["vote"] == vote].sort_values("n").index.to_numpy() for vote in ("majority", "weighted")}
+
+
+#: `evaluation.optimal` keys -> `sal optimal` flags (difficulty_run is {approach, sampling})
+FLAGS = {"bins": "--bins", "repeats": "--repeats", "seed": "--seed", "predicted_prm": "--predicted-prm"}
+
+
+def optimal_flags(evaluation: Mapping[str, Any], baseline: str | None) -> str:
+    """`sal optimal`'s flags for the config's `evaluation` block (the schema has checked the values)."""
+    block = evaluation.get("optimal") or {}
+    flags = [f"{flag} {block[key]}" for key, flag in FLAGS.items() if block.get(key) is not None]
+    run = block.get("difficulty_run") or {}
+    flags += [f"--difficulty-{key} {run[key]}" for key in ("approach", "sampling") if run.get(key)]
+    if baseline:
+        flags.append(f"--baseline-sampling {baseline}")
+    return " ".join(flags)
 
 
 #: folds of a bin: (bin, its problem count, settings) -> [repeats, problems], True in fold A
