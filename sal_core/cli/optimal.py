@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
     write_text_atomic(table.to_csv(index=False), args.out)
-    optimal_figure(table, curves, args.model, args.plot, note)
+    optimal_figure(table, curves, args.model, args.plot, settings.baseline_sampling, note)
     print(f"{args.out}: {len(table)} rows, {args.plot} in {time.perf_counter() - start:.1f}s")
 
 

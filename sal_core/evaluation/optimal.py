@@ -65,6 +65,11 @@ class Cube:
     credit: np.ndarray
     problems: list[str]
 
+    def __post_init__(self) -> None:
+        self.labels = self.rows["label"].tolist()
+        self.ns = self.rows["n"].to_numpy()
+        self.costs = self.rows["cost"].to_numpy(dtype=float)
+
 
 def strategy_cube(credit: pd.DataFrame, seeds: tuple[str, ...]) -> Cube:
     part = credit[credit["seed"].isin(seeds) & (credit["vote"] != "pass@k")]
@@ -218,8 +223,7 @@ def budget_rows(
 
 
 def _name(cube: Cube, row: int) -> str:
-    found = cube.rows.iloc[row]
-    return f"{found['label']} @ n={found['n']}"
+    return f"{cube.labels[row]} @ n={cube.ns[row]}"
 
 
 def _summary(out_of_fold: np.ndarray, settings: OptimalSettings, level: int) -> dict:
@@ -244,7 +248,7 @@ def compare(cube: Cube, bon: dict[str, np.ndarray], idx: np.ndarray, target: flo
     out = {}
     for vote, rows in bon.items():
         accuracy = cube.credit[rows][:, idx].mean(1) if len(rows) else np.array([])
-        spend = cube.rows.loc[rows, "n" if head["budget_type"] == "n" else "cost"].to_numpy(dtype=float)
+        spend = (cube.ns if head["budget_type"] == "n" else cube.costs)[rows].astype(float)
         within = np.nonzero(spend <= head["budget"])[0]
         out[f"bon_{vote}"] = float(accuracy[within[-1]]) if len(within) else np.nan
         reached = np.nonzero(accuracy >= target - 1e-9)[0]

@@ -4,6 +4,7 @@ in-sample one over every strategy's own curve, Best-of-N majority and weighted p
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -17,10 +18,13 @@ from sal_core.evaluation.optimal import BEST_OF_N, KINDS  # noqa: E402
 X_LABEL = "generation budget n (samples; beams for beam search), log scale"
 
 
-def optimal_figure(table: pd.DataFrame, curves: pd.DataFrame, model: str, out: str | Path, note: str = "") -> None:
-    """Write the figure; with `note` (the analysis could not run) the strategies' curves and the note."""
-    fig, axes = plt.subplots(1, len(KINDS), figsize=(11, 4.2), sharex=True, sharey=True, squeeze=False)
-    baseline = _baseline(table)
+def optimal_figure(
+    table: pd.DataFrame, curves: pd.DataFrame, model: str, out: str | Path, baseline: str | None, note: str = ""
+) -> None:
+    """Write the figure; with `note` (the analysis could not run) the strategies' curves and the note.
+    `baseline`: the Best-of-N sampling picked out (default: the reference run's, from the table)."""
+    fig, axes = plt.subplots(1, len(KINDS), figsize=(12, 4.4), sharex=True, sharey=True, squeeze=False)
+    baseline = baseline or _baseline(table)
     for ax, kind in zip(axes[0], KINDS, strict=True):
         _strategies(ax, curves, baseline)
         part = table[(table["difficulty"] == kind) & (table["bin"] == "all") & (table["budget_type"] == "n")]
@@ -35,11 +39,12 @@ def optimal_figure(table: pd.DataFrame, curves: pd.DataFrame, model: str, out: s
     axes[0][0].set_ylabel("accuracy")
     fig.supxlabel(X_LABEL, fontsize=10)
     if note:
-        fig.text(0.5, 0.5, note, ha="center", va="center", wrap=True, fontsize=10, color="firebrick")
+        box = {"facecolor": "white", "edgecolor": "firebrick", "alpha": 0.9}
+        fig.text(0.4, 0.5, textwrap.fill(note, 70), ha="center", va="center", fontsize=10, color="firebrick", bbox=box)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.82, 0.5), fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(0.8, 0.5), fontsize=8, frameon=False)
     fig.suptitle(f"{model}: compute-optimal strategy by difficulty", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 0.82, 1))
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -66,4 +71,4 @@ def _strategies(ax, curves: pd.DataFrame, baseline: str) -> None:
             ax.plot(part["n"], part["accuracy"], "--s", color=colours[first["vote"]], ms=3, lw=1.4, label=name)
         else:
             ax.plot(part["n"], part["accuracy"], "-", color="0.6", lw=0.7, alpha=0.7)
-    ax.plot([], [], "-", color="0.6", lw=0.7, label="each strategy (approach / sampling / vote)")
+    ax.plot([], [], "-", color="0.6", lw=0.7, label="each strategy\n(approach / sampling / vote)")
