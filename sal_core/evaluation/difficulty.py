@@ -1,6 +1,7 @@
 """Difficulty bins per model, from its own samples: oracle (pass@1) and predicted (a PRM's mean score).
 
-Difficulty is the model's, not the dataset's label: a problem is easy for a model that often solves it.
+Difficulty is the model's, not the dataset's label: a problem is easy for a model that often solves it
+(Snell et al. 2024, arXiv 2408.03314, §3.2: quantiles of pass@1, and of a verifier's mean final score).
 - oracle: pass@1 = correct samples / samples of one Best-of-N run (the reference run);
 - predicted: the mean of a PRM's final (aggregated) scores over the same samples, no gold answer needed.
 Bins are quantiles of that value, as search-and-learn's `compute_level()` (src/sal/utils/math.py) forms
