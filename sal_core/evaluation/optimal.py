@@ -22,6 +22,7 @@ from sal_core.errors import ConfigError
 from sal_core.evaluation.difficulty import BEST_OF_N, Reference, difficulty_bins, problem_values, reference_run
 from sal_core.evaluation.selection import (
     MIN_BIN,
+    CrossValidated,
     bootstrap_interval,
     cross_validate,
     in_sample,
@@ -205,17 +206,18 @@ def budget_rows(
         top, share = most_chosen(cv.chosen)
         row["strategy"] = _name(cube, candidates[top])
         row["chosen_share"] = share
-        row.update(_summary(cv.out_of_fold, settings, level))
+        row.update(_summary(cv, settings, level))
         row.update(in_sample_strategy=_name(cube, candidates[best_in]), in_sample_accuracy=acc_in)
         row.update(compare(cube, bon, idx, row["cv_accuracy"], head))
         rows.append(row)
-        pooled.append(cv.out_of_fold)
+        pooled.append(cv)
         pooled_in.append(credit[best_in, idx])
         pooled_idx.append(idx)
     if pooled:
         idx = np.concatenate(pooled_idx)
         row = {**head, "bin": "all", "num_problems": len(idx), "strategy": "per bin"}
-        row.update(_summary(np.concatenate(pooled, axis=1), settings, 0))
+        every = CrossValidated(*(np.concatenate([cv.out_of_fold for cv in pooled], axis=1), None))
+        row.update(_summary(every, settings, 0))
         row.update(in_sample_strategy="per bin", in_sample_accuracy=float(np.concatenate(pooled_in).mean()))
         row.update(compare(cube, bon, idx, row["cv_accuracy"], head))
         rows.append(row)
@@ -226,19 +228,16 @@ def _name(cube: Cube, row: int) -> str:
     return f"{cube.labels[row]} @ n={cube.ns[row]}"
 
 
-def _summary(out_of_fold: np.ndarray, settings: OptimalSettings, level: int) -> dict:
+def _summary(cv: CrossValidated, settings: OptimalSettings, level: int) -> dict:
     """Cross-validated accuracy, its bootstrap interval over problems, the spread over repeats."""
-    per_problem = out_of_fold.mean(0)
-    low, high = bootstrap_interval(
-        per_problem, np.random.default_rng([settings.seed, 1000 + level]), settings.bootstrap
-    )
-    spread = float(out_of_fold.mean(1).std()) if len(out_of_fold) > 1 else 0.0
+    rng = np.random.default_rng([settings.seed, 1000 + level])
+    low, high = bootstrap_interval(cv.per_problem(), rng, settings.bootstrap)
     return {
-        "cv_accuracy": float(per_problem.mean()),
+        "cv_accuracy": cv.accuracy(),
         "ci_low": low,
         "ci_high": high,
-        "cv_spread": spread,
-        "repeats": len(out_of_fold),
+        "cv_spread": cv.spread(),
+        "repeats": len(cv.out_of_fold),
     }
 
 

@@ -21,10 +21,11 @@ MIN_BIN = 4
 
 @dataclass
 class CrossValidated:
-    """Out-of-fold credit [repeats, problems] and the strategy chosen on each fold [repeats, 2] (A, B)."""
+    """Out-of-fold credit [repeats, problems] and the strategy chosen on each fold [repeats, 2] (A, B;
+    None where bins are pooled)."""
 
     out_of_fold: np.ndarray
-    chosen: np.ndarray
+    chosen: np.ndarray | None
 
     def accuracy(self) -> float:
         return float(self.out_of_fold.mean())
