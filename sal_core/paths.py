@@ -29,6 +29,11 @@ PROTOCOL_METRICS_LIST = f"{RESULTS}/metrics_files.{{protocol}}.txt"
 PROTOCOL_ACCURACY = f"{RESULTS}/accuracy.{{protocol}}.csv"
 PROTOCOL_COMPUTE_OPTIMAL = f"{RESULTS}/compute_optimal.{{protocol}}.csv"
 PLOTS = f"{RESULTS}/plots"
+#: compute-optimal strategy by difficulty, per model (rule optimal, sal_core.evaluation.optimal)
+OPTIMAL_TABLE = f"{RESULTS}/optimal/{{model}}.csv"
+OPTIMAL_PLOT = f"{RESULTS}/optimal/{{model}}.png"
+CREDIT_LIST = f"{RESULTS}/optimal/credit_files.{{model}}.txt"
+"""A model's credit files, one per line, written at parse time (as METRICS_LIST)."""
 #: the figures `sal plot` draws for each model into PLOTS/{model}/, by file stem (report captions:
 #: workflow/report/{stem}.rst)
 PLOT_NAMES = ("accuracy_vs_n", "accuracy_vs_tokens", "sampling_gain", "accuracy_by_level")
@@ -39,6 +44,8 @@ MERGED = f"{RUN}/merged/{{prm}}.parquet"
 METRICS = f"{RUN}/metrics/{{prm}}.parquet"
 PROTOCOL_METRICS = f"{RUN}/metrics/{{prm}}.{{protocol}}.parquet"
 """A further evaluation protocol's metrics of a run (the first protocol's are METRICS)."""
+CREDIT = f"{RUN}/credit/{{prm}}.parquet"
+"""A run's per-problem credit at every n and vote (rule credit; sal_core.evaluation.credit)."""
 PUSHED = f"{RUN}/pushed/{{prm}}.json"
 """Receipt of an upload of the merged file to the Hub (optional)."""
 SHARD_FOLDER = "{start}-{end}"

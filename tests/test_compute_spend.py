@@ -9,7 +9,8 @@ import pytest
 
 from sal_core.evaluation.aggregate import accuracy_table, compute_optimal
 from sal_core.evaluation.compute import Spend
-from sal_core.evaluation.evaluate import EvalOptions, evaluate_file
+from sal_core.evaluation.evaluate import EvalOptions
+from sal_core.evaluation.run import evaluate_file
 from sal_core.tables import write_table_atomic
 
 

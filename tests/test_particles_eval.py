@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 
 from sal_core.evaluation.aggregate import accuracy_table, compute_optimal
-from sal_core.evaluation.evaluate import EvalOptions, evaluate_file
+from sal_core.evaluation.evaluate import EvalOptions
 from sal_core.evaluation.plot import accuracy_figure, family
+from sal_core.evaluation.run import evaluate_file
 from sal_core.pipeline.generate import completion_rows
 from sal_core.search.results import SearchResult
 from sal_core.tables import read_table, write_table_atomic

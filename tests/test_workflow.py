@@ -74,6 +74,8 @@ def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> N
         ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
         ("merge", f"{run}/merged/tiny-judge.parquet"),
         ("evaluate", f"{run}/metrics/tiny-judge.parquet"),
+        ("credit", f"{run}/credit/tiny-judge.parquet"),
+        ("optimal", "results/wf/optimal/tiny.csv"),
         ("aggregate", "results/wf/accuracy.csv"),
         ("plot", f"results/wf/plots/{plot_files(['tiny'])[0]}"),
         ("all", ""),
@@ -92,7 +94,7 @@ def test_changed_search_parameter_reruns_only_that_approach(run_copy: Path) -> N
         ("score", f"{run}/shards/0-2/scores/tiny-judge.parquet"),
         ("score", f"{run}/shards/2-4/scores/tiny-judge.parquet"),
     }
-    rules = {"generate", "score", "merge", "evaluate", "aggregate", "plot", "all"}
+    rules = {"generate", "score", "merge", "evaluate", "credit", "optimal", "aggregate", "plot", "all"}
     assert {rule for rule, _ in jobs} == rules
     assert all("beam" not in out and "dvts" not in out for _, out in jobs)
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "merge": "Join all scored shards of a run, checking that every problem is present exactly once.",
     "evaluate": "Grade answers and compute accuracy at n = 1, 2, 4, ... for every voting method.",
     "aggregate": "Collect the metrics of all runs into one accuracy table with seed means and spread.",
+    "optimal": "Compute-optimal strategy per difficulty bin and budget, cross-validated, against Best-of-N.",
     "plot": "Draw per-model figures: accuracy vs n and tokens, gain over a baseline sampling, accuracy by level.",
     "push": "Upload merged results to the Hugging Face Hub as dataset configs (optional).",
     "missing": "Summarise the jobs a grid still has to run, by run (from `snakemake -n`).",

@@ -20,12 +20,19 @@ from pathlib import Path
 
 from sal_core.cli.options import flag
 from sal_core.constants import AGGREGATIONS, PROTOCOLS
-from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions, evaluate_run, summary
+from sal_core.errors import ConfigError
+from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions
+from sal_core.evaluation.run import evaluate_run, summary, write_credit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merged", required=True, type=Path, help="merged run, parquet or jsonl")
-    parser.add_argument("--out", required=True, type=Path, help="metrics parquet to write (atomically)")
+    parser.add_argument("--out", type=Path, help="metrics parquet to write (atomically)")
+    parser.add_argument(
+        "--credit",
+        type=Path,
+        help="instead of the metrics: each problem's credit at every n and vote, parquet (compute-optimal analysis)",
+    )
     parser.add_argument(
         "--protocol", default=EvalOptions.protocol, choices=PROTOCOLS, help=EvalOptions.help("protocol")
     )
@@ -57,5 +64,11 @@ def run(args: argparse.Namespace) -> None:
     options = EvalOptions(**chosen, progress=not args.no_progress)
     overrides = {key: getattr(args, f"run_{key}") for key in RUN_KEYS}
     start = time.perf_counter()
+    if (args.out is None) == (args.credit is None):
+        raise ConfigError("--out or --credit: give exactly one")
+    if args.credit is not None:
+        table = write_credit(args.merged, args.credit, overrides, options)
+        print(f"{args.credit}: {len(table)} rows in {time.perf_counter() - start:.1f}s")
+        return
     rows = evaluate_run(args.merged, args.out, overrides, options, {"n": args.n, "beam_width": args.beam_width})
     print(f"{args.out}: {len(rows)} rows in {time.perf_counter() - start:.1f}s ({summary(rows)})")

@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from sal_core import paths
-from sal_core.evaluation import votes
-from sal_core.evaluation.graders import Verdicts, column, grade_with
+from sal_core.evaluation.evaluate import compute_metrics
+from sal_core.evaluation.graders import column, grade_with
 from sal_core.evaluation.grading import MATH_VERIFY, TEXT, html_exponents
+from sal_core.evaluation.verdicts import PAD, Verdicts
 from sal_core.tables import write_table_atomic, write_text_atomic
 
 #: where the workflow keeps a run's grader files (rule evaluate, when evaluation.graders lists several)
@@ -44,8 +45,6 @@ def grader_paths(prefix: str) -> dict[str, str]:
 
 def compare_graders(frame: pd.DataFrame, graded, rows: pd.DataFrame, keys, options) -> pd.DataFrame:
     """`rows` (the first grader's metrics) with one accuracy column per grader; the audit files when asked."""
-    from sal_core.evaluation.evaluate import compute_metrics
-
     names = options.grader_names()
     verdicts = {names[0]: graded.verdicts}
     rows = rows.copy()
@@ -93,7 +92,7 @@ def disagreements(frame: pd.DataFrame, verdicts: dict[str, Verdicts]) -> pd.Data
     """Every completion the graders grade differently: gold, each grader's verdict and answer read."""
     names = list(verdicts)
     stacked = np.stack([verdicts[n].correct() for n in names])
-    valid = next(iter(verdicts.values())).classes != votes.PAD
+    valid = next(iter(verdicts.values())).classes != PAD
     differ = (stacked.any(axis=0) & ~stacked.all(axis=0)) & valid
     records = []
     for p, i in zip(*np.nonzero(differ), strict=True):

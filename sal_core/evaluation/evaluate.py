@@ -1,4 +1,4 @@
-"""Evaluate one merged run: grade every completion, then accuracy at each n for every vote and level.
+"""One run's metrics: grade every completion, then accuracy at each n for every vote and level.
 
 Grading (sal_core.evaluation.grading) runs once per distinct final answer; everything after it is integer
 array work in sal_core.evaluation.votes, done for all problems at once.
@@ -17,11 +17,12 @@ from sal_core.constants import AGGREGATIONS, PARTICLE_FILTERING, PASS_AT_K
 from sal_core.errors import ConfigError, ShardError
 from sal_core.evaluation import votes
 from sal_core.evaluation.compute import Spend, spend_columns
-from sal_core.evaluation.graders import DEFAULT, Verdicts, grade_with, parse_graders
+from sal_core.evaluation.graders import DEFAULT, grade_with, parse_graders
 from sal_core.evaluation.levels import level_sort_key, normalise_level
+from sal_core.evaluation.verdicts import PAD, Verdicts
 from sal_core.prm.step_aggregation import aggregate_steps
 from sal_core.settings.build import option, require_at_least, require_one_of
-from sal_core.tables import read_metadata, read_table, write_table_atomic
+from sal_core.tables import read_metadata
 
 RUN_KEYS = ("dataset", "model", "approach", "method", "sampling", "seed", "prm")
 #: used when neither the file's metadata nor a CLI flag gives a run key
@@ -151,7 +152,7 @@ def grade_frame(frame: pd.DataFrame, path: Path, options: EvalOptions) -> Graded
             groups[p, :size] = np.asarray(row.groups, dtype=np.int64)
         if has_tokens and row.completion_tokens is not None and len(row.completion_tokens) == size and size:
             mean_tokens[p] = float(np.mean(np.asarray(row.completion_tokens, dtype=float)))
-    valid = classes != votes.PAD
+    valid = classes != PAD
     groups[~valid] = -1  # padding never shares a group with a real completion
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * num
     selected = read_selected(frame, lengths, path)
@@ -181,12 +182,40 @@ def _group_size(graded: Graded) -> int:
     return int(np.median(sizes)) if sizes else 1
 
 
+@dataclass
+class RunCredit:
+    """Per-problem credit of one run under one protocol: what metric_rows averages over problems, and
+    what the compute-optimal analysis reads problem by problem (sal_core.evaluation.credit)."""
+
+    labels: list[tuple[int, str]]  # (n, vote) of each matrix row
+    matrix: np.ndarray  # [labels, P] credit in [0, 1]
+    spent: dict[str, np.ndarray]  # token count name -> [labels, P]
+    levels: list[str | None]
+    timeouts: np.ndarray  # [P]
+    num_samples: np.ndarray  # [P] completions of the problem
+    num_correct: np.ndarray  # [P] of them correct: pass@1 = num_correct / num_samples
+    mean_score: np.ndarray  # [P] mean of the completions' aggregated PRM scores
+
+    def metrics(self, keys: Mapping[str, str], options: EvalOptions, rng: np.random.Generator) -> pd.DataFrame:
+        return metric_rows(self.matrix, self.spent, self.labels, self.levels, self.timeouts, keys, options, rng)
+
+
+def run_credit(graded: Graded, keys: Mapping[str, str], options: EvalOptions, rng: np.random.Generator) -> RunCredit:
+    """Every problem's credit at every n and vote, subsamples drawn from `rng` (its first draw, so a
+    fresh generator of the same seed gives the metrics' own subsamples)."""
+    orders = votes.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
+    labels, matrix, spent = credit_matrix(graded, keys, orders)
+    num_samples = graded.valid.sum(1)
+    num_correct = ((graded.classes == 0) & graded.valid).sum(1)
+    score_sum = np.where(graded.valid, graded.scores, 0.0).sum(1)
+    mean_score = np.where(num_samples > 0, score_sum / np.maximum(num_samples, 1), np.nan)
+    return RunCredit(labels, matrix, spent, graded.levels, graded.timeouts, num_samples, num_correct, mean_score)
+
+
 def compute_metrics(graded: Graded, keys: Mapping[str, str], options: EvalOptions) -> pd.DataFrame:
     """Metric rows (schema in docs/architecture.md) for every n, vote and level."""
     rng = np.random.default_rng(options.seed)
-    orders = votes.subsample_orders(graded.groups, graded.valid, options.num_subsamples, rng)
-    labels, matrix, spent = _credit_matrix(graded, keys, orders)
-    return metric_rows(matrix, spent, labels, graded.levels, graded.timeouts, keys, options, rng)
+    return run_credit(graded, keys, options, rng).metrics(keys, options, rng)
 
 
 def metric_rows(
@@ -231,7 +260,7 @@ def _nanmean(values: np.ndarray) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else np.nan
 
 
-def _credit_matrix(
+def credit_matrix(
     graded: Graded, keys: Mapping[str, str], orders: np.ndarray
 ) -> tuple[list[tuple[int, str]], np.ndarray, dict[str, np.ndarray]]:
     """Per (n, vote) label: each problem's credit [labels, P] and token counts (name -> [labels, P])."""
@@ -270,44 +299,3 @@ def _credit_matrix(
             per_problem.append(values)
             spent.append(columns)
     return labels, np.vstack(per_problem), {name: np.vstack([c[name] for c in spent]) for name in spent[0]}
-
-
-def evaluate_file(path: str | Path, overrides: Mapping[str, object | None], options: EvalOptions) -> pd.DataFrame:
-    """Read a merged parquet/jsonl run and return its metric rows."""
-    path = Path(path)
-    keys = read_run_keys(path, overrides)
-    frame = read_table(path)
-    if options.protocol == "sal":
-        from sal_core.evaluation.sal_protocol import sal_metrics
-
-        return sal_metrics(frame, keys, options, str(path))
-    graded = grade_frame(frame, path, options)
-    rows = compute_metrics(graded, keys, options)
-    if len(options.grader_names()) > 1 or options.grader_files:
-        from sal_core.evaluation.disagreement import compare_graders
-
-        rows = compare_graders(frame, graded, rows, keys, options)
-    return rows
-
-
-def evaluate_run(
-    merged: str | Path,
-    out: str | Path,
-    overrides: Mapping[str, object | None],
-    options: EvalOptions,
-    recorded: Mapping[str, object | None] | None = None,
-) -> pd.DataFrame:
-    """`sal evaluate`: the metric rows of one merged run, written atomically to `out` with the run's
-    keys (and `recorded` extras such as n and beam width) as parquet metadata."""
-    options.validate()
-    rows = evaluate_file(merged, overrides, options)
-    meta = {k: str(rows[k].iloc[0]) for k in RUN_KEYS} if len(rows) else {}
-    meta.update({k: str(v) for k, v in (recorded or {}).items() if v is not None})
-    write_table_atomic(rows, out, metadata=meta)
-    return rows
-
-
-def summary(rows: pd.DataFrame) -> str:
-    """Each vote's accuracy at the largest n over all problems, for the job log."""
-    overall = rows[(rows["level"] == "all")].sort_values("n").groupby("vote").tail(1)
-    return ", ".join(f"{r.vote}@{r.n}={r.accuracy:.3f}" for r in overall.itertuples())

@@ -9,38 +9,23 @@
 - `math-verify`: math-verify as shipped, `parse(completion)` and `verify(parse("\\boxed{gold}"), …)`
   with their default settings (LaTeX anywhere, then plain-text expressions; no HTML rewriting).
 
-Every grader returns the same padded arrays (sal_core.evaluation.votes), so every vote, n and
+Every grader returns the same padded arrays (sal_core.evaluation.verdicts), so every vote, n and
 interval is computed the same way for all of them; only which completions count as correct and
 which answers vote together differ.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from sal_core.errors import ConfigError
-from sal_core.evaluation import votes
+from sal_core.evaluation.graders_sal import grade_sal
 from sal_core.evaluation.grading import MATH_VERIFY, NO_ANSWER, answer_key, grade_all
+from sal_core.evaluation.verdicts import PAD, Verdicts
 
 DEFAULT = "default"
 GRADERS = (DEFAULT, "sal", "math-verify")
-
-
-@dataclass
-class Verdicts:
-    """One grader's reading of a run: class per completion (0 = correct; NO_ANSWER; PAD beyond a
-    problem's completions), timed-out checks per problem, and each completion's answer as the grader
-    read it (its dedup key: a box's content or a marked text, search-and-learn's extracted answer)."""
-
-    classes: np.ndarray
-    timeouts: np.ndarray
-    answers: list[list[str | None]]
-
-    def correct(self) -> np.ndarray:
-        return self.classes == 0
 
 
 def parse_graders(value: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -64,8 +49,6 @@ def grade_with(name: str, frame: pd.DataFrame, timeout: float, workers: int, pro
     golds = [str(a) for a in frame["answer"]]
     texts = [[str(t) if t is not None else "" for t in c] for c in frame["completions"]]
     if name == "sal":
-        from sal_core.evaluation.graders_sal import grade_sal
-
         return grade_sal(golds, texts, timeout, workers, progress)
     if name == "math-verify":
         keys = [[MATH_VERIFY + t if t.strip() else None for t in c] for c in texts]
@@ -86,7 +69,7 @@ def _grade_keys(
         positions.append(pos)
     grades = grade_all(golds, distinct, timeout=timeout, workers=workers, progress=progress)
     width = max((len(k) for k in keys), default=0)
-    classes = np.full((len(keys), width), votes.PAD, dtype=np.int64)
+    classes = np.full((len(keys), width), PAD, dtype=np.int64)
     for p, grade in enumerate(grades):
         lookup = np.asarray(grade.classes + [NO_ANSWER], dtype=np.int64)
         if keys[p]:

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from sal_core.evaluation import votes
-from sal_core.evaluation.graders import Verdicts
 from sal_core.evaluation.grading import NO_ANSWER
+from sal_core.evaluation.guarded import run_guarded
+from sal_core.evaluation.verdicts import PAD, Verdicts
 
 
 def sal_problem(job: tuple[tuple[str, list[str], float], bool]) -> tuple[list[int], list[str], int]:
     """(class per completion, extracted answer per completion, timed-out checks) of one problem."""
+    # imported here (in the worker, already loaded by run_guarded's warm-up): sympy and the LaTeX parser
+    # stay out of the workflow's parse, which imports this module through the graders
     from sal_core.evaluation.sal_answers import extract_answer
     from sal_core.evaluation.sal_equal import answers_equal, canonical_form
 
@@ -48,13 +50,11 @@ def _limit(texts: list[str], timeout: float) -> float:
 
 def grade_sal(golds: list[str], texts: list[list[str]], timeout: float, workers: int, progress: bool) -> Verdicts:
     """Every problem in `workers` processes; a problem past its hard limit is re-run without sympy."""
-    from sal_core.evaluation.sal_protocol import run_guarded
-
     jobs = [(gold, problem, timeout) for gold, problem in zip(golds, texts, strict=True)]
     limits = [_limit(problem, timeout) for problem in texts]
     done, plain = run_guarded(sal_problem, jobs, limits, workers, "grading (sal grader)", progress)
     width = max((len(t) for t in texts), default=0)
-    classes = np.full((len(golds), width), votes.PAD, dtype=np.int64)
+    classes = np.full((len(golds), width), PAD, dtype=np.int64)
     for p in range(len(golds)):
         classes[p, : len(texts[p])] = done[p][0]
     timeouts = np.array([done[p][2] + (p in plain) for p in range(len(golds))])

@@ -105,11 +105,9 @@ def _half_width(table: pd.DataFrame) -> pd.Series:
 def sampling_gain(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Each row's accuracy minus the baseline sampling's on the same model, approach, PRM, n, vote and level.
 
-    CI of the difference: mean ± √(h_s² + h_b²), the two runs' 95% half-widths in quadrature, as
-    if the runs were independent. They are not: all samplings see the same problems, and problem
-    difficulty moves both accuracies together, so the true interval of the difference is narrower;
-    this one is conservative. A paired interval needs per-problem scores, which the accuracy table
-    does not keep. Rows with no baseline counterpart are dropped; the baseline's own gain is 0 ± 0.
+    CI of the difference: mean ± √(h_s² + h_b²), the runs' 95% half-widths in quadrature, as if they were
+    independent; they share the problems, so it is conservative (docs/evaluation.md, *CI of a gain*).
+    Rows with no baseline counterpart are dropped; the baseline's own gain is 0 ± 0.
     """
     check_baseline(table, baseline)
     keys = list(PAIR_KEYS)
@@ -179,8 +177,13 @@ def _clip_accuracy(ax) -> None:
 def _label_axes(axes: np.ndarray, rows: list[str], xlabel: str, ylabel: str) -> None:
     for r, row in enumerate(rows):
         axes[r, 0].set_ylabel(f"{row}\n{ylabel}")
-    for ax in axes[-1]:
-        ax.set_xlabel(xlabel)
+    shared_xlabel(axes.flat[0].figure, xlabel)
+
+
+def shared_xlabel(fig: Figure, xlabel: str) -> None:
+    """One x label per figure, centred under the panels (one per panel repeated it and ran together)."""
+    pars = fig.subplotpars
+    fig.supxlabel(xlabel, x=(pars.left + pars.right) / 2, y=0.01, va="bottom", fontsize=STYLE["axes.labelsize"])
 
 
 def _legend_labels(styles: dict, shown: Iterable[str], baseline: str | None = None) -> dict[str, str]:
@@ -361,8 +364,7 @@ def level_figure(table: pd.DataFrame, model: str, styles: dict | None = None) ->
         _clip_accuracy(axes.flat[0])
         axes.flat[0].set_xticks(range(len(levels)), levels)
         axes.flat[0].set_xlim(-0.5, len(levels) - 0.5)  # one level: not zoomed onto the sideways nudges
-        for ax in axes[-1]:
-            ax.set_xlabel("difficulty level")
+        shared_xlabel(fig, "difficulty level")
         fig.suptitle(_title(table, model, "accuracy by level at each approach's largest n (bars: 95% CI)"))
         _legend(fig, styles, legend)
     return fig
@@ -380,10 +382,8 @@ def model_figures(table: pd.DataFrame, model: str, baseline: str, styles: dict |
 
 
 def plot_all(table: pd.DataFrame, outdir: str | Path, baseline: str | None = None, dpi: int = DPI) -> list[Path]:
-    """Write outdir/{model}/{figure}.png for every model of the table (see `plot_files`); returns the paths.
-
-    `baseline`: the sampling the gain figure subtracts; default: the table's first sampling.
-    """
+    """Write outdir/{model}/{figure}.png for every model (`plot_files`); `baseline`: the sampling the gain
+    figure subtracts (default: the table's first)."""
     if table.empty or not (table["level"] == "all").any():
         raise ShardError("accuracy table has no rows with level 'all'")
     baseline = default_baseline(table) if baseline is None else baseline

@@ -28,24 +28,20 @@ past a generous limit is re-run without sympy (string and number rules only), co
 
 from __future__ import annotations
 
-import multiprocessing as mp
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from sal_core.constants import PARTICLE_FILTERING, VOTES
 from sal_core.errors import ShardError
 from sal_core.evaluation import votes
 from sal_core.evaluation.compute import Spend, spend_columns
-from sal_core.evaluation.evaluate import EvalOptions, check_columns, metric_rows
-from sal_core.evaluation.grading import worker_context
+from sal_core.evaluation.evaluate import EvalOptions, RunCredit, check_columns
+from sal_core.evaluation.guarded import run_guarded
 from sal_core.evaluation.levels import normalise_level
 from sal_core.evaluation.sal_answers import extract_answer
-from sal_core.evaluation.sal_equal import _latex_to_sympy, _python_to_sympy, answers_equal, canonical_form
+from sal_core.evaluation.sal_equal import answers_equal, canonical_form
 from sal_core.prm.step_aggregation import aggregate_steps
 
 
@@ -143,12 +139,6 @@ def _solve_job(job: tuple[Task, bool]) -> Solved:
     return solve(*job)
 
 
-def _warm() -> None:
-    """Import sympy and both parsers before forking, so workers start warm."""
-    _latex_to_sympy("\\frac{1}{2}")
-    _python_to_sympy("1/2")
-
-
 def solve_all(tasks: list[Task], workers: int, progress: bool = True) -> list[Solved]:
     """Solve every problem in `workers` processes; a problem past its hard limit is re-run without
     sympy and counted as one timeout (`run_guarded`)."""
@@ -157,36 +147,6 @@ def solve_all(tasks: list[Task], workers: int, progress: bool = True) -> list[So
     for i in plain:
         solved[i].timeouts += 1
     return solved
-
-
-def run_guarded(
-    work: Callable[[tuple[Any, bool]], Any], jobs: list, limits: list[float], workers: int, desc: str, progress: bool
-) -> tuple[list, set[int]]:
-    """`work((job, symbolic))` for every job in `workers` processes, results in order, and the indices
-    of the jobs re-run with `symbolic` False because they passed their limit.
-
-    Checks are time-limited inside the worker (SIGALRM); the limit only catches C-level hangs an
-    alarm cannot interrupt: the pool is killed and restarted, finished jobs are kept.
-    """
-    _warm()
-    done: dict[int, Any] = {}
-    plain: set[int] = set()  # jobs to re-run without sympy
-    bar = tqdm(total=len(jobs), desc=desc, unit="problem", disable=not progress)
-    try:
-        while len(done) < len(jobs):
-            todo = [i for i in range(len(jobs)) if i not in done]
-            with worker_context().Pool(max(1, workers)) as pool:
-                results = pool.imap(work, [(jobs[i], i not in plain) for i in todo])
-                for i in todo:
-                    try:
-                        done[i] = results.next(timeout=limits[i])
-                    except mp.TimeoutError:
-                        plain.add(i)
-                        break
-                    bar.update()
-    finally:
-        bar.close()
-    return [done[i] for i in range(len(jobs))], plain
 
 
 def _tasks(frame: pd.DataFrame, sizes: list[int], options: EvalOptions) -> list[Task]:
@@ -223,6 +183,11 @@ def _first(values: np.ndarray | None, n: int) -> float:
 
 def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions, path: str = "merged") -> pd.DataFrame:
     """Metric rows (the default protocol's schema) of one merged run under search-and-learn's protocol."""
+    return sal_credit(frame, keys, options, path).metrics(keys, options, np.random.default_rng(options.seed))
+
+
+def sal_credit(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions, path: str = "merged") -> RunCredit:
+    """Every problem's credit at every size and vote under search-and-learn's protocol."""
     check_columns(frame, path)
     counts = np.array([len(c) for c in frame["completions"]])
     if counts.max(initial=0) == 0:
@@ -248,6 +213,6 @@ def sal_metrics(frame: pd.DataFrame, keys: dict[str, str], options: EvalOptions,
         token_rows.append(spent[j])
     levels = [normalise_level(v) for v in frame["level"]] if "level" in frame.columns else [None] * len(frame)
     timeouts = np.array([s.timeouts for s in solved])
-    rng = np.random.default_rng(options.seed)
     columns = {name: np.vstack([row[name] for row in token_rows]) for name in token_rows[0]}
-    return metric_rows(np.vstack(per_problem), columns, labels, levels, timeouts, keys, options, rng)
+    mean_score = np.array([np.mean(t.scores) if t.scores else np.nan for t in tasks])
+    return RunCredit(labels, np.vstack(per_problem), columns, levels, timeouts, counts, num_correct, mean_score)

@@ -15,12 +15,10 @@ from __future__ import annotations
 import numpy as np
 
 from sal_core.constants import ONE_RUN_PER_N
+from sal_core.evaluation.verdicts import PAD
 
 #: the vote column of a method's own choice of answer (particle filtering's selected particle)
 SELECTED = "selected"
-#: class id of padding past a problem's last completion (a completion without an answer is
-#: sal_core.evaluation.grading.NO_ANSWER = -1)
-PAD = -2
 
 
 def subsample_orders(

@@ -10,6 +10,7 @@ from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
 from sal_core.errors import SalError
 from sal_core.evaluation.disagreement import GRADER_FILES, SUFFIXES as GRADER_SUFFIXES
+from sal_core.evaluation.optimal import optimal_flags
 from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, grader_flag, evaluation_protocols
 from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
@@ -91,6 +92,16 @@ PROTOCOL_METRICS_LISTS = {
     for p, files in PROTOCOL_METRICS.items()
 }
 
+# Compute-optimal by difficulty (rules/optimal.smk): each model's credit files, listed at parse time.
+CREDIT_FILES = {
+    m: [f for f in PLAN.per_run_and_prm(paths.CREDIT) if paths.run_keys(f)["model"] == m] for m in GRID.models
+}
+CREDIT_LISTS = {
+    m: str(write_lines_if_changed(files, paths.CREDIT_LIST.format(dataset=DATASET, model=m)))
+    for m, files in CREDIT_FILES.items()
+}
+OPTIMAL_OPTIONS = optimal_flags(config.get("evaluation", {}), GRID.baseline_sampling)
+
 
 def quoted(value):
     """A config value for a shell command, quoted (the schema already refuses unsafe characters;
@@ -122,6 +133,7 @@ def get_final_outputs():
         *[paths.PROTOCOL_ACCURACY.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
         *[paths.PROTOCOL_COMPUTE_OPTIMAL.format(dataset=DATASET, protocol=p) for p in PROTOCOLS[1:]],
         *grader_files(),
+        *[p.format(dataset=DATASET, model=m) for m in GRID.models for p in (paths.OPTIMAL_TABLE, paths.OPTIMAL_PLOT)],
     ]
 
 
