@@ -255,6 +255,7 @@ def _run_child(request: dict[str, Any], fds: list[int], step: Callable[[list[str
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.pop(ENV, None)  # the step's own subprocesses start cold, as they would have
+    go_offline()  # as the imports in the server were (clients forward job steps only, sal_core.cli)
     sys.argv = ["sal", *request["argv"]]
     _apply_thread_count()
     try:

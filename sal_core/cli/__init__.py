@@ -67,13 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if status is not None:
             return status
         print(f"sal: no warm-start server answers at ${ENV}={os.environ[ENV]}; starting cold", file=sys.stderr)
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     # Parse only up to the sub-command; the sub-command's own parser handles the rest (and its --help).
     known, rest = top.parse_known_args(argv)
     help_text = COMMANDS[known.command]
-    if known.command not in ONLINE_STEPS:  # before the step's imports read the Hub's switches
-        go_offline()
+    if from_command_line and known.command not in ONLINE_STEPS:  # before the step's imports read them
+        go_offline()  # the process's own environment: a call from Python (tests) leaves its caller's alone
     module = importlib.import_module(f"sal_core.cli.{known.command.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"sal {known.command}", description=module.__doc__ or help_text)
     module.add_arguments(sub)

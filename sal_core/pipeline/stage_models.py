@@ -228,9 +228,15 @@ def stage_grid(grid: Grid, dry_run: bool, say: Callable[[str], None] = print) ->
     import shutil
     from pathlib import Path
 
+    from huggingface_hub import constants
+
     if not hub_models(grid):
         say("no Hub models in this config: nothing to stage")
         return []
+    if constants.HF_HUB_OFFLINE:
+        return [
+            "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set here: staging needs the Hub; unset it for this command"
+        ]
     plans, errors = plan_grid(grid)
     cache = Path(hub_cache())
     cache.mkdir(parents=True, exist_ok=True)
