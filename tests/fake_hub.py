@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 
 @dataclass
@@ -61,6 +61,9 @@ class FakeHub:
             def do_HEAD(self) -> None:
                 hub.answer(self, body=False)
 
+            def do_POST(self) -> None:
+                hub.answer(self, body=True)
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -74,16 +77,19 @@ class FakeHub:
             self._server.server_close()
 
     def answer(self, handler: BaseHTTPRequestHandler, body: bool) -> None:
-        path = unquote(urlsplit(handler.path).path)
+        url = urlsplit(handler.path)
+        path = unquote(url.path)
         self.requests.append((handler.command, path))
         parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "models"] and len(parts) >= 4:
-            repo_name, rest = "/".join(parts[2:4]), parts[4:]
+        if parts[:1] == ["api"] and len(parts) >= 4 and parts[1] in ("models", "datasets"):
+            kind, repo_name, rest = parts[1], "/".join(parts[2:4]), parts[4:]
+        elif parts[:1] == ["datasets"] and len(parts) >= 6 and parts[3] == "resolve":
+            kind, repo_name, rest = "datasets", "/".join(parts[1:3]), parts[3:]
         elif len(parts) >= 5 and parts[2] == "resolve":
-            repo_name, rest = "/".join(parts[:2]), parts[2:]
+            kind, repo_name, rest = "models", "/".join(parts[:2]), parts[2:]
         else:
             return self._send(handler, 404, b"{}", {}, body)
-        repo = self.repos.get(repo_name)
+        repo = self.repos.get(repo_name if kind == "models" else f"datasets/{repo_name}")
         if repo is None:
             return self._error(handler, 401, "RepoNotFound", f"Repository Not Found for url: {path}.", body)
         revision = rest[1] if len(rest) > 1 else "main"
@@ -92,10 +98,14 @@ class FakeHub:
         if not rest or rest[0] == "revision":
             return self._json(handler, self._info(repo_name, repo), body)
         if rest[0] == "tree":
-            tree = [
-                {"type": "file", "path": n, "size": len(d), "oid": blob_id(d)} for n, d in sorted(repo.files.items())
-            ]
-            return self._json(handler, tree, body)
+            return self._json(
+                handler, self._tree(repo, "/".join(rest[2:]), "recursive=true" in url.query.lower()), body
+            )
+        if rest[0] == "paths-info":
+            length = int(handler.headers.get("content-length") or 0)
+            wanted = parse_qs(handler.rfile.read(length).decode()).get("paths", [])
+            entries = [e for e in self._tree(repo, "", True) if e["path"] in wanted]
+            return self._json(handler, entries, body)
         filename = "/".join(rest[2:])
         if repo.gated and not handler.headers.get("authorization"):
             message = f"Access to model {repo_name} is restricted. You must have access to it and be authenticated."
@@ -105,6 +115,24 @@ class FakeHub:
         data = repo.files[filename]
         headers = {"X-Repo-Commit": repo.commit, "ETag": f'"{blob_id(data)}"'}
         return self._send(handler, 200, data, headers, body)
+
+    @staticmethod
+    def _tree(repo: Repo, under: str, recursive: bool) -> list[dict]:
+        """The files (and, listed alone or recursively, the folders) under folder `under`."""
+        prefix = f"{under}/" if under else ""
+        entries: dict[str, dict] = {}
+        for name, data in sorted(repo.files.items()):
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix) :].split("/")
+            for depth in range(1, len(parts)):
+                folder = prefix + "/".join(parts[:depth])
+                entries.setdefault(folder, {"type": "directory", "path": folder, "oid": blob_id(folder.encode())})
+                if not recursive:
+                    break
+            if recursive or len(parts) == 1:
+                entries[name] = {"type": "file", "path": name, "size": len(data), "oid": blob_id(data)}
+        return list(entries.values())
 
     @staticmethod
     def _info(name: str, repo: Repo) -> dict:

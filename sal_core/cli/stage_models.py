@@ -2,7 +2,8 @@
 that jobs on compute nodes without it load them offline (docs/offline.md).
 
 Every models: and prms: entry whose path is a Hub name (and every train.base_model given as one) is
-fetched at its `revision` (default branch when none), top-level files and one copy of the weights.
+fetched at its `revision` (default branch when none), top-level files and one copy of the weights;
+a Hub dataset the learn jobs read (processbench.data, train.dataset) is loaded once into datasets' cache.
 The sizes are reported first, from the Hub's file metadata; nothing is downloaded when a model is gated
 and no token is given (HF_TOKEN, or `hf auth login`), missing, or the disk lacks the room. The cache
 is HF_HUB_CACHE, else HF_HOME/hub: point it at a disk the compute nodes share.
@@ -49,6 +50,7 @@ def merged(configs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sal_core.learn.stage_data import stage_data
     from sal_core.pipeline.stage_models import stage_grid
     from sal_core.settings.check import check_config
     from sal_core.settings.grid import build_grid
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     config = merged([load_yaml(path, "--config") or {} for path in args.config])
     grid = check_config(config, SCHEMA) if SCHEMA.is_file() else build_grid(config)
     errors = stage_grid(grid, args.dry_run)
+    if not errors:  # the learn jobs' Hub datasets (ProcessBench, stepwise data), loaded as their jobs load them
+        errors = stage_data(grid, args.dry_run)
     for line in errors:
         print(f"sal stage-models: error: {line}", file=sys.stderr)
     return 2 if errors else 0
