@@ -41,10 +41,14 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self._server: ThreadingHTTPServer | None = None
 
-    def add(self, name: str, folder: Path, gated: bool = False, extra: dict[str, bytes] | None = None) -> Repo:
+    def add(
+        self, name: str, folder: Path, gated: bool = False, extra: dict[str, bytes] | None = None, dataset: bool = False
+    ) -> Repo:
+        """Serve `folder`'s files (and `extra` ones) as model repository `name` (a dataset one with `dataset`)."""
         files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-        self.repos[name] = Repo({**files, **(extra or {})}, gated)
-        return self.repos[name]
+        key = f"datasets/{name}" if dataset else name
+        self.repos[key] = Repo({**files, **(extra or {})}, gated)
+        return self.repos[key]
 
     @property
     def url(self) -> str:

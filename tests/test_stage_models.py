@@ -6,6 +6,7 @@ without a token is one line, and nothing is downloaded."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -134,6 +135,41 @@ def test_a_model_not_staged_is_one_line_naming_it_and_the_command(staged, hub: F
     assert direct.returncode == 2 and not out.exists()
     (line,) = errors(direct)
     assert "models.tiny.path: tiny-org/absent is not staged" in line and "sal stage-models --config" in line
+    assert hub.requests == []
+
+
+PROCESSBENCH_README = """---
+configs:
+- config_name: default
+  data_files:
+  - split: gsm8k
+    path: gsm8k.jsonl
+---
+"""
+
+
+def test_the_processbench_job_reads_its_staged_hub_dataset_without_a_request(staged, hub: FakeHub) -> None:
+    """A Hub dataset a learn job reads is staged too (loaded once into datasets' cache)."""
+    workdir, env = staged
+    folder = workdir / "processbench-repo"
+    folder.mkdir()
+    (folder / "README.md").write_text(PROCESSBENCH_README)
+    sample = {"id": "g0", "problem": "What is 2 + 3?", "steps": ["2 + 3 = 5.", "So 5."], "label": -1}
+    (folder / "gsm8k.jsonl").write_text("\n".join(json.dumps({**sample, "id": f"g{i}"}) for i in range(2)) + "\n")
+    hub.add("bench-org/processbench", folder, dataset=True)
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["processbench"] = {"prms": ["judge"], "data": "bench-org/processbench", "splits": ["gsm8k"]}
+    bench_config = workdir / "bench.yaml"
+    bench_config.write_text(yaml.safe_dump(config))
+    done = sal(env, "stage-models", "--config", str(bench_config))
+    assert done.returncode == 0, done.stderr
+    assert "staged dataset bench-org/processbench (processbench.data, split gsm8k): 2 rows" in done.stdout
+    hub.requests.clear()
+    prm = json.dumps({"name": "judge", "type": "rlhflow", "path": POLICY, "max_length": 256})
+    flags = ["--data", "bench-org/processbench", "--splits", "gsm8k", "--no-plot", "--out", str(workdir / "pb")]
+    job = sal(env, "processbench", "--prm", prm, *flags)
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert (workdir / "pb" / "judge.csv").is_file()
     assert hub.requests == []
 
 
