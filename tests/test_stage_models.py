@@ -21,8 +21,22 @@ from sal_core.errors import ConfigError, ModelError
 from sal_core.hub import checkpoint, go_offline
 from sal_core.pipeline.stage_models import SAFETENSORS_INDEX, dry_run_requested, select_files
 from sal_core.settings.jobs import ModelSettings
+from sal_core.tables import read_table, write_table_atomic
 
 POLICY, GATED = "tiny-org/policy", "tiny-org/gated"
+COMPLETIONS = [
+    {
+        "problem_id": "p0",
+        "problem": "What is 2 + 3?",
+        "answer": "5",
+        "level": "1",
+        "completions": ["Add.\n\n$2 + 3 = \\boxed{5}$", "It is $\\boxed{6}$."],
+        "completion_tokens": [9, 6],
+        "temperatures": [1.0, 1.0],
+        "groups": [0, 1],
+        "finish_reasons": ["stop", "stop"],
+    }
+]
 #: files a staged checkpoint must not bring: Meta's original/ weights, a GGUF copy
 NOT_STAGED = {"original/consolidated.00.pth": b"x" * 1000, "model-q4.gguf": b"y" * 500}
 
@@ -170,6 +184,29 @@ def test_the_processbench_job_reads_its_staged_hub_dataset_without_a_request(sta
     job = sal(env, "processbench", "--prm", prm, *flags)
     assert job.returncode == 0, job.stderr[-2000:]
     assert (workdir / "pb" / "judge.csv").is_file()
+    assert hub.requests == []
+
+
+def test_a_remote_code_prm_is_staged_and_scores_offline(staged, hub: FakeHub, tiny_model_path: Path) -> None:
+    """Qwen2.5-Math-PRM's layout: modelling code shipped in the repository (trust_remote_code)."""
+    from tiny_qwen_prm import tiny_qwen_prm
+
+    workdir, env = staged
+    hub.add("tiny-org/qwen-prm", tiny_qwen_prm(tiny_model_path, workdir / "qprm-repo"))
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    config["prms"]["qprm"] = {"type": "qwen2.5-math", "path": "tiny-org/qwen-prm", "max_length": 256}
+    qwen_config = workdir / "qwen.yaml"
+    qwen_config.write_text(yaml.safe_dump(config))
+    done = sal(env, "stage-models", "--config", str(qwen_config))
+    assert done.returncode == 0, done.stderr
+    completions = write_table_atomic(COMPLETIONS, workdir / "qwen-shard" / "completions.parquet")
+    hub.requests.clear()
+    prm = json.dumps({"name": "qprm", "type": "qwen2.5-math", "path": "tiny-org/qwen-prm", "max_length": 256})
+    out = workdir / "qwen-shard" / "scores" / "qprm.parquet"
+    job = sal(env, "score", "--completions", str(completions), "--prm", prm, "--out", str(out))
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert [len(s) for s in read_table(out)["scores"][0]] == [2, 1]
+    assert list((workdir / "hf-home" / "modules").glob("transformers_modules/**/modeling_qwen2_rm.py"))
     assert hub.requests == []
 
 
