@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from sal_core.errors import ConfigError
+from sal_core.hub import go_offline
 
 #: the environment variable holding the server's socket path, set for the wrapped command
 ENV = "SAL_WARM_START"
@@ -161,6 +162,7 @@ def serve(path: str, step: Callable[[list[str]], int], ready: Callable[[], None]
     listener.bind(path)
     listener.listen(128)
     ready()
+    go_offline()  # the servers' children run job steps only: offline, as imported (sal_core.hub)
     preload()
     stopping = False
 
@@ -253,6 +255,7 @@ def _run_child(request: dict[str, Any], fds: list[int], step: Callable[[list[str
     os.environ.clear()
     os.environ.update(request["env"])
     os.environ.pop(ENV, None)  # the step's own subprocesses start cold, as they would have
+    go_offline()  # as the imports in the server were (clients forward job steps only, sal_core.cli)
     sys.argv = ["sal", *request["argv"]]
     _apply_thread_count()
     try:

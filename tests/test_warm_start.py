@@ -106,18 +106,20 @@ def test_exit_status_of_a_signalled_child() -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sal_warm_start_runs_steps_forked_and_passes_the_status_on(tmp_path: Path) -> None:
-    dataset = json.dumps({"name": "easy", "source": "builtin", "path": "easy_math", "limit": 2})
+    # job steps (offline, sal_core.hub) are forked; steps that may reach the Hub (prepare-dataset) run cold
     script = (
-        f"sal prepare-dataset --dataset '{dataset}' --out problems.parquet 2> ok.log; echo $? > ok.status; "
-        "sal prepare-dataset --dataset '{}' --out bad.parquet 2> bad.log; echo $? > bad.status; "
+        "sal prepare-model --source tiny-random --out model 2> ok.log; echo $? > ok.status; "
+        "sal prepare-model --source tiny-random 2> bad.log; echo $? > bad.status; "
+        "sal prepare-dataset --dataset '{}' --out bad.parquet 2> cold.log; "
         'echo "$SAL_WARM_START" > socket; exit 7'
     )
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     done = subprocess.run(["sal", "warm-start", "--", "sh", "-c", script], cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 7  # the command's own status
-    assert (tmp_path / "ok.status").read_text().strip() == "0" and (tmp_path / "problems.parquet").is_file()
+    assert (tmp_path / "ok.status").read_text().strip() == "0" and (tmp_path / "model" / "config.json").is_file()
     assert "forked from the warm-start server" in (tmp_path / "ok.log").read_text().splitlines()[0]
+    assert "forked" not in (tmp_path / "cold.log").read_text()
     assert (tmp_path / "bad.status").read_text().strip() == "2"  # a step's error status comes back
     assert "error" in (tmp_path / "bad.log").read_text()
     socket = Path((tmp_path / "socket").read_text().strip())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.errors import ConfigError
+from sal_core.hub import staged
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import ModelSettings
 
@@ -18,7 +19,9 @@ def load_backend(
 ) -> GenerationBackend:
     """The engine named by `settings.backend`, with the model loaded and ready (`backend: openai`:
     connected to the server whose location `servers` holds under the model's name). `prm_in_process`:
-    a guiding PRM will share the device (vLLM then takes a smaller share of it)."""
+    a guiding PRM will share the device (vLLM then takes a smaller share of it). A Hub model loads from
+    its staged snapshot (sal_core.hub), never from the Hub."""
+    settings = staged(settings, "models")
     if settings.backend == "transformers":
         from sal_core.backends.transformers_backend import TransformersBackend
 

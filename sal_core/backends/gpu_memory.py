@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import struct
 from pathlib import Path
 
 from sal_core.errors import ModelError
+from sal_core.hub import HUB_NAME, hub_cache, staged_folder
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 log = logging.getLogger(__name__)
@@ -60,14 +60,12 @@ def checkpoint_folder(path: str | Path, revision: str | None = None) -> Path | N
     the local Hub cache (HF_HUB_CACHE; offline, nothing is downloaded); None, logged, when neither."""
     if Path(path).is_dir():
         return Path(path)
-    from huggingface_hub import constants, snapshot_download
-
-    cache = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
-    try:
-        return Path(snapshot_download(str(path), revision=revision, cache_dir=cache, local_files_only=True))
-    except (OSError, ValueError) as err:  # not cached (LocalEntryNotFoundError), not a Hub id (HFValidationError)
-        log.warning("%s: not a local folder nor in the Hub cache %s (%s); PRM memory check skipped", path, cache, err)
-        return None
+    folder = staged_folder(str(path), revision) if HUB_NAME.fullmatch(str(path)) else None  # as staged (sal_core.hub)
+    if folder is None:
+        log.warning(
+            "%s: not a local folder nor staged in the Hub cache %s; PRM memory check skipped", path, hub_cache()
+        )
+    return folder
 
 
 def weight_bytes(folder: str | Path, load_dtype_bytes: int | None, revision: str | None = None) -> int | None:

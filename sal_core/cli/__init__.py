@@ -14,6 +14,7 @@ import shlex
 import sys
 
 from sal_core.errors import SalError
+from sal_core.hub import go_offline
 from sal_core.warm_start import ENV, forked, run_forwarded
 
 # sub-command name -> one-line help; its module is sal_core.cli.<name with "_" for "-">
@@ -37,7 +38,16 @@ COMMANDS: dict[str, str] = {
     "announce": "Run any OpenAI-compatible server (vllm serve) on a free port with a service file, as sal serve has.",
     "with-servers": "Run a command (snakemake) with model and PRM servers started around it on this machine.",
     "warm-start": "Run a command (snakemake) whose sal steps fork from one process that has imported torch.",
+    "stage-models": "Fetch the Hub models a config needs into the Hub cache, once, for jobs that run offline.",
 }
+#: the steps that may reach the Hub; every other step runs with the Hub offline (sal_core.hub.go_offline),
+#: loading Hub models from what `sal stage-models` staged, and is the only kind a warm-start server runs
+ONLINE_STEPS = ("prepare-dataset", "push", "missing", "announce", "with-servers", "warm-start", "stage-models")
+
+
+def step_of(argv: list[str]) -> str | None:
+    """The sub-command named in `argv` (the first argument that is not a flag)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,16 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None and os.environ.get(ENV) and sys.argv[1:2] != ["warm-start"]:
+    if argv is None and os.environ.get(ENV) and step_of(sys.argv[1:]) not in ONLINE_STEPS:
         status = run_forwarded(os.environ[ENV], sys.argv[1:])
         if status is not None:
             return status
         print(f"sal: no warm-start server answers at ${ENV}={os.environ[ENV]}; starting cold", file=sys.stderr)
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     top = build_parser()
     # Parse only up to the sub-command; the sub-command's own parser handles the rest (and its --help).
     known, rest = top.parse_known_args(argv)
     help_text = COMMANDS[known.command]
+    if from_command_line and known.command not in ONLINE_STEPS:  # before the step's imports read them
+        go_offline()  # the process's own environment: a call from Python (tests) leaves its caller's alone
     module = importlib.import_module(f"sal_core.cli.{known.command.replace('-', '_')}")
     sub = argparse.ArgumentParser(prog=f"sal {known.command}", description=module.__doc__ or help_text)
     module.add_arguments(sub)

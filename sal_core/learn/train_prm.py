@@ -19,11 +19,12 @@ import json
 import logging
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sal_core.errors import ModelError
+from sal_core.hub import checkpoint
 from sal_core.learn.stepwise import load_stepwise, tokenize_batch
 from sal_core.paths import TRAIN_CHECKPOINTS
 from sal_core.prm.trl_token import PRM_CONFIG_FILE
@@ -256,7 +257,9 @@ def train_prm(
     checkpoints = Path(checkpoint_dir or TRAIN_CHECKPOINTS.format(out=out))
     rows = load_stepwise(settings.dataset, settings.split, settings.subset, settings.limit)  # bad data fails first
     fingerprint = settings.fingerprint()
-    tokenizer = load_tokenizer(settings.base_model)
+    # a Hub base model loads from its staged snapshot (sal_core.hub); what is recorded keeps its name
+    staged = replace(settings, base_model=checkpoint(settings.base_model, None, "training.base_model"))
+    tokenizer = load_tokenizer(staged.base_model)
     args = training_arguments(settings, checkpoints)
     dataset = tokenized_dataset(settings, rows, tokenizer, args)
     state = PartialState()
@@ -267,7 +270,7 @@ def train_prm(
     if resume:
         log.info("resuming from %s", resume)
     trainer = Trainer(
-        model=load_model(settings, tokenizer),
+        model=load_model(staged, tokenizer),
         args=args,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         train_dataset=dataset,

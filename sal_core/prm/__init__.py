@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 from sal_core.backends.base import LoadedWeights
+from sal_core.hub import staged
 from sal_core.prm.base import PRM, scored_steps, split_steps
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import PRMSettings
@@ -28,6 +29,7 @@ def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: Loade
     name) and checks what it serves. A causal-LM judge (rlhflow, math-shepherd) of the checkpoint in
     `reuse` (the policy's, same device and dtype) scores with those weights instead of a second copy."""
     settings.validate("prm")
+    settings = staged(settings, "prms")  # a Hub PRM (or its tokenizer) loads from its staged snapshot
     location = location_of(settings, servers or {}, "PRM")
     if location is not None:
         from sal_core.prm.server import load_server_prm

@@ -34,6 +34,7 @@ from typing import Any
 
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.errors import ConfigError, ServerError
+from sal_core.hub import offline_env, staged
 from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
 from sal_core.serving.vllm_prm import pooling_command
@@ -74,9 +75,9 @@ class ServerSpec:
             announce = [sys.executable, "-m", "sal_core.cli", "announce", *where, "--"]
             # a server job (--sbatch, host given) runs on a GPU node; here, vLLM is whichever build is installed
             cpu = host is None and expect_cpu_build()
-            if self.kind == "vllm-pooling":
-                return announce + pooling_command(self.settings, cpu, f"--serve-vllm {self.name}")  # type: ignore[arg-type]
-            return announce + vllm_command(self.settings, cpu)  # type: ignore[arg-type]
+            if self.kind == "vllm-pooling":  # a Hub checkpoint is served from its staged snapshot (sal_core.hub)
+                return announce + pooling_command(staged(self.settings, "prms"), cpu, f"--serve-vllm {self.name}")  # type: ignore[arg-type]
+            return announce + vllm_command(staged(self.settings, "models"), cpu)  # type: ignore[arg-type]
         flag = "--model" if self.kind == "serve" else "--prm"
         args = [flag, json.dumps(asdict(self.settings)), "--api-key-env", RUN_KEY_ENV]
         return sal_argv(self.kind, args, service_file, host)
@@ -84,8 +85,9 @@ class ServerSpec:
     def env(self, key: str) -> dict[str, str]:
         """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
         `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show); vLLM also its opt-outs of
-        usage reporting."""
-        return {"VLLM_API_KEY": key, **NO_TRACKING} if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
+        usage reporting, and the Hub's offline switches (docs/offline.md)."""
+        vllm = {"VLLM_API_KEY": key, **NO_TRACKING, **offline_env()}  # `sal` steps go offline themselves
+        return vllm if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
 
 
 def server_specs(config: dict[str, Any], names: Sequence[str], vllm_prms: Sequence[str] = ()) -> list[ServerSpec]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sal_core.errors import ConfigError
+from sal_core.hub import HUB_NAME
 from sal_core.settings.build import Settings, require_at_least
 
 #: what a server serves: part of a job's identity, but left out of it at their defaults (no server),
@@ -56,11 +57,14 @@ class ServedSettings:
         raise NotImplementedError
 
     def validate_served(self, where: str, what: str) -> None:
-        """A served model names what it expects; an in-process one must not."""
+        """A served model names what it expects; an in-process one must not. `revision` pins a Hub
+        model's files (staged and loaded at it; a server must report it), so it needs a Hub name."""
+        path = getattr(self, "path", "")
+        if self.revision is not None and not (self.served or HUB_NAME.fullmatch(path)):
+            raise ConfigError(f"{where}.revision: for Hub models only (path {path!r} is not a Hub name org/model)")
         if not self.served:
-            for key in ("served_model", "revision"):
-                if getattr(self, key) is not None:
-                    raise ConfigError(f"{where}.{key}: only for {what}")
+            if self.served_model is not None:
+                raise ConfigError(f"{where}.served_model: only for {what}")
         elif not self.served_model:
             raise ConfigError(f"{where}.served_model: name the model the server must serve (checked at job start)")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sal_core.constants import GUIDED_METHODS, ONE_RUN_PER_N, PREPARED_SOURCES
 from sal_core.errors import ConfigError
+from sal_core.hub import HUB_NAME
 from sal_core.paths import prepared_model, trained_prm
 from sal_core.settings.build import require_one_of
 from sal_core.settings.dataset import DatasetSettings
@@ -137,9 +138,6 @@ def _prepared_path(entry: dict[str, Any], where: str, prepared: dict[str, str]) 
         raise ConfigError(f"{where}.path: a prepared model lives in {folder}; drop `path` or `prepare`")
     prepared[folder] = source
     return entry
-
-
-HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def check_model_path(path: str, where: str) -> None:

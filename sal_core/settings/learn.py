@@ -159,7 +159,7 @@ class ProcessBenchSettings(Settings):
             require_at_least(self.limit, 1, f"{where}.limit")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"{where}.threshold: must be in (0, 1), got {self.threshold}")
-        from sal_core.settings.grid import HUB_NAME
+        from sal_core.hub import HUB_NAME
 
         local = Path(self.data).suffix in (".jsonl", ".json", ".parquet") or not HUB_NAME.fullmatch(self.data)
         if self.data != "builtin" and local and not Path(self.data).exists():

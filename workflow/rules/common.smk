@@ -3,6 +3,7 @@
 # comes from sal_core.paths.
 import re
 import shlex
+import sys
 
 from snakemake.exceptions import WorkflowError
 
@@ -15,6 +16,7 @@ from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, 
 from sal_core.executable import put_sal_on_path
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
+from sal_core.pipeline.stage_models import dry_run_requested, unstaged_line
 from sal_core.settings.check import check_config
 from sal_core.settings.endpoint import write_servers_file
 from sal_core.tables import write_lines_if_changed
@@ -35,6 +37,14 @@ try:
     GRADERS = evaluation_graders(config.get("evaluation", {}))
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
+
+# Jobs load Hub models offline, from what `sal stage-models` put in the Hub cache (docs/offline.md):
+# a model not staged stops a run here, in one line; a dry run only says so.
+UNSTAGED = unstaged_line(GRID, [str(f) for f in workflow.overwrite_configfiles or ["config/config.yaml"]])
+if UNSTAGED and not dry_run_requested(sys.argv):
+    raise WorkflowError(UNSTAGED)
+if UNSTAGED:
+    print(f"warning: {UNSTAGED}", file=sys.stderr)
 
 SAL_ENV = "../envs/sal.yaml"
 RESOURCES = config.get("resources", {})
