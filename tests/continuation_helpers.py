@@ -58,15 +58,14 @@ def check_prefix(backend: GenerationBackend, prompt: str, whole_ids: tuple[int, 
     if whole.startswith(stepwise):
         return
     common = next((i for i, (a, b) in enumerate(zip(whole, stepwise, strict=False)) if a != b), len(whole))
-    position = next(
-        j for j in range(len(whole_ids) + 1) if len(backend.tokenizer.decode(list(whole_ids[:j]))) > common
-    )
+    position = next(j for j in range(len(whole_ids) + 1) if len(backend.tokenizer.decode(list(whole_ids[:j]))) > common)
     context = backend.tokenizer(prompt, add_special_tokens=False)["input_ids"] + list(whole_ids[: position - 1])
     with torch.inference_mode():
         logits = backend.model(input_ids=torch.tensor([context])).logits[0, -1].float()
     top = logits.topk(2)
     gap = float(top.values[0] - top.values[1])
-    detail = f"{what}: parts from greedy whole-solution at char {common}: {whole[common:][:40]!r} vs {stepwise[common:][:40]!r}"
+    parts = f"{whole[common:][:40]!r} vs {stepwise[common:][:40]!r}"
+    detail = f"{what}: parts from the greedy whole solution at char {common}: {parts}"
     if gap < NEAR_TIE:
         pytest.xfail(f"{detail}; a near-tie (logit gap {gap:.2e} < {NEAR_TIE}), not a continuation error")
     raise AssertionError(f"{detail} (logit gap {gap:.3f}: not a near-tie)")

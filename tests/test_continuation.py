@@ -9,6 +9,8 @@ writes, up to each method's finish rule, and re-encoding does not (its boundary 
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,13 +25,21 @@ from sal_core.search.steps import states_answer
 from sal_core.settings.jobs import SearchSettings
 
 NEWLINE, BLANK_LINE, THREE_NEWLINES = 198, 1116, 16506
+ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_model_path: Path):
-    from transformers import AutoTokenizer
+def tiny(tiny_model_path: Path):
+    """The tiny model in the transformers engine: SmolLM2's real tokenizer."""
+    from sal_core.backends import load_backend
+    from sal_core.settings.jobs import ModelSettings
 
-    return AutoTokenizer.from_pretrained(tiny_model_path)
+    return load_backend(ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu", max_model_len=64))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny):
+    return tiny.tokenizer
 
 
 def test_the_tokenizer_has_the_artefact(tokenizer) -> None:
@@ -39,11 +49,11 @@ def test_the_tokenizer_has_the_artefact(tokenizer) -> None:
     assert tokenizer.encode("\n\n\n") == [THREE_NEWLINES]
 
 
-def test_exact_contexts_carry_the_generated_ids_and_reencoding_counts_changed_boundaries(tokenizer) -> None:
+def test_exact_contexts_carry_the_generated_ids_and_reencoding_counts_changed_boundaries(tiny, tokenizer) -> None:
     step = tuple(tokenizer.encode("$2 + 3 = 5$.")) + (NEWLINE, NEWLINE)
     text = tokenizer.decode(list(step))
     for mode, expected_changed in (("exact", 0), ("reencode", 1)):
-        cont = Continuation.for_prompts(tokenizer, ["Solution:"], mode)
+        cont = Continuation.for_prompts(tiny, ["Solution:"], mode)
         (ids,) = cont.contexts([(0, "Solution:" + text, [step])], True)
         if mode == "exact":
             assert ids == cont.prompt_ids[0] + step
@@ -51,17 +61,17 @@ def test_exact_contexts_carry_the_generated_ids_and_reencoding_counts_changed_bo
             assert ids[-1] == BLANK_LINE and ids[: len(cont.prompt_ids[0])] == cont.prompt_ids[0]
         assert (cont.changed, cont.boundaries) == (expected_changed, 0 if mode == "exact" else 1)
     # a boundary re-encoding keeps: counted, not changed
-    cont = Continuation.for_prompts(tokenizer, ["Solution:"], "reencode")
+    cont = Continuation.for_prompts(tiny, ["Solution:"], "reencode")
     kept = tuple(tokenizer.encode(" 5"))
     cont.contexts([(0, "Solution: 5", [kept])], True)
     assert (cont.changed, cont.boundaries) == (0, 1)
 
 
-def test_a_step_ending_inside_a_token_keeps_the_whole_token_in_exact_mode(tokenizer) -> None:
+def test_a_step_ending_inside_a_token_keeps_the_whole_token_in_exact_mode(tiny, tokenizer) -> None:
     """The engine stops on "\\n\\n" completed by "\\n\\n\\n" and cuts its text there; exact mode keeps the
     token, so the step's text is its ids' decode (one newline past the stop), and the next step's
     text starts where that decode ends: the partial solution's text is always its ids' decode."""
-    cont = Continuation.for_prompts(tokenizer, ["Solution:"], "exact")
+    cont = Continuation.for_prompts(tiny, ["Solution:"], "exact")
     first = tuple(tokenizer.encode("$1 + 1 = 2$.")) + (THREE_NEWLINES,)
     out = GenerationOutput("$1 + 1 = 2$.\n\n", len(first), "stop", first)
     kept = cont.extended([], out)
@@ -69,11 +79,11 @@ def test_a_step_ending_inside_a_token_keeps_the_whole_token_in_exact_mode(tokeni
     second = tuple(tokenizer.encode("Therefore"))
     nxt = cont.extended([first], GenerationOutput("Therefore", len(second), "stop", second))
     assert kept.text + nxt.text == tokenizer.decode(list(first + second))
-    assert Continuation.for_prompts(tokenizer, ["x"], "reencode").extended([], out) is out
+    assert Continuation.for_prompts(tiny, ["x"], "reencode").extended([], out) is out
 
 
-def test_exact_mode_refuses_an_engine_without_ids_in_one_line(tokenizer) -> None:
-    cont = Continuation.for_prompts(tokenizer, ["x"], "exact")
+def test_exact_mode_refuses_an_engine_without_ids_in_one_line(tiny, tokenizer) -> None:
+    cont = Continuation.for_prompts(tiny, ["x"], "exact")
     with pytest.raises(ServerError, match=r"^search.continuation exact: the engine returned no token ids") as err:
         cont.extended([], GenerationOutput("a", 1, "stop", None))
     assert "\n" not in str(err.value)
@@ -89,12 +99,9 @@ def test_the_setting_is_refused_without_steps_and_stays_out_of_identity_at_reenc
     assert SearchSettings.from_dict({**beam, "continuation": "exact"}, "search").identity()["continuation"] == "exact"
 
 
-def test_the_transformers_engine_keeps_the_token_that_completes_a_stop(tiny_model_path: Path) -> None:
+def test_the_transformers_engine_keeps_the_token_that_completes_a_stop(tiny) -> None:
     """vLLM's rule: ids up to the token that completed the stop string, the text cut at the string."""
-    from sal_core.backends import load_backend
-    from sal_core.settings.jobs import ModelSettings
-
-    backend = load_backend(ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu", max_model_len=64))
+    backend = tiny
     head = backend.model.lm_head
     biased = torch.nn.Linear(head.in_features, head.out_features, bias=True)
     with torch.no_grad():
@@ -102,7 +109,10 @@ def test_the_transformers_engine_keeps_the_token_that_completes_a_stop(tiny_mode
         biased.bias.zero_()
         biased.bias[THREE_NEWLINES] = 100.0
     backend.model.lm_head = biased
-    (out,) = backend.generate([GenerationRequest("1 + 1 =", 0.0, max_tokens=5, stop=("\n\n",))])
+    try:
+        (out,) = backend.generate([GenerationRequest("1 + 1 =", 0.0, max_tokens=5, stop=("\n\n",))])
+    finally:
+        backend.model.lm_head = head
     assert (out.text, out.token_ids, out.finish_reason, out.num_tokens) == ("\n\n", (THREE_NEWLINES,), "stop", 1)
 
 
@@ -161,3 +171,48 @@ def test_embedded_default_greedy_one_beam_boxes_the_whole_solutions_answer(smoll
     answers = [last_boxed(r.completions[0].split("\n\nProblem:")[0]) for r in results]
     expected = [last_boxed(out.text.split("\n\nProblem:")[0]) for out in whole]
     assert None not in expected and answers == expected
+
+
+def test_sal_serve_returns_the_ids_it_generated(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+    """`return_token_ids` through `sal serve` and the openai backend: the in-process engine's ids."""
+    from sal_core.backends import load_backend
+    from sal_core.serving.launch import start_server, stop_server
+    from sal_core.settings.endpoint import build_servers
+    from sal_core.settings.jobs import ModelSettings
+
+    model = {"name": "tiny", "path": str(tiny_model_path), "device": "cpu", "max_model_len": 64}
+    process, _ = start_server("serve", ["--model", json.dumps(model)], tmp_path / "svc.json", tmp_path / "log", env=ENV)
+    try:
+        remote = ModelSettings.from_dict({**model, "backend": "openai", "served_model": "tiny"})
+        served = load_backend(remote, build_servers({"tiny": {"service_file": str(tmp_path / "svc.json")}}))
+        requests = [GenerationRequest("1 + 1 =", 0.7, max_tokens=6, seed=s, stop=("\n\n",)) for s in range(3)]
+        got = served.generate(requests)
+        assert [o.token_ids for o in got] == [o.token_ids for o in tiny.generate(requests)]
+        assert all(o.token_ids for o in got)
+    finally:
+        stop_server(process)
+
+
+@pytest.mark.slow
+def test_exact_continuation_through_sal_serve_writes_the_greedy_whole_solution(smollm2, tmp_path: Path) -> None:
+    """The same greedy DVTS through `sal serve` (ids from `return_token_ids`): the whole solution's text."""
+    from sal_core.backends import load_backend
+    from sal_core.serving.launch import start_server, stop_server
+    from sal_core.settings.endpoint import build_servers
+
+    path, backend, prm = smollm2
+    problems = default_problems(1)
+    job = default_job(path, "dvts", continuation="exact", **STEPWISE)
+    prompts, whole = greedy_whole(backend, job, problems, 80)
+    served_model = {"name": job.model.name, "path": str(path), "device": "cpu", "max_model_len": 2048}
+    args = ["--model", json.dumps(served_model)]
+    process, _ = start_server("serve", args, tmp_path / "svc.json", tmp_path / "log", env=ENV)
+    try:
+        remote = replace(job.model, backend="openai", served_model=job.model.name)
+        served = load_backend(remote, build_servers({job.model.name: {"service_file": str(tmp_path / "svc.json")}}))
+        (result,) = run_search(problems, replace(job, model=remote), served, prm)
+    finally:
+        stop_server(process)
+    (text,) = result.completions
+    assert states_answer(text)
+    check_prefix(backend, prompts[0], whole[0].token_ids, text, "dvts exact through sal serve")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sal_core.backends.tokens import prompt_token_ids
+from sal_core.backends.tokens import batch_prompt_token_ids
 
 FinishReason = Literal["stop", "length", "eos"]
 
@@ -86,4 +86,9 @@ class GenerationBackend(ABC):
     def prompt_length(self, prompt: str) -> int:
         """Number of tokens the engine receives for `prompt` (its `prompt_token_ids`, a BOS included
         where the model takes one): what the context-window budget must count."""
-        return len(prompt_token_ids(self.tokenizer, prompt))
+        return len(self.encode_prompts([prompt])[0])
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The ids the engine receives for each text prompt (`tokens.batch_prompt_token_ids`, one
+        tokenizer call): a search step tokenizes its prompts here once and sends the ids."""
+        return batch_prompt_token_ids(self.tokenizer, prompts)

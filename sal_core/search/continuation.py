@@ -24,10 +24,8 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
-from sal_core.backends.base import GenerationOutput
-from sal_core.backends.tokens import batch_prompt_token_ids
+from sal_core.backends.base import GenerationBackend, GenerationOutput
 from sal_core.constants import CONTINUATIONS
 from sal_core.errors import ServerError
 
@@ -46,9 +44,10 @@ def solution_ids(steps: Sequence[StepIds]) -> tuple[int, ...]:
 
 @dataclass
 class Continuation:
-    """One shard's continuation mode, its prompts' ids (tokenized once) and the boundary counts."""
+    """One shard's continuation mode, its engine (which tokenizes, and decodes with its tokenizer),
+    its prompts' ids (tokenized once) and the boundary counts."""
 
-    tokenizer: Any
+    backend: GenerationBackend
     exact: bool
     prompt_ids: list[tuple[int, ...]]
     #: reencode mode: partial solutions sent again whose last step's ids are known, and how many of
@@ -58,9 +57,9 @@ class Continuation:
     uncounted: int = 0
 
     @classmethod
-    def for_prompts(cls, tokenizer: Any, prompts: Sequence[str], mode: str) -> Continuation:
-        ids = [tuple(row) for row in batch_prompt_token_ids(tokenizer, list(prompts))]
-        return cls(tokenizer, mode == EXACT, ids)
+    def for_prompts(cls, backend: GenerationBackend, prompts: Sequence[str], mode: str) -> Continuation:
+        ids = [tuple(row) for row in backend.encode_prompts(list(prompts))]
+        return cls(backend, mode == EXACT, ids)
 
     def contexts(self, items: Sequence[tuple[int, str, Sequence[StepIds]]], count: bool) -> list[tuple[int, ...]]:
         """The ids each (problem, prompt + text so far, ids of the steps so far) is sent with: exact,
@@ -69,7 +68,7 @@ class Continuation:
         if self.exact:
             return [self.prompt_ids[p] + solution_ids(steps) for p, _, steps in items]
         texts = [text for _, text, steps in items if steps]
-        encoded = iter(batch_prompt_token_ids(self.tokenizer, texts) if texts else [])
+        encoded = iter(self.backend.encode_prompts(texts) if texts else [])
         out = []
         for problem, _, steps in items:
             if not steps:
@@ -105,7 +104,7 @@ class Continuation:
 
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids, special tokens (end of sequence) left out, as the engines decode."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True) if ids else ""
+        return self.backend.tokenizer.decode(list(ids), skip_special_tokens=True) if ids else ""
 
     def report(self, method: str) -> None:
         """One log line per job: in reencode mode, the step boundaries re-encoding changed."""

@@ -181,7 +181,7 @@ class Shard:
     continuation: Continuation = field(init=False)
 
     def __post_init__(self) -> None:
-        self.continuation = Continuation.for_prompts(self.backend.tokenizer, self.prompts, self.settings.continuation)
+        self.continuation = Continuation.for_prompts(self.backend, self.prompts, self.settings.continuation)
 
 
 class Partial(Protocol):
