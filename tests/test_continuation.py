@@ -34,7 +34,7 @@ def tiny(tiny_model_path: Path):
     from sal_core.backends import load_backend
     from sal_core.settings.jobs import ModelSettings
 
-    return load_backend(ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu", max_model_len=64))
+    return load_backend(ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu", max_model_len=1024))
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +216,30 @@ def test_exact_continuation_through_sal_serve_writes_the_greedy_whole_solution(s
     (text,) = result.completions
     assert states_answer(text)
     check_prefix(backend, prompts[0], whole[0].token_ids, text, "dvts exact through sal serve")
+
+
+def test_exact_label_rollouts_continue_from_the_completions_ids(tiny, tiny_model_path: Path, tmp_path: Path) -> None:
+    """`labeling.continuation: exact`: a rollout continues from the prompt's ids and the completion's
+    own ids up to the token that ends step d's blank line ("\\n" "\\n" before a word, not the 1116 a
+    re-encoded trailing blank line becomes); re-encoding sends that 1116. Same labels otherwise."""
+    import pandas as pd
+
+    from sal_core.learn.label_steps import LabelSettings, label_steps
+    from sal_core.settings.jobs import ModelSettings
+
+    completion = "## Step 1: Add\n$2 + 3 = 5$.\n\nTherefore, the final answer is: $\\boxed{5}$."
+    path = tmp_path / "completions.parquet"
+    pd.DataFrame({"problem": ["What is $2 + 3$?"], "answer": ["5"], "completions": [[completion]]}).to_parquet(path)
+    model = ModelSettings(name="tiny", path=str(tiny_model_path), device="cpu", max_model_len=1024)
+    sent: dict[str, list[GenerationRequest]] = {}
+    generate = tiny.generate
+    for mode in ("exact", "reencode"):
+        tiny.generate = lambda requests, mode=mode: sent.setdefault(mode, list(requests)) and generate(requests)
+        try:
+            label_steps(path, model, LabelSettings(k=1, max_tokens=4, continuation=mode), tmp_path / "s.jsonl", 1, tiny)
+        finally:
+            tiny.generate = generate
+    (exact,), (reencoded,) = sent["exact"], sent["reencode"]
+    assert exact.prompt_token_ids[-2:] == (NEWLINE, NEWLINE) and exact.prompt.endswith("5$.\n\n")
+    assert reencoded.prompt_token_ids[-1] != NEWLINE and reencoded.prompt.endswith("5$.")
+    assert "continuation" not in LabelSettings().identity()
