@@ -43,7 +43,7 @@ def engines(smollm2_path: Path):
 
 def test_vllm_greedy_stepwise_search_continues_exactly(engines, caplog) -> None:
     path, engine, reference, prm = engines
-    problems = default_problems(2)
+    problems = default_problems(1)
     prompts, whole = greedy_whole(engine, default_job(path, "dvts", **STEPWISE), problems, 80)
     for method in ("beam_search", "dvts", "particle_filtering"):
         job = default_job(path, method, continuation="exact", **STEPWISE)
