@@ -26,6 +26,9 @@ SERVER_APIS = ("sal", "vllm-pooling")
 #: how a PRM cuts a completion into scored steps and lays them out: the project's (empty steps dropped,
 #: each family's model-card layout) or search-and-learn's (sal_core/prm/base.py, docs/search.md)
 STEP_LAYOUTS = ("default", "sal")
+#: how a step-wise search sends a partial solution again (sal_core.search.continuation): re-encoding
+#: prompt + text, as search-and-learn does (the default), or continuing from the ids generated so far
+CONTINUATIONS = ("reencode", "exact")
 #: how a completion's step scores become one score (search ranking and naive / weighted votes)
 AGGREGATIONS = ("last", "min", "prod")
 DTYPES = ("auto", "float32", "bfloat16", "float16")

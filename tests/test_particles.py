@@ -58,6 +58,9 @@ class ScriptedBackend(GenerationBackend):
     def prompt_length(self, prompt: str) -> int:
         return scripted.tokens(prompt)
 
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        return [[0] * scripted.tokens(prompt) for prompt in prompts]
+
 
 class ScriptedPRM(PRM):
     """Scores every step of a text with scripted.step_score; reads one token per word; records calls."""

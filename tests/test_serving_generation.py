@@ -178,7 +178,8 @@ def test_every_sampling_field_is_sent_at_its_neutral_value() -> None:
         "frequency_penalty": 0.0,
     }
     assert kwargs["extra_body"] == {
-        "include_stop_str_in_output": True, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0
+        "include_stop_str_in_output": True, "return_token_ids": True, "top_k": 0, "min_p": 0.0,
+        "repetition_penalty": 1.0,
     }  # fmt: skip
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sal_core.backends.tokens import prompt_token_ids
+from sal_core.backends.tokens import batch_prompt_token_ids
 
 FinishReason = Literal["stop", "length", "eos"]
 
@@ -36,15 +36,21 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class GenerationOutput:
     """What came back for one request: the new text only (not the prompt), how many tokens were
-    generated, and why generation ended (a stop string, the token limit, or the end-of-sequence token)."""
+    generated, and why generation ended (a stop string, the token limit, or the end-of-sequence token).
+
+    `token_ids` are the generated ids as the engine returns them: an end-of-sequence token included,
+    and at a stop string the ids up to the token that completed it (the text is cut at the stop
+    string, so that token may hold more than the text shows). None where a server returned none;
+    exact continuation (sal_core.search.continuation) needs them."""
 
     text: str
     num_tokens: int
     finish_reason: FinishReason
+    token_ids: tuple[int, ...] | None = None
 
 
 #: the answer to a request whose prompt leaves no room in the context window (it never runs)
-NO_ROOM = GenerationOutput(text="", num_tokens=0, finish_reason="length")
+NO_ROOM = GenerationOutput(text="", num_tokens=0, finish_reason="length", token_ids=())
 
 
 @dataclass(frozen=True)
@@ -80,4 +86,9 @@ class GenerationBackend(ABC):
     def prompt_length(self, prompt: str) -> int:
         """Number of tokens the engine receives for `prompt` (its `prompt_token_ids`, a BOS included
         where the model takes one): what the context-window budget must count."""
-        return len(prompt_token_ids(self.tokenizer, prompt))
+        return len(self.encode_prompts([prompt])[0])
+
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The ids the engine receives for each text prompt (`tokens.batch_prompt_token_ids`, one
+        tokenizer call): a search step tokenizes its prompts here once and sends the ids."""
+        return batch_prompt_token_ids(self.tokenizer, prompts)

@@ -6,7 +6,10 @@ max_tokens and stop strings, `max_in_flight` requests at a time, retried by the 
 exponential backoff). Prompts are sent as token ids built by `prompt_token_ids`, so the BOS rule of
 the in-process backends holds here too, and the tokenizer (from `path`) also budgets prompt length:
 a request never asks for more than `max_model_len` (the smaller of the setting and the server's).
-Stop strings stay in the text (vLLM's `include_stop_str_in_output`); token counts come from `usage`.
+Stop strings stay in the text (vLLM's `include_stop_str_in_output`); token counts come from `usage`,
+and the generated ids from each choice's `token_ids` (asked for with vLLM's `return_token_ids`, which
+`vllm serve` 0.32 and 0.33 and `sal serve` answer; a server that ignores it leaves them None, and exact
+continuation then refuses the job in one line).
 vLLM says finish_reason "stop" both at a stop string and at end of sequence; its `stop_reason` (the
 matched string, or null) tells them apart, as in vllm_backend.py. A server without `stop_reason`
 counts as "stop" when the text ends with one of the stop strings, else "eos".
@@ -22,7 +25,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ModelError, ServerError
 from sal_core.serving.client import resolve_endpoint
@@ -65,7 +68,7 @@ def completion_arguments(model: str | None, request: GenerationRequest, ids: lis
         "top_p": request.top_p,
         "n": 1,
         **NEUTRAL_OPENAI,
-        "extra_body": {"include_stop_str_in_output": True, **NEUTRAL_EXTRA},
+        "extra_body": {"include_stop_str_in_output": True, "return_token_ids": True, **NEUTRAL_EXTRA},
     }
     if request.stop:
         kwargs["stop"] = list(request.stop)
@@ -144,7 +147,7 @@ class OpenAIBackend(GenerationBackend):
             ids = list(request.prompt_token_ids or prompt_token_ids(self.tokenizer, request.prompt))
             budget = min(request.max_tokens, self.max_model_len - len(ids))
             if budget <= 0:
-                outputs[index] = GenerationOutput(text="", num_tokens=0, finish_reason="length")
+                outputs[index] = NO_ROOM
             else:
                 work.append((index, ids, budget))
         if work:
@@ -177,7 +180,9 @@ class OpenAIBackend(GenerationBackend):
             raise ServerError(f"{self.name}: POST /v1/completions answered {err}") from err
         usage = getattr(response, "usage", None)
         tokens = usage.completion_tokens if usage is not None else self.count_tokens(choice.text) + (reason == "eos")
-        return GenerationOutput(text=choice.text, num_tokens=int(tokens), finish_reason=reason)
+        ids = extra.get("token_ids")
+        token_ids = tuple(int(i) for i in ids) if isinstance(ids, list) else None
+        return GenerationOutput(text=choice.text, num_tokens=int(tokens), finish_reason=reason, token_ids=token_ids)
 
 
 def _message(err: Any) -> str:

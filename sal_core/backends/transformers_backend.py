@@ -276,4 +276,6 @@ class TransformersBackend(GenerationBackend):
         text = self.tokenizer.decode(tokens, skip_special_tokens=True)
         if row.reason == "stop":
             text = text[: find_stop(text, row.request.stop)]
-        return GenerationOutput(text=text, num_tokens=len(row.tokens), finish_reason=row.reason)
+        return GenerationOutput(
+            text=text, num_tokens=len(row.tokens), finish_reason=row.reason, token_ids=tuple(row.tokens)
+        )

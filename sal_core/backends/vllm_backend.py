@@ -50,7 +50,7 @@ def to_generation_output(
         reason = "stop" if isinstance(stop_reason, str) else "eos"
     else:
         raise ModelError(f"vLLM returned an unexpected finish_reason {finish_reason!r} (request aborted?)")
-    return GenerationOutput(text=text, num_tokens=len(token_ids), finish_reason=reason)
+    return GenerationOutput(text=text, num_tokens=len(token_ids), finish_reason=reason, token_ids=tuple(token_ids))
 
 
 def sampling_kwargs(request: GenerationRequest, max_tokens: int) -> dict[str, Any]:

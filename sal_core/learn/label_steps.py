@@ -30,7 +30,7 @@ from sal_core.errors import DatasetError
 from sal_core.evaluation.grading import grade_all, last_boxed
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.search.prompts import build_prompt
-from sal_core.search.steps import new_token_budget
+from sal_core.search.steps import token_budget
 from sal_core.search.temperatures import derive_seed
 from sal_core.settings.endpoint import Servers
 from sal_core.settings.jobs import ModelSettings
@@ -51,6 +51,8 @@ class Prefix:
     seed_position: tuple[int, int, int]
     answers: list[str | None]
     rolled_out: bool = True
+    #: `continuation: exact`: the prefix's ids after the prompt (exact_prefixes)
+    ids: tuple[int, ...] | None = None
 
 
 def read_completions(path: str | Path) -> pd.DataFrame:
@@ -108,24 +110,63 @@ def rollout_answer(prefix: str, continuation: str, stops: Sequence[str] = ()) ->
 
 
 def roll_out(backend: GenerationBackend, prompts: list[str], prefixes: list[Prefix], settings: LabelSettings) -> None:
-    """k continuations of every prefix in one generate call; stores each rollout's final answer."""
+    """k continuations of every prefix in one generate call; stores each rollout's final answer.
+    Each prefix's prompt is tokenized once (reencode) or carried as ids (exact), and sent as ids."""
     requests, owners = [], []
-    for prefix in prefixes:
-        prompt = prompts[prefix.problem] + prefix.text
-        budget = new_token_budget(backend, prompt, settings.max_tokens)
+    texts = [prompts[prefix.problem] + prefix.text for prefix in prefixes]
+    if settings.continuation == "exact":
+        prompt_ids = backend.encode_prompts(prompts)
+        contexts = [[*prompt_ids[prefix.problem], *(prefix.ids or ())] for prefix in prefixes]
+    else:
+        contexts = backend.encode_prompts(texts) if texts else []
+    for prefix, prompt, ids in zip(prefixes, texts, contexts, strict=True):
+        budget = token_budget(backend.max_model_len, len(ids), settings.max_tokens)
         if budget is None:
             prefix.rolled_out = False  # the prefix fills the context window: its step stays unlabelled
             continue
         for r in range(settings.k):
             seed = derive_seed(settings.seed, *prefix.seed_position, r)
             request = GenerationRequest(
-                prompt, settings.temperature, settings.top_p, budget, tuple(settings.stop), seed
+                prompt, settings.temperature, settings.top_p, budget, tuple(settings.stop), seed, tuple(ids)
             )
             requests.append(request)
             owners.append(prefix)
     outputs = backend.generate(requests) if requests else []
     for prefix, output in zip(owners, outputs, strict=True):
         prefix.answers.append(rollout_answer(prefix.text, output.text, settings.stop))
+
+
+def step_end(completion: str, d: int) -> int:
+    """Where step d of `completion` ends, the blank line after it included (split_steps' steps)."""
+    position, seen = 0, 0
+    for chunk in completion.split(STEP_SEPARATOR):
+        position += len(chunk)
+        if chunk.strip():
+            seen += 1
+            if seen == d:
+                return min(position + len(STEP_SEPARATOR), len(completion))
+        position += len(STEP_SEPARATOR)
+    return len(completion)
+
+
+def exact_prefixes(tokenizer: Any, frame: pd.DataFrame, prefixes: Sequence[Prefix], stops: Sequence[str]) -> None:
+    """`continuation: exact`: each prefix becomes its completion's ids up to the token that ends step
+    d's blank line, its text their decode (it may run past the blank line, as a step in an exact
+    search does). The completions file keeps texts, not the generated ids: the completion's own
+    tokenization stands in for them, which is exact wherever the model wrote the text's tokenization
+    (SmolLM2 writes a blank line before a word as "\n" "\n", as its tokenizer encodes it inside a text)."""
+    encoded: dict[tuple[int, int], tuple[str, Any]] = {}
+    for prefix in prefixes:
+        i, j, d = prefix.seed_position
+        if (i, j) not in encoded:
+            completion = before_stops(str(list(frame.at[i, "completions"])[j]), stops)
+            encoded[(i, j)] = (completion, tokenizer(completion, add_special_tokens=False, return_offsets_mapping=True))
+        completion, tokens = encoded[(i, j)]
+        end = step_end(completion, d)
+        ids = tokens["input_ids"]
+        cut = next((t + 1 for t, (_, stop) in enumerate(tokens["offset_mapping"]) if stop >= end), len(ids))
+        prefix.ids = tuple(ids[:cut])
+        prefix.text = tokenizer.decode(list(prefix.ids), skip_special_tokens=True)
 
 
 def grade(golds: list[str], answers: list[list[str | None]], workers: int) -> list[dict[str, bool]]:
@@ -185,6 +226,8 @@ def label_steps(
     backend = backend or load_backend(model, servers)
     prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, model.chat_template) for p in frame["problem"]]
     ordered = list(prefixes.values())
+    if settings.continuation == "exact":
+        exact_prefixes(backend.tokenizer, frame, ordered, settings.stop)
     log.info("%d completions, %d distinct prefixes, %d rollouts", len(rows), len(ordered), len(ordered) * settings.k)
     roll_out(backend, prompts, ordered, settings)
     answers: list[list[str | None]] = [[] for _ in range(len(frame))]

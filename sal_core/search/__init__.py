@@ -50,6 +50,8 @@ def run_search(
     if method is None:
         raise ConfigError(f"search.method: {settings.method!r} is not a search method")
     results = method(shard)
+    if settings.guided:
+        shard.continuation.report(settings.method)
     if len(results) != len(problems):
         raise RuntimeError(f"{settings.method} returned {len(results)} results for {len(problems)} problems")
     return results

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from sal_core.backends.base import GenerationRequest
 from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.search.continuation import StepIds
 from sal_core.search.results import Completion, SearchResult, guided_result
 from sal_core.search.steps import Shard, finishes, generate_step, score_texts, step_requests, warn_pruned
 from sal_core.search.temperatures import derive_seed, slot_temperatures, temperature_list
@@ -39,6 +40,8 @@ class Beam:
     tokens: int = 0
     scores: list[float] = field(default_factory=list)
     finish_reason: str | None = None
+    #: the generated ids of each step (search.continuation; None where a server returned none)
+    step_ids: tuple[StepIds, ...] = ()
 
 
 def fill_slots(kept: Sequence[Beam], n: int, temperatures: Sequence[float]) -> list[Beam]:
@@ -55,7 +58,8 @@ def fill_slots(kept: Sequence[Beam], n: int, temperatures: Sequence[float]) -> l
 def select_beams(candidates: Sequence[Beam], keep: int, how: str, filter_duplicates: bool) -> list[Beam]:
     """The `keep` best unfinished beams by aggregated PRM score (ties: the earlier slot), returned in
     slot order as search-and-learn keeps them. With `filter_duplicates`, a beam whose text repeats
-    an earlier beam's is dropped first."""
+    an earlier beam's is dropped first (texts are compared, in both continuation modes: two beams
+    with one text but different ids, possible only under exact continuation, count as duplicates)."""
     pool = list(candidates)
     if filter_duplicates:
         seen: set[str] = set()
@@ -127,9 +131,10 @@ def _advance(
     """Extend every stepping beam by its sampled step (one generate call), then score all of them
     (one PRM call); a beam whose step finished the solution gets its finish reason. Every token
     generated (lookahead rollouts included) and read by the PRM is added to its problem's `spent`."""
-    step = generate_step(shard.backend, requests, [b.text for b in stepping], shard.settings, last)
+    step = generate_step(shard, requests, stepping, last)
     for beam, out, extra in zip(stepping, step.outputs, step.rollout_tokens, strict=True):
         beam.text += out.text
+        beam.step_ids += (out.token_ids,)
         beam.tokens += out.num_tokens
         spent[beam.problem][0] += out.num_tokens + extra
         if finishes(out, beam.text, shard.settings):

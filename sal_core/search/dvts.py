@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from sal_core.backends.base import GenerationOutput
 from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.search.continuation import StepIds
 from sal_core.search.results import Completion, SearchResult, guided_result
 from sal_core.search.steps import Shard, Step, finishes, generate_step, score_texts, step_requests, warn_pruned
 from sal_core.search.temperatures import derive_seed, temperature_list
@@ -41,6 +42,8 @@ class Subtree:
     leaves: list[Completion] | None = None
     generated: int = 0
     prm_read: int = 0
+    #: the generated ids of each step of `text` (search.continuation)
+    step_ids: tuple[StepIds, ...] = ()
 
 
 def finish_subtree(
@@ -67,6 +70,7 @@ def finish_subtree(
         ]
         return
     tree.text += candidates[best].text
+    tree.step_ids += (candidates[best].token_ids,)
     tree.tokens += candidates[best].num_tokens
     tree.scores = list(scores[best])
     tree.temperature = temperatures[best]
@@ -98,8 +102,7 @@ def dvts(shard: Shard) -> list[SearchResult]:
 
         stepping, requests, pruned = step_requests(shard, live, last, samples, prune)
         warn_pruned("dvts", it, pruned, shard.backend.max_model_len)
-        partials = [tree.text for tree in stepping for _ in range(width)]
-        step = generate_step(shard.backend, requests, partials, settings, last)
+        step = generate_step(shard, requests, [tree for tree in stepping for _ in range(width)], last)
         _expand(shard, stepping, step, temperatures, last)
 
     return [_result(per_problem) for per_problem in trees]

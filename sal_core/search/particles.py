@@ -30,6 +30,7 @@ from tqdm import tqdm
 import sal_core.search.resampling as resampling
 from sal_core.constants import STEP_LIMIT
 from sal_core.prm.step_aggregation import aggregate_steps
+from sal_core.search.continuation import StepIds
 from sal_core.search.resampling import REFERENCE, RESAMPLE, SELECT, draw_seed, request_seed
 from sal_core.search.results import SearchResult
 from sal_core.search.steps import Shard, Step, finishes, generate_step, score_texts, step_requests, warn_pruned
@@ -46,6 +47,8 @@ class Taken:
     temperature: float
     scores: tuple[float, ...]
     log_weight: float
+    #: the step's generated ids (search.continuation; None where a server returned none)
+    ids: StepIds = None
 
 
 @dataclass
@@ -60,6 +63,10 @@ class Particle:
     @property
     def text(self) -> str:
         return "".join(t.text for t in self.taken)
+
+    @property
+    def step_ids(self) -> list[StepIds]:
+        return [t.ids for t in self.taken]
 
     @property
     def log_weight(self) -> float:
@@ -125,7 +132,7 @@ def run_sweep(shard: Shard, sweep: Sweep, spent: list[list[int]], ess: list[list
         stepping, requests, pruned = step_requests(shard, live, False, samples, prune)
         warn_pruned("particle_filtering", step, pruned, shard.backend.max_model_len)
         last = step == limit - 1
-        generated = generate_step(shard.backend, requests, [q.text for q in stepping], settings, last)
+        generated = generate_step(shard, requests, stepping, last)
         advance(shard, stepping, generated, sweep.temperatures, last, spent)
         for p in going:
             particles[p] = resample_problem(shard, sweep, particles[p], step, ess[p][-1])
@@ -147,7 +154,7 @@ def advance(
         spent[q.problem][1] += read[k]
         weight = resampling.log_weight(aggregate_steps(scores[k], settings.aggregation) if scores[k] else 0.0)
         ended = finishes(out, q.text + out.text, settings)
-        q.taken.append(Taken(out.text, out.num_tokens, temperatures[q.slot], tuple(scores[k]), weight))
+        q.taken.append(Taken(out.text, out.num_tokens, temperatures[q.slot], tuple(scores[k]), weight, out.token_ids))
         if ended or last:
             q.finish_reason = out.finish_reason if ended else STEP_LIMIT
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sal_core.backends.base import GenerationBackend, GenerationOutput, GenerationRequest
 from sal_core.prm.base import PRM, STEP_SEPARATOR
+from sal_core.search.continuation import Continuation, StepIds
 from sal_core.settings.jobs import SearchSettings
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,18 @@ ANSWER_MARKER = "boxed{"
 STEP_STOP = (STEP_SEPARATOR,)
 
 
-def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> int | None:
-    """Tokens a request on `prompt` may generate: `wanted`, clipped to what is left of the context
-    window; None when fewer than MIN_NEW_TOKENS are left (the caller prunes the beam)."""
-    room = backend.max_model_len - backend.prompt_length(prompt)
+def token_budget(max_model_len: int, prompt_length: int, wanted: int) -> int | None:
+    """Tokens a request of `prompt_length` prompt tokens may generate: `wanted`, clipped to what is
+    left of the context window; None when fewer than MIN_NEW_TOKENS are left (the caller prunes the beam)."""
+    room = max_model_len - prompt_length
     if room < MIN_NEW_TOKENS:
         return None
     return min(wanted, room)
+
+
+def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> int | None:
+    """`token_budget` of a text prompt (tokenized here: a search step sends ids and uses `token_budget`)."""
+    return token_budget(backend.max_model_len, backend.prompt_length(prompt), wanted)
 
 
 def ends_solution(output: GenerationOutput) -> bool:
@@ -70,31 +76,36 @@ def warn_pruned(method: str, iteration: int, pruned: Sequence[int], max_model_le
 
 
 def lookahead_rollouts(
-    backend: GenerationBackend,
+    shard: Shard,
     requests: Sequence[GenerationRequest],
+    partials: Sequence[Partial],
     outputs: Sequence[GenerationOutput],
     going: list[int],
-    steps: int,
-    max_tokens: int,
 ) -> tuple[list[str], list[int]]:
-    """Greedy (temperature 0) continuations of `steps` further steps after the sampled steps of the
-    requests in `going` (those whose step did not finish its solution), used only to score the step
-    by where it leads, and the tokens each rollout generated. One generate call per lookahead step,
-    covering all requests still going."""
+    """Greedy (temperature 0) continuations of `lookahead` further steps after the sampled steps of
+    the requests in `going` (those whose step did not finish its solution; request k extends
+    `partials[k]`), used only to score the step by where it leads, and the tokens each rollout
+    generated. One generate call per lookahead step, covering all requests still going; each is sent
+    as the search's continuation mode sends a partial solution."""
+    cont, settings = shard.continuation, shard.settings
     rollouts = [""] * len(requests)
     tokens = [0] * len(requests)
-    for _ in range(steps):
+    taken = [[*partials[i].step_ids, outputs[i].token_ids] for i in range(len(requests))]
+    for _ in range(settings.lookahead):
+        texts = [requests[i].prompt + outputs[i].text + rollouts[i] for i in going]
+        contexts = cont.contexts([(partials[i].problem, t, taken[i]) for i, t in zip(going, texts, strict=True)], False)
         batch: list[tuple[int, GenerationRequest]] = []
-        for i in going:
-            prompt = requests[i].prompt + outputs[i].text + rollouts[i]
-            budget = new_token_budget(backend, prompt, max_tokens)
+        for i, text, ids in zip(going, texts, contexts, strict=True):
+            budget = token_budget(shard.backend.max_model_len, len(ids), settings.max_tokens)
             if budget is not None:
-                batch.append((i, GenerationRequest(prompt, 0.0, 1.0, budget, STEP_STOP, requests[i].seed)))
+                batch.append((i, GenerationRequest(text, 0.0, 1.0, budget, STEP_STOP, requests[i].seed, ids)))
         if not batch:
             break
-        results = backend.generate([req for _, req in batch])
+        results = shard.backend.generate([req for _, req in batch])
         going = []
         for (i, _), out in zip(batch, results, strict=True):
+            out = cont.extended(taken[i], out)
+            taken[i].append(out.token_ids)
             rollouts[i] += out.text
             tokens[i] += out.num_tokens
             if not ends_solution(out):
@@ -139,24 +150,18 @@ class Step:
     rollout_tokens: list[int]
 
 
-def generate_step(
-    backend: GenerationBackend,
-    requests: list[GenerationRequest],
-    partials: Sequence[str],
-    settings: SearchSettings,
-    last: bool,
-) -> Step:
-    """One search step for every live beam at once (`partials[k]`: the partial solution request k
-    extends): the sampled steps, and the greedy lookahead rollouts used only to score them (empty
-    strings without lookahead, on the last step, and after a step that `finishes` its solution, so
-    a finished solution is scored as it is)."""
-    outputs = backend.generate(requests) if requests else []
+def generate_step(shard: Shard, requests: list[GenerationRequest], partials: Sequence[Partial], last: bool) -> Step:
+    """One search step for every live beam at once (request k extends `partials[k]`): the sampled
+    steps (exact continuation: each step's text decoded from the solution's ids), and the greedy
+    lookahead rollouts used only to score them (empty strings without lookahead, on the last step,
+    and after a step that `finishes` its solution, so a finished solution is scored as it is)."""
+    settings = shard.settings
+    outputs = shard.backend.generate(requests) if requests else []
+    outputs = [shard.continuation.extended(q.step_ids, out) for q, out in zip(partials, outputs, strict=True)]
     rollouts, tokens = [""] * len(outputs), [0] * len(outputs)
     if settings.lookahead and not last:
-        going = [k for k, out in enumerate(outputs) if not finishes(out, partials[k] + out.text, settings)]
-        rollouts, tokens = lookahead_rollouts(
-            backend, requests, outputs, going, settings.lookahead, settings.max_tokens
-        )
+        going = [k for k, out in enumerate(outputs) if not finishes(out, partials[k].text + out.text, settings)]
+        rollouts, tokens = lookahead_rollouts(shard, requests, partials, outputs, going)
     return Step(outputs, rollouts, tokens)
 
 
@@ -172,13 +177,22 @@ class Shard:
     backend: GenerationBackend
     prm: PRM | None = None
     first_index: int = 0
+    #: how partial solutions are sent again (`search.continuation`), the prompts' ids, boundary counts
+    continuation: Continuation = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.continuation = Continuation.for_prompts(self.backend, self.prompts, self.settings.continuation)
 
 
 class Partial(Protocol):
-    """A partial solution a search extends by one step (a beam, a DVTS subtree)."""
+    """A partial solution a search extends by one step (a beam, a DVTS subtree, a particle): its
+    problem, its text and the ids of each step it took (None for a step a server gave no ids for)."""
 
     problem: int
     text: str
+
+    @property
+    def step_ids(self) -> Sequence[StepIds]: ...
 
 
 def step_requests(
@@ -190,17 +204,21 @@ def step_requests(
 ) -> tuple[list[Any], list[GenerationRequest], list[int]]:
     """Requests for one step of every partial solution, in order: one per (temperature, seed) that
     `samples(partial)` gives. A partial whose prompt no longer leaves room to generate is handed to
-    `prune` instead. Returns the partials that step, their requests, and the pruned ones' problems."""
+    `prune` instead. Each request carries its prompt's ids, tokenized here once (re-encoding) or
+    carried over (exact continuation), so neither the budget nor the engine tokenizes it again.
+    Returns the partials that step, their requests, and the pruned ones' problems."""
     stepping, requests, pruned = [], [], []
     stop = () if last else STEP_STOP
-    for partial in partials:
-        prompt = shard.prompts[partial.problem] + partial.text
-        budget = new_token_budget(shard.backend, prompt, shard.settings.max_tokens)
+    prompts = [shard.prompts[q.problem] + q.text for q in partials]
+    items = [(q.problem, prompt, q.step_ids) for q, prompt in zip(partials, prompts, strict=True)]
+    contexts = shard.continuation.contexts(items, True)
+    for partial, prompt, ids in zip(partials, prompts, contexts, strict=True):
+        budget = token_budget(shard.backend.max_model_len, len(ids), shard.settings.max_tokens)
         if budget is None:
             prune(partial)
             pruned.append(partial.problem)
             continue
         for temperature, seed in samples(partial):
-            requests.append(GenerationRequest(prompt, temperature, shard.settings.top_p, budget, stop, seed))
+            requests.append(GenerationRequest(prompt, temperature, shard.settings.top_p, budget, stop, seed, ids))
         stepping.append(partial)
     return stepping, requests, pruned

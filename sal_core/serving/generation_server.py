@@ -1,17 +1,21 @@
 """`sal serve`: the transformers generation backend behind the OpenAI completions API.
 
     POST /v1/completions  {"model", "prompt": text | [text] | token ids | [token ids], "max_tokens",
-                           "temperature", "top_p", "seed", "stop", "include_stop_str_in_output", "n": 1,
+                           "temperature", "top_p", "seed", "stop", "include_stop_str_in_output",
+                           "return_token_ids", "n": 1,
                            top_k / min_p / repetition_penalty / presence_penalty / frequency_penalty at their
                            neutral values only: 400 naming the field otherwise}
     GET /health, /v1/models, /v1/info (see app.py)
 
 The answer follows vLLM's: `finish_reason` is "length" or "stop", and `stop_reason` is the stop
-string that ended the text, or null at the end-of-sequence token. Text prompts are tokenized as
-every backend tokenizes them (sal_core.backends.tokens: exactly one BOS when the tokenizer adds one);
-token prompts are used as sent. Requests arriving together become one `backend.generate` call, and
-since every row samples with its own seeded generator, a seeded request gives the same text here as
-in-process. This lets the whole `backend: openai` path run on a CPU, in tests and in the demo.
+string that ended the text, or null at the end-of-sequence token; with `return_token_ids` each choice
+carries `prompt_token_ids` and the generated `token_ids` (the end-of-sequence token included, and at a
+stop string the ids up to the token that completed it), as vLLM's do: exact continuation needs them.
+Text prompts are tokenized as every backend tokenizes them (sal_core.backends.tokens: exactly one
+BOS when the tokenizer adds one); token prompts are used as sent. Requests arriving together become
+one `backend.generate` call, and since every row samples with its own seeded generator, a seeded
+request gives the same text here as in-process. This lets the whole `backend: openai` path run on a
+CPU, in tests and in the demo.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class CompletionRequest(BaseModel):
     logprobs: int | None = None
     best_of: int | None = None
     include_stop_str_in_output: bool = False
+    return_token_ids: bool | None = None
     # sampling fields sal serve does not implement: accepted at their neutral values only (the openai
     # backend sends them all, so a vLLM server cannot fill them from a model's defaults)
     top_k: int | None = None
@@ -97,15 +102,21 @@ def prompt_ids(request: CompletionRequest, tokenizer: Any) -> list[list[int]]:
     return ids
 
 
-def to_choice(index: int, out: GenerationOutput, stops: list[str], keep_stop: bool) -> dict[str, Any]:
-    """One OpenAI choice, with vLLM's `stop_reason` (the matched stop string, None at end of sequence)."""
+def to_choice(
+    index: int, out: GenerationOutput, stops: list[str], keep_stop: bool, prompt: list[int] | None = None
+) -> dict[str, Any]:
+    """One OpenAI choice, with vLLM's `stop_reason` (the matched stop string, None at end of sequence)
+    and, given the prompt's ids (`return_token_ids`), vLLM's `prompt_token_ids` and `token_ids`."""
     text, stop_reason = out.text, None
     if out.finish_reason == "stop":
         stop_reason = max((s for s in stops if text.endswith(s)), key=len, default=None)
         if stop_reason and not keep_stop:
             text = text[: -len(stop_reason)]
     finish = "length" if out.finish_reason == "length" else "stop"
-    return {"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason, "logprobs": None}
+    choice = {"index": index, "text": text, "finish_reason": finish, "stop_reason": stop_reason, "logprobs": None}
+    if prompt is not None:
+        choice.update(prompt_token_ids=prompt, token_ids=list(out.token_ids or ()))
+    return choice
 
 
 def create_generation_app(backend: GenerationBackend, settings: ModelSettings, options: ServerOptions) -> Any:
@@ -134,7 +145,8 @@ def create_generation_app(backend: GenerationBackend, settings: ModelSettings, o
             for row in ids
         ]
         outputs = await run_batched(batcher, requests, len(requests), options, "prompts")
-        choices = [to_choice(k, out, stops, request.include_stop_str_in_output) for k, out in enumerate(outputs)]
+        keep, with_ids = request.include_stop_str_in_output, bool(request.return_token_ids)
+        choices = [to_choice(k, out, stops, keep, ids[k] if with_ids else None) for k, out in enumerate(outputs)]
         prompt_tokens = sum(len(row) for row in ids)
         completion_tokens = sum(out.num_tokens for out in outputs)
         return {

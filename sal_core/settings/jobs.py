@@ -15,6 +15,7 @@ from typing import Any
 from sal_core.constants import (
     AGGREGATIONS,
     BACKENDS,
+    CONTINUATIONS,
     DTYPES,
     GUIDED_METHODS,
     METHODS,
@@ -157,6 +158,7 @@ IDENTITY_DEFAULTS: dict[str, Any] = {
     "selection": "argmax",
     "resampling": "multinomial",
     "weight_temperature": 1.0,
+    "continuation": "reencode",
 }
 #: particle filtering's rules, in every particle job's identity so particle jobs finished under older
 #: rules rerun: 2 since issue 27 (request seeds tagged apart from the resampling draws', the step limit's
@@ -228,6 +230,9 @@ class SearchSettings(Settings):
     resampling: str = "multinomial"
     #: particle filtering: the weights are softmax(score / weight_temperature)
     weight_temperature: float = 1.0
+    #: step-wise methods: "reencode" (search-and-learn: prompt + text so far tokenized anew each step) or
+    #: "exact" (each step continues from the ids generated so far); sal_core.search.continuation
+    continuation: str = "reencode"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str | None = None) -> Any:
@@ -240,9 +245,9 @@ class SearchSettings(Settings):
         return super().from_dict(data, where)
 
     def identity(self) -> dict[str, Any]:
-        """The settings that decide the results; `temperature_layout` and the particle keys only when
-        not at their defaults (so a grid from before them reruns nothing); a particle job's also names
-        PARTICLE_RULES (so one finished under older rules reruns)."""
+        """The settings that decide the results; `temperature_layout`, the particle keys and
+        `continuation` only when not at their defaults (so a grid from before them reruns nothing); a
+        particle job's also names PARTICLE_RULES (so one finished under older rules reruns)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, default in IDENTITY_DEFAULTS.items():
             if data[key] == default:
@@ -275,6 +280,9 @@ class SearchSettings(Settings):
                 f"{where}.stop: non-empty strings, for best_of_n only (beam search and DVTS end steps at blank lines)"
             )
         self._validate_particles(where)
+        require_one_of(self.continuation, CONTINUATIONS, f"{where}.continuation")
+        if self.continuation != IDENTITY_DEFAULTS["continuation"] and not self.guided:
+            raise ConfigError(f"{where}.continuation: for step-wise searches only ({self.method} has no steps)")
         if self.guided:
             require_at_least(self.beam_width, 1, f"{where}.beam_width")
             if self.method != PARTICLE_FILTERING and self.n % self.beam_width:

@@ -9,15 +9,15 @@ library: the Snakefile reads it on every parse.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from sal_core import paths
-from sal_core.constants import PROCESSBENCH_SPLITS
+from sal_core.constants import CONTINUATIONS, PROCESSBENCH_SPLITS
 from sal_core.errors import ConfigError
 from sal_core.prm.base import STEP_SEPARATOR
-from sal_core.settings.build import Settings, option, require_at_least
+from sal_core.settings.build import Settings, option, require_at_least, require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
 
@@ -43,6 +43,17 @@ class LabelSettings(Settings):
     stop: tuple[str, ...] | list[str] = option(
         (), "strings that end a rollout, e.g. '\\n\\nProblem:' for a few-shot prompt (backslash escapes as flags)"
     )
+    continuation: str = option(
+        "reencode",
+        "reencode: the prefix's text tokenized anew; exact: the completion's own ids cut at a token boundary",
+    )
+
+    def identity(self) -> dict[str, Any]:
+        """Every setting, `continuation` only away from `reencode` (labels made before it rerun nothing)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        if data["continuation"] == CONTINUATIONS[0]:
+            data.pop("continuation")
+        return data
 
     def validate(self, where: str) -> None:
         for key in ("k", "max_tokens"):
@@ -52,6 +63,7 @@ class LabelSettings(Settings):
         for key in ("max_completions", "max_steps"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ConfigError(f"{where}.{key}: must be at least 1 (or null), got {getattr(self, key)}")
+        require_one_of(self.continuation, CONTINUATIONS, f"{where}.continuation")
         if not all(isinstance(s, str) and s for s in self.stop):
             raise ConfigError(f"{where}.stop: must be non-empty strings, got {list(self.stop)}")
         self.stop = tuple(self.stop)
