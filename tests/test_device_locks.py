@@ -1,0 +1,151 @@
+"""Local GPU allocation (sal_core.device_locks, sal_core.job_devices) with real processes and a faked
+device list: the visible GPUs are CUDA_VISIBLE_DEVICES, so no GPU (and no CUDA) is needed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from sal_core.device_locks import claim_gpus, visible_gpus
+from sal_core.errors import ConfigError
+from sal_core.job_devices import job_gpus, policy_only, shares_policy_gpu
+from sal_core.settings.jobs import ModelSettings, PRMSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: a job's start as a `sal` step does it: take the GPUs, say which, hold them until killed
+HOLDER = textwrap.dedent(
+    """
+    import os, sys, time
+    from sal_core.device_locks import claim_gpus
+    claim_gpus(int(sys.argv[1]), "test job", "models.m.tensor_parallel_size", wait=sys.argv[2] == "wait")
+    print(os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def fake_env(locks: Path, gpus: str = "0,1") -> dict[str, str]:
+    """This machine with `gpus` visible, lock files under `locks`, not a Slurm job."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    return {**env, "CUDA_VISIBLE_DEVICES": gpus, "SAL_GPU_LOCKS": str(locks), "PYTHONPATH": str(ROOT)}
+
+
+def start(env: dict[str, str], count: int = 1, wait: bool = True) -> subprocess.Popen:
+    argv = [sys.executable, "-c", HOLDER, str(count), "wait" if wait else "nowait"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def gpus_of(process: subprocess.Popen) -> str:
+    line = process.stdout.readline().strip()
+    assert line or process.poll() is None, process.stderr.read()
+    return line
+
+
+@pytest.fixture
+def processes():
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def test_concurrent_jobs_get_disjoint_gpus_and_a_killed_jobs_gpu_is_free_again(tmp_path: Path, processes) -> None:
+    env = fake_env(tmp_path)
+    first, second = start(env), start(env)
+    processes += [first, second]
+    assert {gpus_of(first), gpus_of(second)} == {"0", "1"}
+    # both GPUs held: a third job waits ...
+    third = start(env)
+    processes.append(third)
+    time.sleep(3)
+    assert third.poll() is None
+    # ... until one of the holders is killed outright: the kernel drops its lock
+    held_by_first = "0" if (tmp_path / "gpu-0.lock").read_text().startswith(f"pid {first.pid}") else "1"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    assert gpus_of(third) == held_by_first
+
+
+def test_no_free_gpu_without_waiting_is_one_line_naming_the_holder(tmp_path: Path, processes) -> None:
+    env = fake_env(tmp_path, "3")
+    holder = start(env)
+    processes.append(holder)
+    assert gpus_of(holder) == "3"
+    refused = subprocess.run(
+        [sys.executable, "-c", HOLDER, "1", "nowait"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode != 0
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "models.m.tensor_parallel_size" in last and f"GPU 3: pid {holder.pid}: test job" in last
+
+
+def test_a_job_holds_all_its_gpus_in_its_own_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    claim = claim_gpus(2, "two", "k")
+    try:
+        assert claim.gpus == ["4", "5"] and os.environ["CUDA_VISIBLE_DEVICES"] == "4,5"
+    finally:
+        claim.release()
+
+
+def test_more_gpus_than_the_machine_shows_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ConfigError, match=r"models.m.tensor_parallel_size: needs 4 GPUs, this machine shows 2"):
+        claim_gpus(4, "big", "models.m.tensor_parallel_size")
+
+
+def test_a_job_without_gpu_work_sees_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    claim_gpus(0, "client", "model.backend")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and visible_gpus() == []
+
+
+def test_under_slurm_nothing_is_locked_and_too_few_gpus_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path / "locks"))
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    assert claim_gpus(1, "slurm job", "k").gpus == ["2"]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2" and not (tmp_path / "locks").exists()
+    with pytest.raises(ConfigError, match=r"prm.device: needs 2 GPUs, this Slurm job has 1"):
+        claim_gpus(2, "slurm job", "prm.device")
+
+
+def test_tensor_parallelism_is_one_gpu_unless_set(tmp_path: Path) -> None:
+    vllm = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
+    assert job_gpus(vllm, None) == (1, "model.tensor_parallel_size")
+    split = ModelSettings(name="m", path=str(tmp_path), backend="vllm", tensor_parallel_size=4)
+    assert job_gpus(split, None) == (4, "model.tensor_parallel_size")
+    on_cpu = ModelSettings(name="m", path=str(tmp_path), device="cpu")
+    assert job_gpus(on_cpu, None)[0] == 0
+    served = ModelSettings(name="m", path=str(tmp_path), backend="openai", served_model="m")
+    assert job_gpus(served, None)[0] == 0
+
+
+def test_a_prm_on_its_own_gpu_makes_the_job_hold_two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
+    own = PRMSettings(name="p", type="rlhflow", path=str(tmp_path), device="cuda:1")
+    beside = PRMSettings(name="p", type="rlhflow", path=str(tmp_path))
+    assert job_gpus(policy, own) == (2, "prm.device") and not shares_policy_gpu(policy, own)
+    assert job_gpus(policy, beside) == (1, "model.tensor_parallel_size") and shares_policy_gpu(policy, beside)
+    # vLLM's engine starts seeing the policy's GPU only; the PRM's is back for the job after
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    with policy_only(policy):
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"
