@@ -108,6 +108,8 @@ class Claim:
 
     gpus: list[str]
     descriptors: list[int] = field(default_factory=list)
+    #: whether the GPUs were locked here (False: Slurm's, or a machine without GPUs)
+    locked: bool = True
 
     def release(self) -> None:
         """Give the GPUs back now (a step's process gives them back when it exits)."""
@@ -141,12 +143,12 @@ def try_claim(count: int, pool: list[str], what: str) -> tuple[Claim | None, lis
     return claim, busy
 
 
-def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
-    """Hold `count` of the visible GPUs for this process and make them its CUDA_VISIBLE_DEVICES (also
-    its children's): a job's own GPUs, in order. `key` names the setting that asks for them in the
-    one-line errors. While other jobs hold them, wait (`wait`, logging the holders once a minute) or
-    fail in one line. Under Slurm, or on a machine without GPUs, nothing is locked: the job keeps what
-    it was given, checked against `count`."""
+def hold_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
+    """Lock `count` of the visible GPUs for this process (its CUDA_VISIBLE_DEVICES unchanged; see
+    claim_gpus). `key` names the setting that asks for them in the one-line errors. While other jobs
+    hold them, wait (`wait`, logging the holders once a minute) or fail in one line. Under Slurm, or
+    on a machine without GPUs, nothing is locked (`locked` false): the process keeps what it was
+    given, checked against `count`."""
     pool = visible_gpus()
     if under_slurm() or not pool:
         if count > len(pool) and pool:
@@ -154,7 +156,7 @@ def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
                 f"{key}: needs {count} GPUs, this Slurm job has {len(pool)} ({VISIBLE_ENV}={','.join(pool)}): "
                 f"ask Slurm for {count} (the rule's gpu resource) or lower {key}"
             )
-        return Claim(pool)
+        return Claim(pool, locked=False)
     if count > len(pool):
         raise ConfigError(
             f"{key}: needs {count} GPUs, this machine shows {len(pool)} ({', '.join(pool)}; {VISIBLE_ENV} or "
@@ -164,7 +166,7 @@ def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
     while True:
         claim, busy = try_claim(count, pool, what)
         if claim is not None:
-            break
+            return claim
         holders = "; ".join(f"GPU {gpu}: {holder(_lock_path(locks_folder(), gpu))}" for gpu in busy)
         if not wait:
             raise ConfigError(
@@ -175,8 +177,15 @@ def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
             log.info("waiting for %d free GPU(s) of %d (%s)", count, len(pool), holders)
             noted = time.monotonic()
         time.sleep(POLL_S)
-    os.environ[VISIBLE_ENV] = ",".join(claim.gpus)
-    log.info("GPUs %s (%s=%s)", ", ".join(claim.gpus), VISIBLE_ENV, os.environ[VISIBLE_ENV])
+
+
+def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
+    """hold_gpus, then make the GPUs this process's CUDA_VISIBLE_DEVICES (and so its children's, vLLM's
+    workers): a job's own GPUs, in order, before torch or vLLM touch CUDA."""
+    claim = hold_gpus(count, what, key, wait)
+    if claim.locked:
+        os.environ[VISIBLE_ENV] = ",".join(claim.gpus)
+        log.info("GPUs: %s (%s)", ", ".join(claim.gpus) or "none", f"{VISIBLE_ENV}={os.environ[VISIBLE_ENV]}")
     return claim
 
 

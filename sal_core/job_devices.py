@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sal_core.device_locks import VISIBLE_ENV, Claim, claim_gpus, step_description
+from sal_core.device_locks import VISIBLE_ENV, Claim, claim_gpus, hold_gpus, step_description
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 #: the claim of this process, kept so its lock files stay open until the process exits
@@ -70,6 +70,17 @@ def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bo
     claim = claim_gpus(count, step_description(), key, wait)
     _HELD.append(claim)
     return claim
+
+
+def hold_server_gpus(name: str, settings: ModelSettings | PRMSettings) -> Claim:
+    """The GPUs of a server `sal with-servers` starts on this machine, locked like a job's (the jobs of
+    the command it runs then take others), without waiting: held ones are one line naming them. The
+    caller hands them to the server through its CUDA_VISIBLE_DEVICES and releases them once it stops."""
+    if isinstance(settings, ModelSettings):
+        count, key = policy_gpus(settings, f"models.{name}")
+    else:
+        count, key = prm_gpus(settings, f"prms.{name}")
+    return hold_gpus(count, f"the server of {name} (sal with-servers, pid {os.getpid()})", key, wait=False)
 
 
 @contextmanager

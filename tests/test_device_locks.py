@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sal_core.device_locks import claim_gpus, visible_gpus
+from sal_core.device_locks import claim_gpus, try_claim, visible_gpus
 from sal_core.errors import ConfigError
 from sal_core.job_devices import job_gpus, policy_only, shares_policy_gpu
 from sal_core.settings.jobs import ModelSettings, PRMSettings
@@ -149,3 +149,39 @@ def test_a_prm_on_its_own_gpu_makes_the_job_hold_two(tmp_path: Path, monkeypatch
     with policy_only(policy):
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5,7"
+
+
+# run by `sal with-servers` once its servers answer: each server's CUDA_VISIBLE_DEVICES, read from /proc
+SERVER_GPUS = """
+import json, pathlib, sys
+for name in ("tiny", "judge"):
+    record = json.load(open(f"{sys.argv[1]}/{name}.json"))
+    environ = pathlib.Path(f"/proc/{record['pid']}/environ").read_bytes().split(b"\\0")
+    print(name, [v.decode().split("=", 1)[1] for v in environ if v.startswith(b"CUDA_VISIBLE_DEVICES=")])
+"""
+
+
+def test_with_servers_gives_each_local_server_its_own_gpu(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    entries = {
+        "models": {"tiny": {"path": str(tiny_model_path), "max_model_len": 256}},
+        "prms": {"judge": {"type": "rlhflow", "path": str(tiny_model_path)}},
+    }  # device auto: a GPU each (torch's CPU build here ignores CUDA_VISIBLE_DEVICES and runs on the CPU)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(entries))
+    services, locks = tmp_path / "services", tmp_path / "locks"
+    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", str(tmp_path / "config.yaml")]
+    argv += ["--serve", "tiny", "--serve", "judge", "--services", str(services), "--logs", str(tmp_path / "logs")]
+    argv += ["--", sys.executable, "-c", SERVER_GPUS, str(services)]
+    env = {**fake_env(locks, "0,1"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert sorted(seen.values()) == ["['0']", "['1']"], seen  # one GPU each, not the same
+    # stopped with the run: both GPUs free again
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(locks))
+    claim, busy = try_claim(2, ["0", "1"], "after")
+    assert claim is not None and claim.gpus == ["0", "1"] and not busy
+    claim.release()
