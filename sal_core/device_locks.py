@@ -67,6 +67,22 @@ def visible_gpus() -> list[str]:
     return [line.strip() for line in answer.stdout.splitlines() if line.strip()] if answer.returncode == 0 else []
 
 
+def local_gpu_count(declared: int | None) -> int:
+    """The GPUs a local run's jobs may hold at once: Snakemake's `gpu` resource where declared
+    (profiles/default, `--resources gpu=N`), else every GPU this machine shows. Declaring more than it
+    shows would have Snakemake start two jobs for one GPU: one line, before any job."""
+    shown = visible_gpus()
+    if declared is None:
+        return len(shown)
+    if declared > len(shown):
+        raise ConfigError(
+            f"resources gpu={declared}: this machine shows {len(shown)} GPU(s) ({', '.join(shown) or 'none'}; "
+            f"{VISIBLE_ENV} or nvidia-smi), so jobs would share one: declare at most {len(shown)} "
+            "(profiles/default `resources: gpu:`)"
+        )
+    return declared
+
+
 def locks_folder() -> Path:
     """Where the lock files live: $SAL_GPU_LOCKS, else one folder per machine in the temporary folder,
     open to every user (locks coordinate all the runs on the machine)."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sal_core.device_locks import VISIBLE_ENV, Claim, claim_gpus, hold_gpus, step_description
+from sal_core.settings.grid import Grid
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 #: the claim of this process, kept so its lock files stay open until the process exits
@@ -49,7 +50,7 @@ def prm_gpus(prm: PRMSettings, where: str = "prm") -> tuple[int, str]:
 
 
 def job_gpus(model: ModelSettings | None, prm: PRMSettings | None) -> tuple[int, str]:
-    """GPUs a job holding `model` and/or an in-process `prm` needs, and the setting that asks most."""
+    """GPUs a job holding `model` and/or `prm` needs (a served PRM: none), and the setting that asks most."""
     needs = [(0, "model.device")]
     if model is not None:
         needs.append(policy_gpus(model))
@@ -62,6 +63,19 @@ def shares_policy_gpu(model: ModelSettings, prm: PRMSettings) -> bool:
     """Whether an in-process PRM lands on one of the policy's GPUs (vLLM then leaves it room)."""
     index = device_index(prm.device)
     return index is not None and index < max(policy_gpus(model)[0], 1)
+
+
+def grid_gpus(grid: Grid) -> dict[str, int]:
+    """GPUs per `generate` and `score` job, the most any of the grid's jobs needs: the rules' default
+    `gpu` resource (Snakemake's count; on Slurm, sbatch's). 0 for a grid whose models and PRMs are all
+    served or on the CPU."""
+    generate = {
+        job_gpus(run.job.model, run.job.prm if run.job.search.guided else None)[0]
+        for run in {(run.model, run.search_prm): run for run in grid.runs}.values()
+    }
+    scoring = {*grid.score_prms, *(name for run in grid.runs for name in run.score_prms)}
+    score = {prm_gpus(grid.prms[name])[0] for name in scoring}
+    return {"generate": max(generate, default=0), "score": max(score, default=0)}
 
 
 def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bool = True) -> Claim:

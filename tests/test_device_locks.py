@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from sal_core.device_locks import claim_gpus, try_claim, visible_gpus
+from sal_core.device_locks import claim_gpus, local_gpu_count, try_claim, visible_gpus
 from sal_core.errors import ConfigError
-from sal_core.job_devices import job_gpus, policy_only, shares_policy_gpu
+from sal_core.job_devices import grid_gpus, job_gpus, policy_only, shares_policy_gpu
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +185,36 @@ def test_with_servers_gives_each_local_server_its_own_gpu(
     claim, busy = try_claim(2, ["0", "1"], "after")
     assert claim is not None and claim.gpus == ["0", "1"] and not busy
     claim.release()
+
+
+def test_the_local_gpu_count_is_declared_or_all_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    assert local_gpu_count(None) == 3 and local_gpu_count(2) == 2
+    with pytest.raises(ConfigError, match=r"resources gpu=4: this machine shows 3 GPU\(s\) .* declare at most 3"):
+        local_gpu_count(4)
+
+
+def test_declaring_more_gpus_than_shown_stops_the_run_before_any_job(tmp_path: Path, tiny_model_path: Path) -> None:
+    from tests.workflow_runs import new_workdir, snakemake, workflow_config
+
+    work = new_workdir(tmp_path / "wf", workflow_config(), tiny_model_path)
+    env = fake_env(tmp_path / "locks", "0")
+    result = snakemake(work, "-n", "--resources", "gpu=2", check=False, env=env)
+    assert result.returncode != 0
+    assert "invalid configuration: resources gpu=2: this machine shows 1 GPU(s) (0;" in result.stdout + result.stderr
+
+
+def test_each_rule_asks_for_the_gpus_its_grid_needs(tmp_path: Path) -> None:
+    import yaml
+
+    from sal_core.settings.grid import build_grid
+
+    config = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    config["dataset"]["limit"] = 2
+    assert grid_gpus(build_grid(config)) == {"generate": 1, "score": 1}  # device auto: a GPU where there is one
+    for entry in (*config["models"].values(), *config["prms"].values()):
+        entry["device"] = "cpu"
+    assert grid_gpus(build_grid(config)) == {"generate": 0, "score": 0}
+    guide = config["search_prm"]
+    config["prms"][guide]["device"] = "cuda:1"  # beam search's PRM on a GPU of its own: two per job
+    assert grid_gpus(build_grid(config))["generate"] == 2
