@@ -20,6 +20,8 @@ from sal_core.settings.jobs import ModelSettings, PRMSettings
 
 #: the claim of this process, kept so its lock files stay open until the process exits
 _HELD: list[Claim] = []
+#: CUDA_VISIBLE_DEVICES as the process had it before its first claim (absent: unset)
+_SHOWN: dict[str, str] = {}
 
 
 def device_index(device: str) -> int | None:
@@ -79,8 +81,24 @@ def grid_gpus(grid: Grid) -> dict[str, int]:
 
 
 def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bool = True) -> Claim:
-    """Hold the GPUs this step's job needs for the rest of the process (device_locks.claim_gpus)."""
+    """Hold the GPUs this step's job needs for the rest of the process (device_locks.claim_gpus). A
+    process that already holds enough (a second step run in the same process) keeps them; one that
+    needs more gives its GPUs back and takes anew from what it was first shown."""
     count, key = job_gpus(model, prm)
+    if _HELD:
+        held = _HELD[-1]
+        if not held.locked or len(held.gpus) >= count:
+            return held
+        held.release()
+        _HELD.clear()
+        if VISIBLE_ENV in _SHOWN:
+            os.environ[VISIBLE_ENV] = _SHOWN[VISIBLE_ENV]
+        else:
+            os.environ.pop(VISIBLE_ENV, None)
+    else:
+        _SHOWN.clear()
+        if VISIBLE_ENV in os.environ:
+            _SHOWN[VISIBLE_ENV] = os.environ[VISIBLE_ENV]
     claim = claim_gpus(count, step_description(), key, wait)
     _HELD.append(claim)
     return claim

@@ -218,3 +218,22 @@ def test_each_rule_asks_for_the_gpus_its_grid_needs(tmp_path: Path) -> None:
     guide = config["search_prm"]
     config["prms"][guide]["device"] = "cuda:1"  # beam search's PRM on a GPU of its own: two per job
     assert grid_gpus(build_grid(config))["generate"] == 2
+
+
+def test_a_second_step_in_one_process_keeps_or_widens_its_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sal_core import job_devices
+
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    monkeypatch.setattr(job_devices, "_HELD", [])
+    one = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
+    two = ModelSettings(name="m", path=str(tmp_path), backend="vllm", tensor_parallel_size=2)
+    try:
+        assert job_devices.take_job_gpus(one, None).gpus == ["0"]
+        assert job_devices.take_job_gpus(one, None).gpus == ["0"]  # the same claim, not a wait on itself
+        assert job_devices.take_job_gpus(two, None).gpus == ["0", "1"]  # taken anew from all three
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    finally:
+        for claim in job_devices._HELD:
+            claim.release()

@@ -27,6 +27,7 @@ import pandas as pd
 
 from sal_core.constants import PROCESSBENCH_SPLITS
 from sal_core.errors import DatasetError
+from sal_core.job_devices import prm_gpus, take_job_gpus
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.settings.endpoint import Servers
 
@@ -234,6 +235,8 @@ def run_processbench(
     samples = load_processbench(data, splits, limit)  # bad data fails before any model loads
     out_dir = Path(out_dir)
     tables = []
+    if prm_settings:  # the GPUs the neediest PRM asks for (locally: locked for the job), before CUDA starts
+        take_job_gpus(None, max(prm_settings, key=lambda prm: prm_gpus(prm)[0]))
     for settings in prm_settings:
         settings.validate("prm")
         predicted = predict(load_prm(settings, servers), samples, threshold)
