@@ -55,9 +55,9 @@ def job_gpus(model: ModelSettings | None, prm: PRMSettings | None) -> tuple[int,
     """GPUs a job holding `model` and/or `prm` needs (a served PRM: none), and the setting that asks most."""
     needs = [(0, "model.device")]
     if model is not None:
-        needs.append(policy_gpus(model))
+        needs.append(policy_gpus(model, f"models.{model.name}"))
     if prm is not None:
-        needs.append(prm_gpus(prm))
+        needs.append(prm_gpus(prm, f"prms.{prm.name}"))
     return max(needs, key=lambda need: need[0])
 
 

@@ -129,9 +129,9 @@ def test_under_slurm_nothing_is_locked_and_too_few_gpus_is_one_line(
 
 def test_tensor_parallelism_is_one_gpu_unless_set(tmp_path: Path) -> None:
     vllm = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
-    assert job_gpus(vllm, None) == (1, "model.tensor_parallel_size")
+    assert job_gpus(vllm, None) == (1, "models.m.tensor_parallel_size")
     split = ModelSettings(name="m", path=str(tmp_path), backend="vllm", tensor_parallel_size=4)
-    assert job_gpus(split, None) == (4, "model.tensor_parallel_size")
+    assert job_gpus(split, None) == (4, "models.m.tensor_parallel_size")
     on_cpu = ModelSettings(name="m", path=str(tmp_path), device="cpu")
     assert job_gpus(on_cpu, None)[0] == 0
     served = ModelSettings(name="m", path=str(tmp_path), backend="openai", served_model="m")
@@ -142,8 +142,8 @@ def test_a_prm_on_its_own_gpu_makes_the_job_hold_two(tmp_path: Path, monkeypatch
     policy = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
     own = PRMSettings(name="p", type="rlhflow", path=str(tmp_path), device="cuda:1")
     beside = PRMSettings(name="p", type="rlhflow", path=str(tmp_path))
-    assert job_gpus(policy, own) == (2, "prm.device") and not shares_policy_gpu(policy, own)
-    assert job_gpus(policy, beside) == (1, "model.tensor_parallel_size") and shares_policy_gpu(policy, beside)
+    assert job_gpus(policy, own) == (2, "prms.p.device") and not shares_policy_gpu(policy, own)
+    assert job_gpus(policy, beside) == (1, "models.m.tensor_parallel_size") and shares_policy_gpu(policy, beside)
     # vLLM's engine starts seeing the policy's GPU only; the PRM's is back for the job after
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     with policy_only(policy):
@@ -237,3 +237,45 @@ def test_a_second_step_in_one_process_keeps_or_widens_its_gpus(tmp_path: Path, m
     finally:
         for claim in job_devices._HELD:
             claim.release()
+
+
+def test_a_score_step_takes_a_free_gpu_before_loading_its_prm(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sal_core.tables import write_table_atomic
+
+    shard = write_table_atomic(
+        [{"problem_id": "p0", "problem": "1+1?", "answer": "2", "level": None, "completions": ["2\n\n$\\boxed{2}$"]}],
+        tmp_path / "completions.parquet",
+    )
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path / "locks"))
+    taken, _ = try_claim(1, ["0"], "another job")  # GPU 0 is another job's
+    prm = f'{{"name": "judge", "type": "rlhflow", "path": "{tiny_model_path}"}}'  # device auto: one GPU
+    argv = [sys.executable, "-m", "sal_core.cli", "score", "--completions", str(shard), "--prm", prm]
+    argv += ["--out", str(tmp_path / "scores.parquet")]
+    env = {**fake_env(tmp_path / "locks", "0,1"), "OMP_NUM_THREADS": "1"}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    finally:
+        taken.release()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "GPUs: 1 (CUDA_VISIBLE_DEVICES=1)" in done.stderr  # torch's CPU build here then runs it on the CPU
+
+
+def test_a_generate_job_split_over_more_gpus_than_shown_is_one_line_before_any_model(tmp_path: Path) -> None:
+    import json
+
+    from sal_core.tables import write_table_atomic
+
+    problems = write_table_atomic(
+        [{"problem_id": "p0", "problem": "1+1?", "answer": "2", "level": None}], tmp_path / "problems.parquet"
+    )
+    model = {"name": "big", "path": str(tmp_path), "backend": "vllm", "tensor_parallel_size": 4}
+    job = json.dumps({"model": model, "search": {"method": "best_of_n", "n": 1}})
+    argv = [sys.executable, "-m", "sal_core.cli", "generate", "--problems", str(problems), "--start", "0"]
+    argv += ["--end", "1", "--job", job, "--out", str(tmp_path / "completions.parquet")]
+    done = subprocess.run(argv, capture_output=True, text=True, env=fake_env(tmp_path / "locks"), timeout=120)
+    assert done.returncode != 0 and not (tmp_path / "completions.parquet").exists()
+    last = done.stderr.strip().splitlines()[-1]
+    assert "models.big.tensor_parallel_size: needs 4 GPUs, this machine shows 2 (0, 1;" in last, done.stderr
+    assert "Traceback" not in done.stderr
