@@ -279,3 +279,34 @@ def test_a_generate_job_split_over_more_gpus_than_shown_is_one_line_before_any_m
     last = done.stderr.strip().splitlines()[-1]
     assert "models.big.tensor_parallel_size: needs 4 GPUs, this machine shows 2 (0, 1;" in last, done.stderr
     assert "Traceback" not in done.stderr
+
+
+#: a job whose engine process (forked, as vLLM forks its engine core) outlives it
+FORKING = textwrap.dedent(
+    """
+    import os, time
+    from sal_core.device_locks import claim_gpus
+    claim_gpus(1, "forking job", "k")
+    engine = os.fork()
+    if engine == 0:
+        time.sleep(120)
+        os._exit(0)
+    print(engine, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_gpu_stays_held_while_a_killed_jobs_engine_process_lives(tmp_path: Path, processes) -> None:
+    env = fake_env(tmp_path, "0")
+    job = subprocess.Popen([sys.executable, "-c", FORKING], env=env, stdout=subprocess.PIPE, text=True)
+    processes.append(job)
+    engine = int(job.stdout.readline())
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    probe = [sys.executable, "-c", HOLDER, "1", "nowait"]
+    assert subprocess.run(probe, env=env, capture_output=True, timeout=60).returncode != 0  # the engine holds it
+    os.kill(engine, signal.SIGKILL)  # the kernel drops the lock with the last descriptor
+    late = start(env)
+    processes.append(late)
+    assert gpus_of(late) == "0"
