@@ -89,8 +89,9 @@ def locks_folder() -> Path:
     folder = Path(os.environ.get(LOCKS_ENV) or Path(tempfile.gettempdir()) / "sal-gpu-locks")
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
-        if LOCKS_ENV not in os.environ:
-            folder.chmod(0o1777)  # shared, like /tmp: anyone may add a lock file, only its owner remove it
+        if LOCKS_ENV not in os.environ:  # shared, like /tmp: anyone may add a lock file, only its owner remove it
+            with contextlib.suppress(PermissionError):  # another user made it first
+                folder.chmod(0o1777)
     return folder
 
 
@@ -200,9 +201,19 @@ def claim_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
     workers): a job's own GPUs, in order, before torch or vLLM touch CUDA."""
     claim = hold_gpus(count, what, key, wait)
     if claim.locked:
-        os.environ[VISIBLE_ENV] = ",".join(claim.gpus)
+        os.environ.update(visible_env(claim.gpus))
         log.info("GPUs: %s (%s)", ", ".join(claim.gpus) or "none", f"{VISIBLE_ENV}={os.environ[VISIBLE_ENV]}")
     return claim
+
+
+def visible_env(gpus: list[str]) -> dict[str, str]:
+    """The variables that show a process exactly `gpus`. Ids that came from nvidia-smi are its indexes,
+    in PCI bus order, which CUDA follows only when told (CUDA_DEVICE_ORDER; its default puts the
+    fastest first): the GPU a lock names is then the one nvidia-smi shows under that index."""
+    env = {VISIBLE_ENV: ",".join(gpus)}
+    if VISIBLE_ENV not in os.environ:
+        env["CUDA_DEVICE_ORDER"] = os.environ.get("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    return env
 
 
 def step_description() -> str:

@@ -83,11 +83,12 @@ def grid_gpus(grid: Grid) -> dict[str, int]:
 def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bool = True) -> Claim:
     """Hold the GPUs this step's job needs for the rest of the process (device_locks.claim_gpus). A
     process that already holds enough (a second step run in the same process) keeps them; one that
-    needs more gives its GPUs back and takes anew from what it was first shown."""
+    needs more gives its GPUs back and takes anew from what it was first shown. Under Slurm nothing is
+    held, and each step's need is checked against what Slurm gave."""
     count, key = job_gpus(model, prm)
-    if _HELD:
+    if _HELD and _HELD[-1].locked:
         held = _HELD[-1]
-        if not held.locked or len(held.gpus) >= count:
+        if len(held.gpus) >= count:
             return held
         held.release()
         _HELD.clear()
@@ -95,7 +96,7 @@ def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bo
             os.environ[VISIBLE_ENV] = _SHOWN[VISIBLE_ENV]
         else:
             os.environ.pop(VISIBLE_ENV, None)
-    else:
+    elif not _HELD:
         _SHOWN.clear()
         if VISIBLE_ENV in os.environ:
             _SHOWN[VISIBLE_ENV] = os.environ[VISIBLE_ENV]

@@ -310,3 +310,21 @@ def test_a_gpu_stays_held_while_a_killed_jobs_engine_process_lives(tmp_path: Pat
     late = start(env)
     processes.append(late)
     assert gpus_of(late) == "0"
+
+
+def test_without_cuda_visible_devices_the_gpus_are_nvidia_smis_in_its_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sal_core.device_locks import visible_env
+
+    fake = tmp_path / "bin" / "nvidia-smi"  # answers as the real one does to this query, on a 2-GPU machine
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n[ "$1 $2" = "--query-gpu=index --format=csv,noheader" ] && printf "0\\n1\\n"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    assert visible_gpus() == ["0", "1"]
+    assert visible_env(["1"]) == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the user's own ids keep the user's order
+    assert visible_env(["1"]) == {"CUDA_VISIBLE_DEVICES": "1"}

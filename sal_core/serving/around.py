@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
-from sal_core.device_locks import VISIBLE_ENV
+from sal_core.device_locks import visible_env
 from sal_core.errors import ConfigError, ServerError
 from sal_core.job_devices import hold_server_gpus
 from sal_core.serving.client import RUN_KEY_ENV
@@ -136,7 +136,7 @@ def start_local(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[
     job's are, sal_core.job_devices; its CUDA_VISIBLE_DEVICES), given back once it has stopped."""
     gpus = hold_server_gpus(spec.name, spec.settings)
     if gpus.locked:
-        env = {**env, VISIBLE_ENV: ",".join(gpus.gpus)}
+        env = {**env, **visible_env(gpus.gpus)}
         log.info("server of %s on GPUs: %s", spec.name, ", ".join(gpus.gpus) or "none")
     process = spawn(spec.argv(service_file), service_file, log_path, env)
 
