@@ -69,11 +69,12 @@ def visible_gpus() -> list[str]:
 
 def local_gpu_count(declared: int | None) -> int:
     """The GPUs a local run's jobs may hold at once: Snakemake's `gpu` resource where declared
-    (profiles/default, `--resources gpu=N`), else every GPU this machine shows. Declaring more than it
+    (profiles/default, `--resources gpu=N`), else every GPU this machine shows that nobody holds now
+    (the servers of `sal with-servers` hold theirs while the run is parsed). Declaring more than it
     shows would have Snakemake start two jobs for one GPU: one line, before any job."""
     shown = visible_gpus()
     if declared is None:
-        return len(shown)
+        return len(free_gpus(shown))
     if declared > len(shown):
         raise ConfigError(
             f"resources gpu={declared}: this machine shows {len(shown)} GPU(s) ({', '.join(shown) or 'none'}; "
@@ -133,6 +134,23 @@ class Claim:
         for fd in self.descriptors:
             os.close(fd)
         self.descriptors = []
+
+
+def free_gpus(pool: list[str]) -> list[str]:
+    """The GPUs of `pool` whose lock nobody holds now (each tried and let go at once)."""
+    if not pool:
+        return []
+    folder, free = locks_folder(), []
+    for gpu in pool:
+        fd, _ = _open_lock(_lock_path(folder, gpu))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free.append(gpu)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+    return free
 
 
 def try_claim(count: int, pool: list[str], what: str) -> tuple[Claim | None, list[str]]:

@@ -187,9 +187,13 @@ def test_with_servers_gives_each_local_server_its_own_gpu(
     claim.release()
 
 
-def test_the_local_gpu_count_is_declared_or_all_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_local_gpu_count_is_declared_or_all_shown_and_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
     assert local_gpu_count(None) == 3 and local_gpu_count(2) == 2
+    server, _ = try_claim(1, ["0"], "a server of sal with-servers")
+    assert local_gpu_count(None) == 2  # the jobs of the run it wraps get the two others
+    server.release()
     with pytest.raises(ConfigError, match=r"resources gpu=4: this machine shows 3 GPU\(s\) .* declare at most 3"):
         local_gpu_count(4)
 
