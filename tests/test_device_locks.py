@@ -332,3 +332,24 @@ def test_without_cuda_visible_devices_the_gpus_are_nvidia_smis_in_its_order(
     assert visible_env(["1"]) == {"CUDA_VISIBLE_DEVICES": "1", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the user's own ids keep the user's order
     assert visible_env(["1"]) == {"CUDA_VISIBLE_DEVICES": "1"}
+
+
+def test_a_local_run_counts_only_free_gpus_and_its_jobs_take_those(
+    tmp_path: Path, tiny_model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.workflow_runs import RUN, new_workdir, snakemake, workflow_config
+
+    work = new_workdir(tmp_path / "wf", workflow_config(), tiny_model_path)
+    locks = tmp_path / "locks"
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(locks))
+    server, _ = try_claim(1, ["0"], "a server")  # GPU 0 busy: Snakemake counts one GPU, both jobs take GPU 1
+    shards = [f"{RUN.format(approach='bon', sampling='mix')}/shards/{s}/completions.parquet" for s in ("0-2", "2-4")]
+    try:
+        run = snakemake(work, *shards, env={**fake_env(locks, "0,1"), "OMP_NUM_THREADS": "1"})
+    finally:
+        server.release()
+    assert 'Provided resources: gpu=Resource("gpu", 1)' in run.stdout + run.stderr
+    logs = sorted((work / "logs").glob("**/generate/*.log"))
+    assert len(logs) == 2
+    for log in logs:  # one at a time, as counted: neither waited for the other
+        assert "GPUs: 1 (CUDA_VISIBLE_DEVICES=1)" in log.read_text() and "waiting for" not in log.read_text()
