@@ -18,11 +18,6 @@ from sal_core.device_locks import VISIBLE_ENV, Claim, claim_gpus, hold_gpus, ste
 from sal_core.settings.grid import Grid
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
-#: the claim of this process, kept so its lock files stay open until the process exits
-_HELD: list[Claim] = []
-#: CUDA_VISIBLE_DEVICES as the process had it before its first claim (absent: unset)
-_SHOWN: dict[str, str] = {}
-
 
 def device_index(device: str) -> int | None:
     """The job's GPU a device string names: 0 for `auto` / `cuda`, k for `cuda:k`, None for the CPU
@@ -80,29 +75,27 @@ def grid_gpus(grid: Grid) -> dict[str, int]:
     return {"generate": max(generate, default=0), "score": max(score, default=0)}
 
 
-def take_job_gpus(model: ModelSettings | None, prm: PRMSettings | None, wait: bool = True) -> Claim:
-    """Hold the GPUs this step's job needs for the rest of the process (device_locks.claim_gpus). A
-    process that already holds enough (a second step run in the same process) keeps them; one that
-    needs more gives its GPUs back and takes anew from what it was first shown. Under Slurm nothing is
-    held, and each step's need is checked against what Slurm gave."""
+@contextmanager
+def job_gpus_held(model: ModelSettings | None, prm: PRMSettings | None, wait: bool = True) -> Iterator[Claim | None]:
+    """Hold the GPUs a step's job needs while it loads and runs its models (device_locks.claim_gpus),
+    then give them back with CUDA_VISIBLE_DEVICES as it was. A `sal` step's process exits right after;
+    a step run inside a longer process (tests, a notebook) leaves them to the next step or to its
+    children. Nothing to load (`model` and `prm` None): nothing held."""
+    if model is None and prm is None:
+        yield None
+        return
+    before = {name: os.environ.get(name) for name in (VISIBLE_ENV, "CUDA_DEVICE_ORDER")}
     count, key = job_gpus(model, prm)
-    if _HELD and _HELD[-1].locked:
-        held = _HELD[-1]
-        if len(held.gpus) >= count:
-            return held
-        held.release()
-        _HELD.clear()
-        if VISIBLE_ENV in _SHOWN:
-            os.environ[VISIBLE_ENV] = _SHOWN[VISIBLE_ENV]
-        else:
-            os.environ.pop(VISIBLE_ENV, None)
-    elif not _HELD:
-        _SHOWN.clear()
-        if VISIBLE_ENV in os.environ:
-            _SHOWN[VISIBLE_ENV] = os.environ[VISIBLE_ENV]
     claim = claim_gpus(count, step_description(), key, wait)
-    _HELD.append(claim)
-    return claim
+    try:
+        yield claim
+    finally:
+        claim.release()
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def hold_server_gpus(name: str, settings: ModelSettings | PRMSettings) -> Claim:

@@ -224,23 +224,23 @@ def test_each_rule_asks_for_the_gpus_its_grid_needs(tmp_path: Path) -> None:
     assert grid_gpus(build_grid(config))["generate"] == 2
 
 
-def test_a_second_step_in_one_process_keeps_or_widens_its_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sal_core import job_devices
+def test_a_step_in_a_longer_process_gives_its_gpus_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sal_core.job_devices import job_gpus_held
 
     monkeypatch.setenv("SAL_GPU_LOCKS", str(tmp_path))
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
-    monkeypatch.setattr(job_devices, "_HELD", [])
-    one = ModelSettings(name="m", path=str(tmp_path), backend="vllm")
     two = ModelSettings(name="m", path=str(tmp_path), backend="vllm", tensor_parallel_size=2)
-    try:
-        assert job_devices.take_job_gpus(one, None).gpus == ["0"]
-        assert job_devices.take_job_gpus(one, None).gpus == ["0"]  # the same claim, not a wait on itself
-        assert job_devices.take_job_gpus(two, None).gpus == ["0", "1"]  # taken anew from all three
-        assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
-    finally:
-        for claim in job_devices._HELD:
-            claim.release()
+    with job_gpus_held(two, None) as claim:
+        assert claim.gpus == ["0", "1"] and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+        other, busy = try_claim(1, ["0", "1", "2"], "another step")
+        assert other.gpus == ["2"] and busy == ["0", "1"]  # only the third is free
+        other.release()
+    # back to the next step (or a subprocess a test starts): all three free, the environment as it was
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2"
+    again, busy = try_claim(3, ["0", "1", "2"], "the next step")
+    assert again is not None and not busy
+    again.release()
 
 
 def test_a_score_step_takes_a_free_gpu_before_loading_its_prm(

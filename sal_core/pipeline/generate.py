@@ -16,7 +16,7 @@ import pandas as pd
 from sal_core.backends.gpu_memory import check_prm_fits, gpu_memory_utilization
 from sal_core.constants import PROBLEM_COLUMNS
 from sal_core.errors import ConfigError
-from sal_core.job_devices import shares_policy_gpu, take_job_gpus
+from sal_core.job_devices import job_gpus_held, shares_policy_gpu
 from sal_core.pipeline.prepare_dataset import read_problems
 from sal_core.search.results import SearchResult
 from sal_core.settings.build import json_object
@@ -88,8 +88,6 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
     if guided and job.prm is not None:
         location_of(job.prm, servers, "PRM")
     prm_in_process = guided and job.prm is not None and not job.prm.served
-    # the job's own GPUs (locally: locked for it) before anything touches CUDA
-    take_job_gpus(job.model, job.prm if prm_in_process else None)
     # imported here: torch and transformers load only once the inputs are known to be good
     from sal_core.backends import load_backend
 
@@ -138,18 +136,21 @@ def generate_shard(
     problems = read_problems(problems_path, start, end)
     settings = job.search
     guided = settings.guided
-    backend, prm = load_models(job, servers or {})
-    from sal_core.search import run_search
+    in_process_prm = job.prm if guided and job.prm is not None and not job.prm.served else None
+    # the job's own GPUs (locally: locked for it) before anything touches CUDA, until its engine stopped
+    with job_gpus_held(job.model, in_process_prm):
+        backend, prm = load_models(job, servers or {})
+        from sal_core.search import run_search
 
-    started = time.perf_counter()
-    try:
-        results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
-        elapsed = time.perf_counter() - started
-        tokens = sum(r.generated_tokens for r in results)
-        log_engine_counters(backend, tokens)
-    finally:
-        if hasattr(backend, "close"):
-            backend.close()
+        started = time.perf_counter()
+        try:
+            results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
+            elapsed = time.perf_counter() - started
+            tokens = sum(r.generated_tokens for r in results)
+            log_engine_counters(backend, tokens)
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()
     log.info(
         "%s n=%d on problems %d-%d: %d completions, %d tokens generated (%d in the returned paths), "
         "%d read by the in-search PRM, in %.1f s (%.1f generated tokens/s)",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sal_core.errors import ShardError
-from sal_core.job_devices import take_job_gpus
+from sal_core.job_devices import job_gpus_held
 from sal_core.prm.base import scored_steps
 from sal_core.settings.build import json_object
 from sal_core.settings.endpoint import Servers
@@ -66,14 +66,14 @@ def score_shard(
         rows["completion_prm_tokens"] = [[0] * len(comps) for comps in frame["completions"]]
         return write_table_atomic(pd.DataFrame(rows), out_path, metadata={"prm": settings.name, "reused": "search"})
 
-    take_job_gpus(None, settings)  # its own GPU (locally: locked for it) before anything touches CUDA
     from sal_core.prm import load_prm  # imports torch: only when the PRM really runs
 
     problems = [str(p) for p in frame["problem"]]
     completions = [[str(c) for c in comps] for comps in frame["completions"]]
-    prm = load_prm(settings, servers)
-    start = time.perf_counter()
-    scores, read = prm.score_with_tokens(problems, completions)
+    with job_gpus_held(None, settings):  # its own GPU (locally: locked for it) before anything touches CUDA
+        prm = load_prm(settings, servers)
+        start = time.perf_counter()
+        scores, read = prm.score_with_tokens(problems, completions)
     total = sum(len(c) for c in completions)
     log.info(
         "scored %d completions of %d problems with %s (%d tokens read) in %.1fs",
