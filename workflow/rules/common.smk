@@ -35,8 +35,8 @@ try:
     # evaluation.graders: several write an accuracy column each and the run's grader files
     GRADERS = evaluation_graders(config.get("evaluation", {}))
     # GPUs per generate / score job (the rules' `gpu` resource, unless the config's resources say).
-    # Locally Snakemake's `gpu` resource counts the machine's GPUs (profiles/default; undeclared: all
-    # it shows, none left uncounted) and each job's sal step locks which ones it uses
+    # Locally Snakemake's `gpu` resource counts the machine's GPUs (profiles/default; undeclared: those
+    # it shows that nobody holds now) and each job's sal step locks which ones it uses
     # (sal_core.device_locks); Slurm binds its own.
     GPUS = grid_gpus(GRID)
     if workflow.local_exec and not under_slurm():
