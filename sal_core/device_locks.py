@@ -205,7 +205,7 @@ def hold_gpus(count: int, what: str, key: str, wait: bool = True) -> Claim:
         holders = "; ".join(f"GPU {gpu}: {holder(_lock_path(locks_folder(), gpu))}" for gpu in busy)
         if not wait:
             raise ConfigError(
-                f"{key}: needs {count} free GPUs of {len(pool)}, the others are held ({holders}): "
+                f"{key}: needs {count} free GPU(s), {len(busy)} of the {len(pool)} are held ({holders}): "
                 f"stop those or set {VISIBLE_ENV} to GPUs that are free"
             )
         if time.monotonic() - noted >= WAIT_NOTE_S:

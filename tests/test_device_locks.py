@@ -353,3 +353,27 @@ def test_a_local_run_counts_only_free_gpus_and_its_jobs_take_those(
     assert len(logs) == 2
     for log in logs:  # one at a time, as counted: neither waited for the other
         assert "GPUs: 1 (CUDA_VISIBLE_DEVICES=1)" in log.read_text() and "waiting for" not in log.read_text()
+
+
+def test_with_servers_names_the_holder_of_a_gpu_its_server_needs(
+    tiny_model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    entries = {"models": {"tiny": {"path": str(tiny_model_path)}}, "prms": {"judge": {"type": "rlhflow"}}}
+    entries["prms"]["judge"]["path"] = str(tiny_model_path)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(entries))
+    locks = tmp_path / "locks"
+    monkeypatch.setenv("SAL_GPU_LOCKS", str(locks))
+    taken, _ = try_claim(1, ["0"], "another run's job")
+    argv = [sys.executable, "-m", "sal_core.cli", "with-servers", "--config", str(tmp_path / "config.yaml")]
+    argv += ["--serve", "judge", "--services", str(tmp_path / "services"), "--logs", str(tmp_path / "logs")]
+    try:
+        done = subprocess.run(
+            [*argv, "--", "true"], capture_output=True, text=True, env=fake_env(locks, "0"), timeout=120
+        )
+    finally:
+        taken.release()
+    assert done.returncode != 0 and not (tmp_path / "logs" / "judge.log").exists()  # no server started
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"prms.judge.device: needs 1 free GPU(s), 1 of the 1 are held (GPU 0: pid {os.getpid()}" in last
