@@ -37,10 +37,13 @@ def test_cpu_defaults(tmp_path: Path) -> None:
 
 
 def test_gpu_keeps_the_gpu_rules(tmp_path: Path) -> None:
-    kwargs = engine_kwargs(model(tmp_path, dtype="bfloat16"), prm_in_process=True, cpu=False, gpus=4)
-    assert kwargs["gpu_memory_utilization"] == 0.5 and kwargs["tensor_parallel_size"] == 4
+    kwargs = engine_kwargs(model(tmp_path, dtype="bfloat16"), prm_in_process=True, cpu=False)
+    # one GPU unless the entry asks for more, however many the machine has (issue 25, item 3)
+    assert kwargs["gpu_memory_utilization"] == 0.5 and kwargs["tensor_parallel_size"] == 1
     assert kwargs["enforce_eager"] is False and "enable_chunked_prefill" not in kwargs
     assert kwargs["dtype"] == "bfloat16" and kwargs["max_model_len"] == 4096
+    split = engine_kwargs(model(tmp_path, tensor_parallel_size=2), prm_in_process=False, cpu=False)
+    assert split["tensor_parallel_size"] == 2
 
 
 def test_configured_values_win(tmp_path: Path) -> None:

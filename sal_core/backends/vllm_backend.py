@@ -30,6 +30,7 @@ from sal_core.backends.vllm_engine import (
     vllm_on_cpu,
 )
 from sal_core.errors import ModelError
+from sal_core.job_devices import policy_only
 from sal_core.settings.jobs import ModelSettings
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ class VLLMBackend(GenerationBackend):
     def __init__(self, settings: ModelSettings, prm_in_process: bool = False) -> None:
         keep_vllm_offline()
         try:
-            import torch
             import vllm
         except ImportError as err:
             raise ModelError(f"model.backend vllm: vLLM is not installed ({err}); run `{install_hint()}`") from err
@@ -118,10 +118,11 @@ class VLLMBackend(GenerationBackend):
             raise ModelError(f"model.path {settings.path}: not found (run `sal prepare-model` or fix the path)")
         self.settings = settings
         self._vllm = vllm
-        kwargs = engine_kwargs(settings, prm_in_process, vllm_on_cpu(), torch.cuda.device_count())
+        kwargs = engine_kwargs(settings, prm_in_process, vllm_on_cpu())
         log.info("vllm.LLM(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
         try:
-            self.llm = vllm.LLM(**kwargs)
+            with policy_only(settings):  # the engine sees the policy's GPUs, not an in-process PRM's
+                self.llm = vllm.LLM(**kwargs)
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelError(f"model.path {settings.path}: vLLM cannot load it ({one_line(err)})") from err
         # the engine's processes outlive a killed job unless someone stops them (backends.reaper)

@@ -103,12 +103,14 @@ def context_length(settings: ModelSettings) -> int:
     return settings.max_model_len
 
 
-def engine_kwargs(settings: ModelSettings, prm_in_process: bool, cpu: bool, gpus: int = 0) -> dict[str, Any]:
-    """`vllm.LLM`'s keyword arguments for one job (`gpus`: CUDA devices visible, for tensor parallelism)."""
+def engine_kwargs(settings: ModelSettings, prm_in_process: bool, cpu: bool) -> dict[str, Any]:
+    """`vllm.LLM`'s keyword arguments for one job. Tensor parallelism is the model's
+    `tensor_parallel_size`, else 1: the job's GPUs are what it asked for (sal_core.job_devices), and
+    splitting a small model over every visible GPU fails (heads not divisible) or wastes them."""
     max_model_len = context_length(settings)
     kwargs: dict[str, Any] = {
         "model": settings.path,
-        "tensor_parallel_size": settings.tensor_parallel_size or (1 if cpu else max(gpus, 1)),
+        "tensor_parallel_size": settings.tensor_parallel_size or 1,
         "gpu_memory_utilization": memory_share(settings, prm_in_process, cpu),
         "max_model_len": max_model_len,
         "enable_prefix_caching": settings.enable_prefix_caching,

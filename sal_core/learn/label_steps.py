@@ -28,6 +28,7 @@ import pandas as pd
 from sal_core.backends.base import GenerationBackend, GenerationRequest
 from sal_core.errors import DatasetError
 from sal_core.evaluation.grading import grade_all, last_boxed
+from sal_core.job_devices import job_gpus_held
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.search.prompts import build_prompt
 from sal_core.search.steps import token_budget
@@ -223,13 +224,16 @@ def label_steps(
     rows, prefixes = plan_rows(frame, settings)
     if not rows:
         raise DatasetError(f"{completions_path}: no completion has a step to label")
-    backend = backend or load_backend(model, servers)
-    prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, model.chat_template) for p in frame["problem"]]
     ordered = list(prefixes.values())
     if settings.continuation == "exact":
         exact_prefixes(backend.tokenizer, frame, ordered, settings.stop)
     log.info("%d completions, %d distinct prefixes, %d rollouts", len(rows), len(ordered), len(ordered) * settings.k)
-    roll_out(backend, prompts, ordered, settings)
+    # its own GPU (locally: locked for it) before anything touches CUDA, for the rollouts
+    with job_gpus_held(model if backend is None else None, None):
+        backend = backend or load_backend(model, servers)
+        template = model.chat_template
+        prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, template) for p in frame["problem"]]
+        roll_out(backend, prompts, ordered, settings)
     answers: list[list[str | None]] = [[] for _ in range(len(frame))]
     for prefix in ordered:
         answers[prefix.problem] += prefix.answers

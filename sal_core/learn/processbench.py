@@ -27,6 +27,7 @@ import pandas as pd
 
 from sal_core.constants import PROCESSBENCH_SPLITS
 from sal_core.errors import DatasetError
+from sal_core.job_devices import job_gpus_held, prm_gpus
 from sal_core.prm.base import STEP_SEPARATOR, split_steps
 from sal_core.settings.endpoint import Servers
 
@@ -234,13 +235,16 @@ def run_processbench(
     samples = load_processbench(data, splits, limit)  # bad data fails before any model loads
     out_dir = Path(out_dir)
     tables = []
-    for settings in prm_settings:
-        settings.validate("prm")
-        predicted = predict(load_prm(settings, servers), samples, threshold)
-        table = summary_table(predicted, settings.name, threshold)
-        write_table_atomic(predicted.drop(columns=["problem", "steps"]), out_dir / f"{settings.name}.samples.parquet")
-        write_text_atomic(table.to_csv(index=False, float_format="%.2f"), out_dir / f"{settings.name}.csv")
-        tables.append(table)
+    neediest = max(prm_settings, key=lambda prm: prm_gpus(prm)[0], default=None)
+    with job_gpus_held(None, neediest):  # locally locked for the job, before anything touches CUDA
+        for settings in prm_settings:
+            settings.validate("prm")
+            predicted = predict(load_prm(settings, servers), samples, threshold)
+            table = summary_table(predicted, settings.name, threshold)
+            samples_file = out_dir / f"{settings.name}.samples.parquet"
+            write_table_atomic(predicted.drop(columns=["problem", "steps"]), samples_file)
+            write_text_atomic(table.to_csv(index=False, float_format="%.2f"), out_dir / f"{settings.name}.csv")
+            tables.append(table)
     if plot is not None:
         plot_processbench(tables, plot or out_dir / PLOT_FILE)
     return tables

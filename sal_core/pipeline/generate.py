@@ -16,6 +16,7 @@ import pandas as pd
 from sal_core.backends.gpu_memory import check_prm_fits, gpu_memory_utilization
 from sal_core.constants import PROBLEM_COLUMNS
 from sal_core.errors import ConfigError
+from sal_core.job_devices import job_gpus_held, shares_policy_gpu
 from sal_core.pipeline.prepare_dataset import read_problems
 from sal_core.search.results import SearchResult
 from sal_core.settings.build import json_object
@@ -86,18 +87,20 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
     location_of(job.model, servers, "model")
     if guided and job.prm is not None:
         location_of(job.prm, servers, "PRM")
+    prm_in_process = guided and job.prm is not None and not job.prm.served
     # imported here: torch and transformers load only once the inputs are known to be good
     from sal_core.backends import load_backend
 
     load_started = time.perf_counter()
-    prm_in_process = guided and job.prm is not None and not job.prm.served
-    backend = load_backend(job.model, servers, prm_in_process=prm_in_process)
+    # a PRM on a GPU of its own (prms.<name>.device: cuda:1) leaves vLLM the whole of the policy's
+    beside = prm_in_process and shares_policy_gpu(job.model, job.prm)
+    backend = load_backend(job.model, servers, prm_in_process=beside)
     prm = None
     if guided:
         from sal_core.prm import load_prm
 
         if prm_in_process:
-            check_prm_fits(job.model, job.prm, gpu_memory_utilization(job.model, prm_in_process=True))
+            check_prm_fits(job.model, job.prm, gpu_memory_utilization(job.model, prm_in_process=beside))
         prm = load_prm(job.prm, servers, reuse=backend.weights)
     log.info(
         "loaded %s%s in %.1f s",
@@ -133,18 +136,21 @@ def generate_shard(
     problems = read_problems(problems_path, start, end)
     settings = job.search
     guided = settings.guided
-    backend, prm = load_models(job, servers or {})
-    from sal_core.search import run_search
+    in_process_prm = job.prm if guided and job.prm is not None and not job.prm.served else None
+    # the job's own GPUs (locally: locked for it) before anything touches CUDA, until its engine stopped
+    with job_gpus_held(job.model, in_process_prm):
+        backend, prm = load_models(job, servers or {})
+        from sal_core.search import run_search
 
-    started = time.perf_counter()
-    try:
-        results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
-        elapsed = time.perf_counter() - started
-        tokens = sum(r.generated_tokens for r in results)
-        log_engine_counters(backend, tokens)
-    finally:
-        if hasattr(backend, "close"):
-            backend.close()
+        started = time.perf_counter()
+        try:
+            results = run_search(problems["problem"].tolist(), job, backend, prm, first_index=start)
+            elapsed = time.perf_counter() - started
+            tokens = sum(r.generated_tokens for r in results)
+            log_engine_counters(backend, tokens)
+        finally:
+            if hasattr(backend, "close"):
+                backend.close()
     log.info(
         "%s n=%d on problems %d-%d: %d completions, %d tokens generated (%d in the returned paths), "
         "%d read by the in-search PRM, in %.1f s (%.1f generated tokens/s)",

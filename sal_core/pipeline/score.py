@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from sal_core.errors import ShardError
+from sal_core.job_devices import job_gpus_held
 from sal_core.prm.base import scored_steps
 from sal_core.settings.build import json_object
 from sal_core.settings.endpoint import Servers
@@ -69,9 +70,10 @@ def score_shard(
 
     problems = [str(p) for p in frame["problem"]]
     completions = [[str(c) for c in comps] for comps in frame["completions"]]
-    prm = load_prm(settings, servers)
-    start = time.perf_counter()
-    scores, read = prm.score_with_tokens(problems, completions)
+    with job_gpus_held(None, settings):  # its own GPU (locally: locked for it) before anything touches CUDA
+        prm = load_prm(settings, servers)
+        start = time.perf_counter()
+        scores, read = prm.score_with_tokens(problems, completions)
     total = sum(len(c) for c in completions)
     log.info(
         "scored %d completions of %d problems with %s (%d tokens read) in %.1fs",

@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
+from sal_core.device_locks import visible_env
 from sal_core.errors import ConfigError, ServerError
 from sal_core.hub import offline_env, staged
+from sal_core.job_devices import hold_server_gpus
 from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
 from sal_core.serving.vllm_prm import pooling_command
@@ -132,6 +134,12 @@ class Started:
 
 
 def start_local(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[str, str]) -> Started:
+    """A server as a child process, on GPUs of its own on a machine with several (locked as a local
+    job's are, sal_core.job_devices; its CUDA_VISIBLE_DEVICES), given back once it has stopped."""
+    gpus = hold_server_gpus(spec.name, spec.settings)
+    if gpus.locked:
+        env = {**env, **visible_env(gpus.gpus)}
+        log.info("server of %s on GPUs: %s", spec.name, ", ".join(gpus.gpus) or "none")
     process = spawn(spec.argv(service_file), service_file, log_path, env)
 
     def ended() -> str | None:
@@ -139,6 +147,7 @@ def start_local(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[
 
     def stop() -> None:
         stop_server(process)
+        gpus.release()
 
     return Started(spec, service_file, log_path, ended, stop)
 

@@ -9,11 +9,13 @@ from snakemake.exceptions import WorkflowError
 
 from sal_core import paths
 from sal_core.constants import PREPARED_SOURCES
+from sal_core.device_locks import local_gpu_count, under_slurm
 from sal_core.errors import SalError
 from sal_core.evaluation.disagreement import GRADER_FILES, SUFFIXES as GRADER_SUFFIXES
 from sal_core.evaluation.optimal import optimal_flags
 from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, grader_flag, evaluation_protocols
 from sal_core.executable import put_sal_on_path
+from sal_core.job_devices import grid_gpus
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
 from sal_core.pipeline.stage_models import dry_run_requested, unstaged_line
@@ -35,6 +37,16 @@ try:
     PROTOCOLS = evaluation_protocols(config.get("evaluation", {}))
     # evaluation.graders: several write an accuracy column each and the run's grader files
     GRADERS = evaluation_graders(config.get("evaluation", {}))
+    # GPUs per generate / score job (the rules' `gpu` resource, unless the config's resources say).
+    # Locally Snakemake's `gpu` resource counts the machine's GPUs (profiles/default; undeclared: those
+    # it shows that nobody holds now) and each job's sal step locks which ones it uses
+    # (sal_core.device_locks); Slurm binds its own.
+    GPUS = grid_gpus(GRID)
+    if workflow.local_exec and not under_slurm():
+        DECLARED_GPUS = getattr(workflow.global_resources.get("gpu"), "value", None)
+        LOCAL_GPUS = local_gpu_count(DECLARED_GPUS)
+        if DECLARED_GPUS is None and LOCAL_GPUS:
+            workflow.register_resource("gpu", LOCAL_GPUS)
 except SalError as err:
     raise WorkflowError(f"invalid configuration: {err}") from None
 

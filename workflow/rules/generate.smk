@@ -9,6 +9,7 @@ rule generate:
         SAL_ENV
     threads: resource("generate", "threads", 1)
     resources:
+        gpu=resource("generate", "gpu", GPUS["generate"]),
         mem_mb=resource("generate", "mem_mb", 16000),
         runtime=resource("generate", "runtime", 120),
     params:

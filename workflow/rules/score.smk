@@ -10,6 +10,7 @@ rule score:
         SAL_ENV
     threads: resource("score", "threads", 1)
     resources:
+        gpu=resource("score", "gpu", GPUS["score"]),
         mem_mb=resource("score", "mem_mb", 16000),
         runtime=resource("score", "runtime", 60),
     params:
