@@ -226,6 +226,14 @@ def test_a_gated_model_without_a_token_is_one_line_and_nothing_is_fetched(hub: F
     assert secret not in granted.stdout + granted.stderr
 
 
+def test_a_hub_that_does_not_answer_is_one_line(hub: FakeHub, tmp_path: Path) -> None:
+    closed = hub_env(hub, tmp_path / "hf-home", HF_ENDPOINT="http://127.0.0.1:9")  # the discard port: closed
+    result = sal(closed, "stage-models", "--config", str(grid_config(tmp_path)), "--dry-run")
+    assert result.returncode == 2
+    (line,) = errors(result)
+    assert "the Hub at http://127.0.0.1:9 does not answer" in line and "staging needs internet" in line
+
+
 def test_a_revision_pins_the_snapshot_and_a_missing_one_is_one_line(hub: FakeHub, tmp_path: Path) -> None:
     commit = hub.repos[POLICY].commit
     env = hub_env(hub, tmp_path / "hf-home")
