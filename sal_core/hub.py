@@ -41,8 +41,8 @@ _Entry = TypeVar("_Entry", bound=Any)
 
 def offline_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The variables a job runs with: the Hub's offline switches and vLLM's cache folder, each unless
-    `env` already sets it (HF_HUB_OFFLINE=0 lets jobs reach the Hub again, for Hub datasets in
-    train-prm or processbench; models still load from the stage only)."""
+    `env` already sets it (HF_HUB_OFFLINE=0 lets jobs reach the Hub again, e.g. for a Hub dataset
+    nobody staged; models still load from the stage only)."""
     wanted = {**OFFLINE, "VLLM_CACHE_ROOT": str(Path(VLLM_CACHE).absolute())}
     return {key: env.get(key, value) for key, value in wanted.items()}
 

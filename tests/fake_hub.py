@@ -39,6 +39,8 @@ class FakeHub:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        #: tokens without access to the gated repositories (as before their terms are accepted)
+        self.refused_tokens: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
 
     def add(
@@ -111,9 +113,10 @@ class FakeHub:
             entries = [e for e in self._tree(repo, "", True) if e["path"] in wanted]
             return self._json(handler, entries, body)
         filename = "/".join(rest[2:])
-        if repo.gated and not handler.headers.get("authorization"):
+        token = handler.headers.get("authorization", "").split(" ")[-1]
+        if repo.gated and (not token or token in self.refused_tokens):
             message = f"Access to model {repo_name} is restricted. You must have access to it and be authenticated."
-            return self._error(handler, 401, "GatedRepo", message, body)
+            return self._error(handler, 403 if token else 401, "GatedRepo", message, body)
         if filename not in repo.files:
             return self._error(handler, 404, "EntryNotFound", f"{filename} does not exist", body)
         data = repo.files[filename]

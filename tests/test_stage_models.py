@@ -220,10 +220,24 @@ def test_a_gated_model_without_a_token_is_one_line_and_nothing_is_fetched(hub: F
     assert f"prms.judge.path: {GATED} is gated" in line and "HF_TOKEN" in line
     assert not [r for r in hub.requests if "/resolve/" in r[1] and r[0] == "GET"], "nothing is downloaded"
     assert not list((tmp_path / "hf-home").glob("hub/models--*/snapshots/*/*")), "nor the public model beside it"
+    hub.refused_tokens.add("hf_NotGrantedYet")
+    refused = sal({**env, "HF_TOKEN": "hf_NotGrantedYet"}, "stage-models", "--config", str(config))
+    assert refused.returncode == 2
+    (line,) = errors(refused)
+    assert f"prms.judge.path: {GATED} is gated and your token has no access" in line
+    assert "hf_NotGrantedYet" not in refused.stdout + refused.stderr
     secret = "hf_NotARealTokenButSecret"
     granted = sal({**env, "HF_TOKEN": secret}, "stage-models", "--config", str(config))
     assert granted.returncode == 0, granted.stderr
     assert secret not in granted.stdout + granted.stderr
+
+
+def test_a_hub_that_does_not_answer_is_one_line(hub: FakeHub, tmp_path: Path) -> None:
+    closed = hub_env(hub, tmp_path / "hf-home", HF_ENDPOINT="http://127.0.0.1:9")  # the discard port: closed
+    result = sal(closed, "stage-models", "--config", str(grid_config(tmp_path)), "--dry-run")
+    assert result.returncode == 2
+    (line,) = errors(result)
+    assert "the Hub at http://127.0.0.1:9 does not answer" in line and "staging needs internet" in line
 
 
 def test_a_revision_pins_the_snapshot_and_a_missing_one_is_one_line(hub: FakeHub, tmp_path: Path) -> None:

@@ -172,6 +172,26 @@ def gated_line(model: HubModel, token: bool) -> str:
     )
 
 
+def network_errors() -> tuple[type[BaseException], ...]:
+    """What the Hub client raises when nothing answers: OSError, and httpx2's transport errors (no OSError)."""
+    try:
+        import httpx2
+
+        return (OSError, httpx2.TransportError)
+    except ImportError:  # a huggingface_hub on requests raises OSErrors
+        return (OSError,)
+
+
+def unreachable(err: BaseException) -> str:
+    """The one line for a Hub that does not answer."""
+    from huggingface_hub import constants
+
+    reason = str(err).splitlines()[0] if str(err) else ""
+    return (
+        f"the Hub at {constants.ENDPOINT} does not answer ({err.__class__.__name__}: {reason}); staging needs internet"
+    )
+
+
 def report(plans: Sequence[StagePlan], free: int) -> list[str]:
     """The size report printed before anything is downloaded: per checkpoint, then in all."""
     lines = [f"Hub cache {hub_cache()}: {size(free)} free"]
@@ -198,9 +218,11 @@ def plan_grid(grid: Grid) -> tuple[list[StagePlan], list[str]]:
     for model in hub_models(grid):
         try:
             plan = plan_model(api, model)
-        except (HfHubHTTPError, OSError) as err:  # OSError: connection refused, DNS, timeouts
+        except HfHubHTTPError as err:
             errors.append(str(hub_error(model, err, token)))
             continue
+        except network_errors() as err:  # no answer at all: one line says it for every model
+            return [], [unreachable(err)]
         if plan.gated and not token and plan.to_fetch:
             errors.append(gated_line(model, token=False))
         plans.append(plan)
@@ -216,8 +238,10 @@ def fetch(plan: StagePlan) -> None:
     model = plan.model
     try:
         snapshot_download(model.repo, revision=model.revision, allow_patterns=sorted(plan.sizes), cache_dir=hub_cache())
-    except (HfHubHTTPError, OSError) as err:
+    except HfHubHTTPError as err:
         raise hub_error(model, err, get_token() is not None) from err
+    except network_errors() as err:
+        raise ModelError(f"{model.keys[0]}: {model.label}: {unreachable(err)}") from err
     if staged_folder(model.repo, model.revision) is None:
         raise ModelError(f"{model.keys[0]}: {model.label} has no config.json or incomplete weights after download")
 
@@ -241,7 +265,7 @@ def stage_grid(grid: Grid, dry_run: bool, say: Callable[[str], None] = print) ->
     cache = Path(hub_cache())
     cache.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(cache).free
-    for line in report(plans, free):
+    for line in report(plans, free) if plans else []:
         say(line)
     needed = sum(p.to_fetch for p in plans)
     if needed > free:
