@@ -6,7 +6,8 @@ Reads ../shared (beside the repository): writes two 500 x 256 merged files (seed
 per run), and over a grid of 12 runs (2 approaches x 3 samplings x 2 seeds, their files copies of the two
 synthetic runs relabelled) `sal aggregate` (the existing aggregation) and `sal optimal` (rule optimal).
 The copies make every approach and sampling score alike, so the table is degenerate; only sizes set
-the time (500 problems, 9 values of n, 3 votes, 6 strategies per n, 2 difficulty estimates).
+the time (500 problems, 9 values of n, 18 strategies per n: 2 approaches x 3 samplings x 3 votes;
+2 difficulty estimates, 5 bins, 20 repeated splits).
 
 Usage: python bench/optimal_speed.py [--workers W] [--repeats R]
 """

@@ -246,7 +246,10 @@ def compare(cube: Cube, bon: dict[str, np.ndarray], idx: np.ndarray, target: flo
     the grid at which it reaches `target` (no interpolation), as a multiple of this budget."""
     out = {}
     for vote, rows in bon.items():
-        accuracy = cube.credit[rows][:, idx].mean(1) if len(rows) else np.array([])
+        if not len(rows):  # no Best-of-N run in the grid to compare with
+            out.update({f"bon_{vote}": np.nan, f"{vote}_reaches_at": np.nan, f"{vote}_less_compute": np.nan})
+            continue
+        accuracy = cube.credit[rows][:, idx].mean(1)
         spend = (cube.ns if head["budget_type"] == "n" else cube.costs)[rows].astype(float)
         within = np.nonzero(spend <= head["budget"])[0]
         out[f"bon_{vote}"] = float(accuracy[within[-1]]) if len(within) else np.nan

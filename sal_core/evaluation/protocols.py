@@ -73,6 +73,13 @@ def grader_flag(evaluation: Mapping[str, Any]) -> str:
     return "" if names == ["default"] else " --graders " + ",".join(names)
 
 
+def first_grader_flag(evaluation: Mapping[str, Any]) -> str:
+    """` --graders NAME` of the grader that drives the metrics, for the per-problem credit (rule credit);
+    "" when it is the default one."""
+    first = evaluation_graders(evaluation)[0]
+    return "" if first == "default" else f" --graders {first}"
+
+
 def evaluation_flags(evaluation: Mapping[str, Any], with_protocol: bool = True) -> str:
     """`sal evaluate`'s flags for the config's `evaluation` block: those of the first protocol (the same
     string a single `protocol` always gave, so its jobs do not rerun), or without `--protocol` for the

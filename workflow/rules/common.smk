@@ -115,9 +115,8 @@ PROTOCOL_METRICS_LISTS = {
 }
 
 # Compute-optimal by difficulty (rules/optimal.smk): each model's credit files, listed at parse time.
-CREDIT_FILES = {
-    m: [f for f in PLAN.per_run_and_prm(paths.CREDIT) if paths.run_keys(f)["model"] == m] for m in GRID.models
-}
+ALL_CREDIT = PLAN.per_run_and_prm(paths.CREDIT)
+CREDIT_FILES = {m: [f for f in ALL_CREDIT if paths.run_keys(f)["model"] == m] for m in GRID.models}
 CREDIT_LISTS = {
     m: str(write_lines_if_changed(files, paths.CREDIT_LIST.format(dataset=DATASET, model=m)))
     for m, files in CREDIT_FILES.items()

@@ -1,6 +1,7 @@
 # Compute-optimal strategy by difficulty (sal_core.evaluation.optimal, docs/evaluation.md). Each run's
 # per-problem credit comes from a rule of its own, so adding this to a finished grid reruns no evaluate
 # job; the analysis then reads one model's credit files (a list file written at parse time).
+from sal_core.evaluation.protocols import first_grader_flag
 
 
 rule credit:
@@ -17,7 +18,8 @@ rule credit:
         mem_mb=resource("evaluate", "mem_mb", 4000),
         runtime=resource("evaluate", "runtime", 30),
     params:
-        options=evaluation_options(),
+        # the first protocol's and the first grader's rules: the credit the metrics file averages
+        options=evaluation_options() + first_grader_flag(config.get("evaluation", {})),
     message:
         JOB_MESSAGE
     shell:
