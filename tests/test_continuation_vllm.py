@@ -54,7 +54,7 @@ def test_vllm_greedy_stepwise_search_continues_exactly(engines, caplog) -> None:
             check_prefix(reference, prompt, out.token_ids, text, f"vLLM {method} exact")
     caplog.clear()
     with caplog.at_level("INFO", logger="sal_core.search.continuation"):
-        reencoded = run_search(problems, default_job(path, "dvts", **STEPWISE), engine, prm)
+        reencoded = run_search(problems, default_job(path, "dvts", continuation="reencode", **STEPWISE), engine, prm)
     assert not any(out.text.startswith(r.completions[0]) for out, r in zip(whole, reencoded, strict=True))
     (line,) = [r.getMessage() for r in caplog.records if "re-encoding changed" in r.getMessage()]
     assert not line.split("changed the ids at ")[1].startswith("0 of"), line
