@@ -29,8 +29,8 @@ def default_problems(count: int) -> list[str]:
 
 
 def default_job(model_path: Path, method: str, **search) -> GenerateJob:
-    """The embedded default's job for `method` (config/config.yaml), on `model_path`, greedy, n = 1,
-    one beam, with `search` overrides."""
+    """The embedded default's beam-search job (config/config.yaml: prompt, steps, iterations,
+    continuation) run as `method` on `model_path`, greedy, n = 1, one beam, with `search` overrides."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     runs = [r for r in build_grid(config).runs if r.method == "beam_search"]
     job = runs[0].job

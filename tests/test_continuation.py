@@ -149,7 +149,9 @@ def test_greedy_stepwise_search_writes_the_greedy_whole_solution_only_with_exact
             check_prefix(backend, prompt, out.token_ids, text, f"{method} exact")
         caplog.clear()
         with caplog.at_level("INFO", logger="sal_core.search.continuation"):
-            reencoded = run_search(problems, default_job(path, method, **STEPWISE), backend, prm)
+            reencoded = run_search(
+                problems, default_job(path, method, continuation="reencode", **STEPWISE), backend, prm
+            )
         texts = [r.completions[0] for r in reencoded]
         assert not any(out.text.startswith(t) for out, t in zip(whole, texts, strict=True)), texts
         (line,) = [r.getMessage() for r in caplog.records if "re-encoding changed" in r.getMessage()]
@@ -159,13 +161,14 @@ def test_greedy_stepwise_search_writes_the_greedy_whole_solution_only_with_exact
 
 @pytest.mark.slow
 def test_embedded_default_greedy_one_beam_boxes_the_whole_solutions_answer(smollm2) -> None:
-    """config/config.yaml's beam search (its steps, iterations and prompt), greedy with one beam and
-    exact continuation, boxes the answer greedy whole-solution generation boxes, on all 4 problems."""
+    """config/config.yaml's beam search (its steps, iterations, prompt and exact continuation), greedy
+    with one beam, boxes the answer greedy whole-solution generation boxes, on all 4 problems."""
     from sal_core.evaluation.grading import last_boxed
 
     path, backend, prm = smollm2
     problems = default_problems(4)
-    job = default_job(path, "beam_search", continuation="exact")
+    job = default_job(path, "beam_search")
+    assert job.search.continuation == "exact"  # config/config.yaml's own setting
     _, whole = greedy_whole(backend, job, problems, 64)
     results = run_search(problems, job, backend, prm)
     answers = [last_boxed(r.completions[0].split("\n\nProblem:")[0]) for r in results]

@@ -54,7 +54,28 @@ def test_vllm_greedy_stepwise_search_continues_exactly(engines, caplog) -> None:
             check_prefix(reference, prompt, out.token_ids, text, f"vLLM {method} exact")
     caplog.clear()
     with caplog.at_level("INFO", logger="sal_core.search.continuation"):
-        reencoded = run_search(problems, default_job(path, "dvts", **STEPWISE), engine, prm)
+        reencoded = run_search(problems, default_job(path, "dvts", continuation="reencode", **STEPWISE), engine, prm)
     assert not any(out.text.startswith(r.completions[0]) for out, r in zip(whole, reencoded, strict=True))
     (line,) = [r.getMessage() for r in caplog.records if "re-encoding changed" in r.getMessage()]
     assert not line.split("changed the ids at ")[1].startswith("0 of"), line
+
+
+def test_the_openai_backend_asks_vllm_for_ids_and_reads_them() -> None:
+    """The request validates as vLLM's own CompletionRequest with `return_token_ids`; a vLLM choice's
+    `token_ids`, through the openai client's types, are the ids the backend returns."""
+    from openai.types import Completion
+    from vllm.entrypoints.openai.completion import protocol
+    from vllm.entrypoints.serve.engine.protocol import UsageInfo
+
+    from sal_core.backends.base import GenerationRequest
+    from sal_core.backends.openai_backend import completion_arguments, returned_ids
+
+    kwargs = completion_arguments("policy", GenerationRequest("x", 0.0, stop=("\n\n",)), [1, 2], 7)
+    body = {k: v for k, v in kwargs.items() if k != "extra_body"} | kwargs["extra_body"]
+    assert protocol.CompletionRequest.model_validate(body).return_token_ids
+    choice = protocol.CompletionResponseChoice(index=0, text="a\n\n", finish_reason="stop", token_ids=[64, 16506])
+    usage = UsageInfo(prompt_tokens=2, completion_tokens=2, total_tokens=4)
+    answer = protocol.CompletionResponse(model="policy", choices=[choice], usage=usage)
+    (parsed,) = Completion.model_validate(answer.model_dump(mode="json")).choices
+    assert returned_ids(parsed.model_extra or {}) == (64, 16506)
+    assert returned_ids({}) is None

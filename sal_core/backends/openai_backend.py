@@ -180,9 +180,13 @@ class OpenAIBackend(GenerationBackend):
             raise ServerError(f"{self.name}: POST /v1/completions answered {err}") from err
         usage = getattr(response, "usage", None)
         tokens = usage.completion_tokens if usage is not None else self.count_tokens(choice.text) + (reason == "eos")
-        ids = extra.get("token_ids")
-        token_ids = tuple(int(i) for i in ids) if isinstance(ids, list) else None
-        return GenerationOutput(text=choice.text, num_tokens=int(tokens), finish_reason=reason, token_ids=token_ids)
+        return GenerationOutput(choice.text, int(tokens), reason, returned_ids(extra))
+
+
+def returned_ids(extra: dict[str, Any]) -> tuple[int, ...] | None:
+    """A choice's generated ids (vLLM's `token_ids`, answered to `return_token_ids`), None if absent."""
+    ids = extra.get("token_ids")
+    return tuple(int(i) for i in ids) if isinstance(ids, list) else None
 
 
 def _message(err: Any) -> str:
