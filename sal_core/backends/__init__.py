@@ -19,6 +19,12 @@ def load_backend(
     """The engine named by `settings.backend`, with the model loaded and ready (`backend: openai`:
     connected to the server whose location `servers` holds under the model's name). `prm_in_process`:
     a guiding PRM will share the device (vLLM then takes a smaller share of it)."""
+    if settings.backend in ("transformers", "vllm"):  # before anything loads: a build that cannot use the GPUs
+        from sal_core.backends.gpu_platform import check_gpu_platform
+
+        check_gpu_platform(
+            settings.device, settings.backend == "vllm", f"models.{settings.name}.backend {settings.backend}"
+        )
     if settings.backend == "transformers":
         from sal_core.backends.transformers_backend import TransformersBackend
 

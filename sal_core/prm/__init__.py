@@ -32,6 +32,9 @@ def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: Loade
         from sal_core.prm.server import load_server_prm
 
         return load_server_prm(settings, location)
+    from sal_core.backends.gpu_platform import check_gpu_platform
+
+    check_gpu_platform(settings.device, False, f"prms.{settings.name}")
     from transformers import AutoModelForCausalLM
 
     from sal_core.devices import resolve_device, resolve_dtype
