@@ -301,7 +301,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="torch device to check (default cuda; cpu to try it here)")
     args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and torch.cuda.device_count() == 0:  # NVML: no cuInit before vLLM forks
         print(f"FAIL environment: --device {args.device} but torch {torch.__version__} sees no CUDA GPU")
         return 1
     from sal_core.gpu_info import driver_version, visible_gpus

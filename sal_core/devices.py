@@ -25,11 +25,12 @@ BF16_CAPABILITY = (8, 0)
 def resolve_device(device: str, key: str) -> Any:
     """'auto' picks the first CUDA GPU when there is one, else the CPU; anything else must be a
     torch device string. `key` names the config setting in errors (`model.device`, `prm.device`).
-    (`torch.cuda.is_available()` counts devices without initialising CUDA in this process.)"""
+    Devices are counted through NVML (`torch.cuda.device_count`), not `torch.cuda.is_available()`,
+    whose default calls cuInit in this process, after which a forked child cannot use CUDA."""
     import torch
 
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.device_count() > 0 else "cpu")
     try:
         return torch.device(device)
     except RuntimeError as err:
