@@ -210,12 +210,12 @@ def check_prm_fits(model: ModelSettings, prm: PRMSettings, utilization: float, c
     device = resolve_device(prm.device, "prm.device")
     if device.type != "cuda" or not torch.cuda.is_available():
         return
-    dtype = resolve_dtype(prm.dtype, device, "prm.dtype")
-    need = prm_need_for(prm, str(dtype).removeprefix("torch."), caches_prefixes)
-    needed = need.total if need else weight_bytes(prm.path, torch.empty((), dtype=dtype).element_size(), prm.revision)
+    dtype = str(resolve_dtype(prm.dtype, device, "prm.dtype")).removeprefix("torch.")
+    need = prm_need_for(prm, dtype, caches_prefixes)
+    free, _total = torch.cuda.mem_get_info(device)  # creates this process's CUDA context: no longer to come
+    needed = need.total - need.context if need else weight_bytes(prm.path, RUN_DTYPE_BYTES[dtype], prm.revision)
     if needed is None:
         return
-    free, _total = torch.cuda.mem_get_info(device)
     message = prm_fit_error(free, needed, model, prm, utilization)
     if message:
         raise ModelError(message)
