@@ -32,6 +32,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny tokenizer and PRM builders the tests use
+sys.path.insert(0, str(ROOT))  # this checkout's sal_core, whichever checkout the environment was installed from
 
 from gpu_check_vllm import never_ending_policy, run_job_checks, tensor_parallel  # noqa: E402
 from search_helpers import favour_steps  # noqa: E402
