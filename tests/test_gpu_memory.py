@@ -20,6 +20,7 @@ from sal_core.backends.gpu_memory import (
     gpu_memory_utilization,
     plan_share,
     prm_fit_error,
+    prm_need_for,
     read_config,
     vllm_share_beside_prm,
     weight_bytes,
@@ -221,3 +222,11 @@ def test_the_share_is_planned_from_the_driver_before_the_engine(
 def test_docs_table_is_what_the_code_computes() -> None:
     docs = (Path(__file__).resolve().parent.parent / "docs" / "gpu.md").read_text()
     assert _table_module().table() in docs
+
+
+def test_a_config_of_another_shape_skips_the_plan_in_one_log_line(tmp_path: Path, caplog) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "d_model": 512}))
+    prm = PRMSettings(name="other", type="trl", path=str(tmp_path))
+    caplog.set_level("WARNING", logger="sal_core.backends.gpu_memory")
+    assert prm_need_for(prm, "bfloat16", caches_prefixes=False) is None
+    assert [r.getMessage() for r in caplog.records if "memory estimate skipped" in r.getMessage()]

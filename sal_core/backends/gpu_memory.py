@@ -125,13 +125,25 @@ def read_config(path: str | Path, revision: str | None = None) -> dict | None:
         return None
 
 
-def prm_need_for(prm: PRMSettings, dtype: str, caches_prefixes: bool) -> PRMNeed | None:
-    """What `prm` needs on the GPU running in `dtype` (None when its config.json cannot be read)."""
-    config = read_config(prm.path, prm.revision)
+def architecture(path: str | Path, revision: str | None = None) -> Architecture | None:
+    """The decoder shape of a checkpoint's config.json; None, logged, when it is unreadable or not a
+    decoder of the shapes memory_estimate knows (the memory plan is then skipped, never guessed)."""
+    config = read_config(path, revision)
     if config is None:
         return None
+    try:
+        return Architecture.from_config(config)
+    except (KeyError, TypeError, ValueError) as err:
+        log.warning("%s: config.json lacks %s; memory estimate skipped", path, err)
+        return None
+
+
+def prm_need_for(prm: PRMSettings, dtype: str, caches_prefixes: bool) -> PRMNeed | None:
+    """What `prm` needs on the GPU running in `dtype` (None when its config.json cannot be read)."""
+    arch = architecture(prm.path, prm.revision)
+    if arch is None:
+        return None
     weights = weight_bytes(prm.path, RUN_DTYPE_BYTES[dtype], prm.revision)
-    arch = Architecture.from_config(config)
     return prm_need(arch, dtype, prm.batch_size, prm.max_length, caches_prefixes, weights)
 
 
@@ -145,11 +157,10 @@ def policy_floor_bytes(arch: Architecture, dtype: str, max_model_len: int, weigh
 
 def policy_floor(model: ModelSettings, dtype: str) -> int | None:
     """`policy_floor_bytes` of the model's checkpoint (None when its config.json cannot be read)."""
-    config = read_config(model.path)
-    if config is None:
+    arch = architecture(model.path)
+    if arch is None:
         return None
-    weights = weight_bytes(model.path, RUN_DTYPE_BYTES[dtype])
-    return policy_floor_bytes(Architecture.from_config(config), dtype, model.max_model_len, weights)
+    return policy_floor_bytes(arch, dtype, model.max_model_len, weight_bytes(model.path, RUN_DTYPE_BYTES[dtype]))
 
 
 def plan_share(
