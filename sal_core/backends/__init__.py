@@ -21,6 +21,12 @@ def load_backend(
     connected to the server whose location `servers` holds under the model's name). `prm_in_process`:
     a guiding PRM will share the device (vLLM then takes a smaller share of it). A Hub model loads from
     its staged snapshot (sal_core.hub), never from the Hub."""
+    if settings.backend in ("transformers", "vllm"):  # before anything loads: a build that cannot use the GPUs
+        from sal_core.backends.gpu_platform import check_gpu_platform
+
+        check_gpu_platform(
+            settings.device, settings.backend == "vllm", f"models.{settings.name}.backend {settings.backend}"
+        )
     settings = staged(settings, "models")
     if settings.backend == "transformers":
         from sal_core.backends.transformers_backend import TransformersBackend

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sal_core.backends.gpu_memory import gpu_memory_utilization
+from sal_core.devices import dtype_name, gpu_capability
 from sal_core.errors import ConfigError
 from sal_core.settings.jobs import ModelSettings
 
@@ -65,14 +66,11 @@ def model_positions(path: str) -> int | None:
 
 
 def resolved_dtype(settings: ModelSettings, cpu: bool) -> str:
-    """The dtype name both engines use for this model: the project's device rule for `auto`."""
-    if settings.dtype != "auto":
-        return settings.dtype
+    """The dtype name both engines use for this model: the project's device rule (devices.dtype_name),
+    on the lowest compute capability of the visible GPUs (a tensor-parallel engine uses them all)."""
     if cpu:
-        return "float32"
-    import torch
-
-    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return dtype_name(settings.dtype, "cpu", None, "model.dtype")
+    return dtype_name(settings.dtype, "cuda", gpu_capability(), "model.dtype")
 
 
 def memory_share(settings: ModelSettings, prm_in_process: bool, cpu: bool) -> float:

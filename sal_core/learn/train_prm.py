@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from sal_core.devices import dtype_name, gpu_capability
 from sal_core.errors import ModelError
 from sal_core.hub import checkpoint
 from sal_core.learn.stepwise import load_stepwise, tokenize_batch
@@ -188,7 +189,8 @@ def training_arguments(settings: TrainSettings, checkpoints: Path) -> Any:
 
     bf16 = settings.bf16
     if bf16 is None:
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # the project's precision rule (devices.dtype_name): bfloat16 only where the GPU has it in hardware
+        bf16 = torch.cuda.is_available() and dtype_name("auto", "cuda", gpu_capability(), "train.bf16") == "bfloat16"
     return TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=settings.epochs,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from sal_core.backends.gpu_memory import check_prm_fits, gpu_memory_utilization
+from sal_core.backends.gpu_memory import check_prm_fits, gpu_memory_utilization, vllm_share_beside_prm
 from sal_core.constants import PROBLEM_COLUMNS
 from sal_core.errors import ConfigError
 from sal_core.job_devices import job_gpus_held, shares_policy_gpu
@@ -90,17 +91,21 @@ def load_models(job: GenerateJob, servers: Servers) -> tuple[Any, Any]:
     prm_in_process = guided and job.prm is not None and not job.prm.served
     # imported here: torch and transformers load only once the inputs are known to be good
     from sal_core.backends import load_backend
+    from sal_core.prm import load_prm, shares_prefixes
 
     load_started = time.perf_counter()
     # a PRM on a GPU of its own (prms.<name>.device: cuda:1) leaves vLLM the whole of the policy's
     beside = prm_in_process and shares_policy_gpu(job.model, job.prm)
-    backend = load_backend(job.model, servers, prm_in_process=beside)
+    model = job.model
+    if beside and model.backend == "vllm":  # the PRM's room is planned before the engine starts
+        share = vllm_share_beside_prm(model, job.prm, shares_prefixes(job.prm.type))
+        model = model if share is None else replace(model, gpu_memory_utilization=share)
+    backend = load_backend(model, servers, prm_in_process=beside)
     prm = None
     if guided:
-        from sal_core.prm import load_prm
-
         if prm_in_process:
-            check_prm_fits(job.model, job.prm, gpu_memory_utilization(job.model, prm_in_process=beside))
+            utilization = gpu_memory_utilization(model, prm_in_process=beside)
+            check_prm_fits(model, job.prm, utilization, shares_prefixes(job.prm.type))
         prm = load_prm(job.prm, servers, reuse=backend.weights)
     log.info(
         "loaded %s%s in %.1f s",

@@ -20,7 +20,17 @@ from sal_core.prm.base import PRM, scored_steps, split_steps
 from sal_core.settings.endpoint import Servers, location_of
 from sal_core.settings.jobs import PRMSettings
 
-__all__ = ["PRM", "load_prm", "scored_steps", "split_steps"]
+__all__ = ["PRM", "load_prm", "scored_steps", "shares_prefixes", "split_steps"]
+
+
+def shares_prefixes(prm_type: str) -> bool:
+    """Whether a PRM family scores a batch in two passes over a shared-prefix KV cache (prm/hf.py), which
+    it holds for the whole batch (backends.memory_estimate counts it)."""
+    from sal_core.prm.math_shepherd import MathShepherdPRM
+    from sal_core.prm.rlhflow import RLHFlowPRM
+
+    family = {"rlhflow": RLHFlowPRM, "math-shepherd": MathShepherdPRM}.get(prm_type)
+    return bool(family and family.shares_prefixes)
 
 
 def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: LoadedWeights | None = None) -> PRM:
@@ -39,6 +49,9 @@ def load_prm(settings: PRMSettings, servers: Servers | None = None, reuse: Loade
         from sal_core.prm.verifier import VerifierPRM
 
         return VerifierPRM(settings)
+    from sal_core.backends.gpu_platform import check_gpu_platform
+
+    check_gpu_platform(settings.device, False, f"prms.{settings.name}")
     from transformers import AutoModelForCausalLM
 
     from sal_core.devices import resolve_device, resolve_dtype

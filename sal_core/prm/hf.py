@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,6 +205,8 @@ class TransformersPRM(PRM):
                     seqs = [e.input_ids for e in encs]
                     probs = self.split_probs(build_split(seqs, groups, self.pad_id, self.device), rows, cols)
             flat = probs.float().clamp(0.0, 1.0).cpu().tolist()
+            if not all(map(math.isfinite, flat)):
+                raise ModelError(non_finite_message(self.settings, getattr(self.forward_module, "dtype", None)))
             start = 0
             for k, e in zip(batch, encs, strict=True):
                 results[k] = flat[start : start + len(e.positions)]
@@ -246,6 +249,16 @@ class TransformersPRM(PRM):
     def split_probs(self, split: Split, rows: Any, cols: Any) -> Any:
         """As `step_probs`, over a batch laid out in two passes (see sal_core.backends.shared_prefix)."""
         raise NotImplementedError(f"{type(self).__name__} runs every input in one pass")
+
+
+def non_finite_message(settings: PRMSettings, dtype: Any) -> str:
+    """The one line for NaN or infinite scores: the PRM overflowed its dtype (float16 in some checkpoints)."""
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "its dtype"
+    instead = "bfloat16 (on a GPU of compute capability 8.0+) or float32" if name == "float16" else "float32"
+    return (
+        f"prms.{settings.name}: scores are NaN or infinite in {name} (the model overflows it): "
+        f"set prms.{settings.name}.dtype to {instead}"
+    )
 
 
 def fill_steps(got: list[float], n_steps: int) -> list[float]:

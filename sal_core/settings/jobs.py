@@ -61,7 +61,7 @@ class ModelSettings(ServedSettings, Settings):
     device: str = "auto"
     #: transformers: sequences per forward batch
     batch_size: int = 64
-    #: vllm only; None: 0.9, or 0.5 when the job loads a guiding PRM beside it (backends.gpu_memory);
+    #: vllm only; None: 0.9, or what a guiding PRM loaded beside it leaves (backends.gpu_memory);
     #: on vLLM's CPU build the share of the machine's memory for the KV cache, 0.2 (backends.vllm_engine)
     gpu_memory_utilization: float | None = None
     tensor_parallel_size: int | None = None
