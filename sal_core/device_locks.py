@@ -22,8 +22,6 @@ import fcntl
 import logging
 import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sal_core.errors import ConfigError
+from sal_core.gpu_info import nvidia_smi_rows, parse_rows
 
 log = logging.getLogger(__name__)
 
@@ -50,21 +49,11 @@ def under_slurm() -> bool:
 
 def visible_gpus() -> list[str]:
     """The GPU ids this process may use: CUDA_VISIBLE_DEVICES's entries when it is set (empty: none),
-    else the machine's GPUs by `nvidia-smi` (none without it)."""
+    else the machine's GPUs by their nvidia-smi index (none without it), from the one driver query
+    (sal_core.gpu_info)."""
     if VISIBLE_ENV in os.environ:
         return [entry.strip() for entry in os.environ[VISIBLE_ENV].split(",") if entry.strip()]
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        answer = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in answer.stdout.splitlines() if line.strip()] if answer.returncode == 0 else []
+    return [str(row.gpu.physical) for row in parse_rows(nvidia_smi_rows() or [])]
 
 
 def local_gpu_count(declared: int | None) -> int:

@@ -15,6 +15,7 @@ import pytest
 
 from sal_core.device_locks import claim_gpus, local_gpu_count, try_claim, visible_gpus
 from sal_core.errors import ConfigError
+from sal_core.gpu_info import FIELDS
 from sal_core.job_devices import grid_gpus, job_gpus, policy_only, shares_policy_gpu
 from sal_core.settings.jobs import ModelSettings, PRMSettings
 
@@ -323,7 +324,9 @@ def test_without_cuda_visible_devices_the_gpus_are_nvidia_smis_in_its_order(
 
     fake = tmp_path / "bin" / "nvidia-smi"  # answers as the real one does to this query, on a 2-GPU machine
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\n[ "$1 $2" = "--query-gpu=index --format=csv,noheader" ] && printf "0\\n1\\n"\n')
+    query = f"--query-gpu={','.join(FIELDS)} --format=csv,noheader,nounits"
+    rows = "".join(f"{i}, GPU-{i}, NVIDIA H100, 9.0, 81559, 81000, 580.65.06\\n" for i in range(2))
+    fake.write_text(f'#!/bin/sh\n[ "$1 $2" = "{query}" ] && printf "{rows}"\n')
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
