@@ -23,9 +23,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sal_core.backends.base import FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.http_client import resolve_endpoint
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ModelError, ServerError
-from sal_core.serving.client import resolve_endpoint
 from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import ModelSettings
 

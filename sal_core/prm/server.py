@@ -24,9 +24,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sal_core.backends.http_client import JsonClient, resolve_endpoint, wait_until_ready
 from sal_core.errors import ServerError
 from sal_core.prm.base import PRM, Scored, scored_steps
-from sal_core.serving.client import JsonClient, resolve_endpoint, wait_until_ready
 from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import PRMSettings
 

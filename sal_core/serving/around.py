@@ -13,7 +13,7 @@ the servers.
 
 The servers are closed to strangers: each run makes a fresh random key, hands it to the servers and to
 the command through the environment only (RUN_KEY_ENV; `vllm serve` reads VLLM_API_KEY), never through a
-command line, a service file or a log, and the clients send it (serving/client.py)."""
+command line, a service file or a log, and the clients send it (backends/http_client.py)."""
 
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.errors import ConfigError, ServerError
-from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
 from sal_core.serving.vllm_prm import pooling_command
 from sal_core.settings.grid import model_placement, named_settings

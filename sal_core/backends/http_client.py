@@ -6,18 +6,23 @@ A job finds its server from its ServerLocation (the config's `servers:` entry): 
 Connection failures, timeouts and 502/503/504 answers are retried `retries` times (0.5 s, 1 s, 2 s,
 ... apart); anything else that is not a good JSON answer fails the job at once with a ServerError
 naming the URL, so a broken server never passes silently.
+
+It lives in backends/, a low stage, because the clients of both kinds of server use it
+(backends/openai_backend.py, prm/server.py); reading a service file is client work too, so it is
+here and serving/ (the servers, a higher stage) imports it, never the other way round.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sal_core.errors import ServerError
-from sal_core.serving.service import read_service_file
 from sal_core.settings.endpoint import ServerLocation, key_from_env
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,27 @@ def resolve_endpoint(location: ServerLocation, where: str, who: str) -> Endpoint
     record = read_service_file(location.service_file, location.wait, who)
     url = str(record["url"]).rstrip("/")
     return Endpoint(url=url, where=f"{url} (service file {location.service_file})", api_key=key)
+
+
+def read_service_file(path: str | Path, wait: float, who: str) -> dict[str, Any]:
+    """The service record in `path`, waiting up to `wait` seconds for it to appear."""
+    path = Path(path)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait:g} s" if wait else ""
+                message = f"{who}: service file {path} does not exist{waited} (is the server running?)"
+                raise ServerError(message) from None
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.01)))
+            continue
+        except (OSError, ValueError) as err:
+            raise ServerError(f"{who}: service file {path} is unreadable ({err})") from err
+        if not isinstance(record, dict) or not isinstance(record.get("url"), str):
+            raise ServerError(f"{who}: service file {path} has no `url`")
+        return record
 
 
 class JsonClient:
