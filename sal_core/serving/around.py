@@ -36,6 +36,7 @@ from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.errors import ConfigError, ServerError
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
+from sal_core.serving.vllm_auth import KEY_ENV, middleware_args
 from sal_core.serving.vllm_prm import pooling_command
 from sal_core.settings.grid import model_placement, named_settings
 from sal_core.settings.jobs import ModelSettings, PRMSettings
@@ -52,8 +53,9 @@ STOP_WAIT = 60.0
 
 def vllm_command(settings: ModelSettings, cpu: bool = False) -> list[str]:
     """`vllm serve` for a `backend: vllm` entry, with the settings the in-process engine would use
-    (backends.vllm_engine; `cpu`: vLLM's CPU build serves it)."""
-    return ["vllm", "serve", settings.path, *serve_arguments(settings, cpu)]
+    (backends.vllm_engine; `cpu`: vLLM's CPU build serves it), closed with the run's key on every route
+    (serving/vllm_auth.py)."""
+    return ["vllm", "serve", settings.path, *serve_arguments(settings, cpu), *middleware_args()]
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ class ServerSpec:
         """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
         `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show); vLLM also its opt-outs of
         usage reporting."""
-        return {"VLLM_API_KEY": key, **NO_TRACKING} if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
+        return {KEY_ENV: key, **NO_TRACKING} if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
 
 
 def server_specs(config: dict[str, Any], names: Sequence[str], vllm_prms: Sequence[str] = ()) -> list[ServerSpec]:
