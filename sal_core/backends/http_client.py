@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sal_core.backends.server_share import ServerShare
 from sal_core.errors import ServerError
 from sal_core.settings.endpoint import ServerLocation, key_from_env
 
@@ -93,9 +94,11 @@ class JsonClient:
         import httpx
 
         self.endpoint, self.who, self.retries = endpoint, who, location.retries
+        #: this job's share of the server's capacity: how many requests it sends at once
+        self.share = ServerShare(location.service_file, location.max_in_flight)
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         timeout = httpx.Timeout(location.timeout, connect=min(location.timeout, 10.0))
-        limits = httpx.Limits(max_connections=location.max_in_flight + 2)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)  # the share limits requests
         self._http = httpx.Client(base_url=endpoint.url, headers=headers, timeout=timeout, limits=limits)
 
     @property
@@ -103,6 +106,7 @@ class JsonClient:
         return self.endpoint.name(self.who)
 
     def close(self) -> None:
+        self.share.close()
         self._http.close()
 
     def get(self, path: str, retries: int | None = None) -> Any:
@@ -127,6 +131,7 @@ class JsonClient:
                 failure = f"{err.__class__.__name__}: {err}".rstrip(": ")
                 log.warning("%s%s: %s (attempt %d of %d)", self.name, path, failure, attempt + 1, retries + 1)
                 continue
+            self.share.note(response.headers)
             if response.status_code in RETRY_STATUS:
                 failure = f"HTTP {response.status_code}: {_message(response)}"
                 log.warning("%s%s: %s (attempt %d of %d)", self.name, path, failure, attempt + 1, retries + 1)
