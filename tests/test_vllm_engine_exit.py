@@ -41,9 +41,9 @@ def test_job_killed_during_engine_start_leaves_no_engine_process(tiny_model_path
     """SIGKILL once the job's EngineCore exists and before `vllm.LLM()` has returned: the reaper,
     started before the engine, stops it (and its workers) all the same."""
     job, out = generate_job(PROBLEMS, tiny_model_path, tmp_path)
-    seen, output = kill_once_engine_starts(job)
+    seen, engines, output = kill_once_engine_starts(job)
     assert job.returncode == -signal.SIGKILL, f"the job ended by itself first:\n{output[-2000:]}"
-    assert any(engine_process(p) for p in seen), f"no engine process appeared:\n{output[-2000:]}"
+    assert engines, f"no engine process appeared:\n{output[-2000:]}"
     assert "loaded tiny" not in output, "the engine had finished starting: not a kill during start-up"
     assert left_running(seen) == []
     assert not out.exists()
@@ -59,10 +59,11 @@ def test_killed_job_leaves_no_engine_process(tiny_model_path: Path, tmp_path: Pa
     for line in job.stdout:
         if "loaded tiny" in line:
             seen |= set(psutil.Process(job.pid).children(recursive=True))
+            engines = {p for p in seen if engine_process(p)}  # named while they run
             job.send_signal(signal.SIGKILL)
             break
     job.wait()
-    assert any(engine_process(p) for p in seen), "the job never reached its search"
+    assert seen and engines, "the job never reached its search"
     assert left_running(seen) == []
     assert not out.exists()
 

@@ -103,22 +103,25 @@ def generate_job(problems: list[str], model_path: Path, folder: Path, device: st
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), out
 
 
-def kill_once_engine_starts(job: Any, timeout: float = 300.0) -> tuple[set[Any], str]:
+def kill_once_engine_starts(job: Any, timeout: float = 300.0) -> tuple[set[Any], set[Any], str]:
     """SIGKILL `job` as soon as one of its descendants is an engine process (or it ends, or time runs
-    out); every descendant seen meanwhile, and the job's output."""
+    out); every descendant seen meanwhile, those named as engine processes while they ran, and the
+    job's output."""
     import psutil
 
     seen: set[psutil.Process] = set()
+    engines: set[psutil.Process] = set()
     deadline = time.monotonic() + timeout
-    while not any(engine_process(p) for p in seen) and job.poll() is None and time.monotonic() < deadline:
+    while not engines and job.poll() is None and time.monotonic() < deadline:
         try:
             seen |= set(psutil.Process(job.pid).children(recursive=True))
         except psutil.Error:
             break
+        engines = {p for p in seen if engine_process(p)}
         time.sleep(0.05)
     job.send_signal(signal.SIGKILL)
     output, _ = job.communicate()
-    return seen, output
+    return seen, engines, output
 
 
 def left_running(seen: set[Any], within: float = 30.0) -> list[str]:

@@ -9,7 +9,9 @@ has no cgroups nobody else stops them. A job can be killed during the engine's s
 minute or more of loading and compiling on a GPU), so the reaper starts BEFORE `vllm.LLM()`:
 
 - `watch()` starts a small reaper process holding the read end of a pipe whose write end only the job
-  holds, with the job's pid and start time and the processes it has now (left alone);
+  holds, with the job's pid and start time and the processes it has now (left alone), and returns
+  once the reaper says it is watching (under a loaded machine its start takes seconds, which a kill
+  right after the engine's start must not fall into);
 - until told the engine is up (`settled`), the reaper polls the job's descendants every POLL seconds
   and records each new one (pid and start time);
 - when the pipe reads end-of-file (the job is gone, or it shut the engine down and `release`d the
@@ -52,12 +54,15 @@ def watch() -> subprocess.Popen:
     me = psutil.Process()
     job = (me.pid, me.create_time())
     named = [f"{pid}:{started!r}" for pid, started in [job, *descendants(*job)]]  # the job, then what it has now
-    return subprocess.Popen(
+    reaper = subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), *named],
         stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         start_new_session=True,  # a Ctrl-C to the job's process group reaches the job, not the reaper
     )
+    reaper.stdout.readline()  # type: ignore[union-attr]  # it is watching (or gone): the engine may start
+    reaper.stdout.close()  # type: ignore[union-attr]
+    return reaper
 
 
 def settled(reaper: subprocess.Popen | None) -> None:
@@ -126,6 +131,8 @@ def record_until_end(job: Named, before: set[Named], pipe: int, poll: float = PO
     recorded: set[Named] = set()
     recording, received = True, b""
     while True:
+        if recording:
+            recorded |= {p for p in descendants(*job) if p not in before and p[0] != os.getpid()}
         ready, _, _ = select.select([pipe], [], [], poll if recording else None)
         if ready:
             chunk = os.read(pipe, 4096)
@@ -133,13 +140,14 @@ def record_until_end(job: Named, before: set[Named], pipe: int, poll: float = PO
                 return recorded
             received += chunk
             recording = SETTLED not in received
-        if recording:
-            recorded |= {p for p in descendants(*job) if p not in before and p[0] != os.getpid()}
 
 
 def main(argv: list[str]) -> int:
     """argv: the job's PID:START, then those of the processes it had when it started the reaper."""
     named = [(int(pid), float(started)) for pid, _, started in (item.partition(":") for item in argv)]
+    import psutil  # noqa: F401  # loaded before the job goes on: the first look comes at once
+
+    print("watching", flush=True)
     recorded = record_until_end(named[0], set(named[1:]), sys.stdin.fileno())
     stop(recorded)
     return 0
