@@ -120,7 +120,11 @@ def kill_once_engine_starts(job: Any, timeout: float = 300.0) -> tuple[set[Any],
         engines = {p for p in seen if engine_process(p)}
         time.sleep(0.05)
     job.send_signal(signal.SIGKILL)
-    output, _ = job.communicate()
+    try:
+        output, _ = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # what the job left behind still holds its output pipe
+        job.wait()
+        output = "(the job's output pipe is still held open by a process it left behind)"
     return seen, engines, output
 
 
