@@ -41,6 +41,7 @@ from vllm_checks import (  # noqa: E402
 )
 
 from sal_core.backends.vllm_engine import NO_TRACKING  # noqa: E402
+from sal_core.constants import CAPACITY_HEADER  # noqa: E402
 from sal_core.serving.around import server_specs, start_local  # noqa: E402
 from sal_core.serving.launch import wait_for_service  # noqa: E402
 
@@ -102,7 +103,9 @@ def check_routes(kind: str, folder: Path, workdir: Path, device: str) -> str:
             expect(not opened, f"answered without the key: {opened}")
         keyed = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30.0)
         expect(keyed.status_code == 200, f"GET /v1/models with the key: HTTP {keyed.status_code}")
-        return f"{len(answers)} requests on {len(routes)} routes: 401 but GET /health; keyed /v1/models 200"
+        capacity = keyed.headers.get(CAPACITY_HEADER, "")
+        expect(capacity.isdigit(), f"no {CAPACITY_HEADER} (max_num_seqs) on a keyed answer")
+        return f"{len(answers)} requests on {len(routes)} routes: 401 but GET /health; keyed 200, capacity {capacity}"
     finally:
         server.stop()
 

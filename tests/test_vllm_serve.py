@@ -19,6 +19,7 @@ from vllm_checks import open_without_key, served_routes, unkeyed_answers
 
 from sal_core.backends import GenerationRequest, load_backend
 from sal_core.backends.transformers_backend import TransformersBackend
+from sal_core.constants import CAPACITY_HEADER
 from sal_core.search.prompts import build_prompt
 from sal_core.serving.around import server_specs, start_local
 from sal_core.serving.launch import wait_for_service
@@ -91,6 +92,11 @@ def test_every_route_but_health_needs_the_key(served) -> None:
         answers = unkeyed_answers(url, routes, headers)
         assert open_without_key(answers) == {}, answers
         assert answers["GET /health"] == 200
+    import httpx
+
+    keyed = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {os.environ[KEY_ENV]}"}, timeout=30)
+    assert keyed.status_code == 200 and int(keyed.headers[CAPACITY_HEADER]) > 0  # the engine's max_num_seqs
+    assert CAPACITY_HEADER not in httpx.get(f"{url}/health", timeout=30).headers
 
 
 def running_requests(url: str) -> float:
