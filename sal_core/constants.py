@@ -45,3 +45,8 @@ ANSWER_FORMATS = ("plain", "gsm8k")
 PROCESSBENCH_SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 #: the columns of a problems table, in order: every dataset is normalised to them
 PROBLEM_COLUMNS = ("problem_id", "problem", "answer", "level")
+
+#: the response header in which a server says how many items (prompts, completions, pooling inputs) it
+#: works on at once: `sal serve` / `sal serve-prm` their max_batch, a `vllm serve` we start its
+#: max_num_seqs (serving/vllm_auth.py); clients split twice that among themselves (backends/server_share.py)
+CAPACITY_HEADER = "x-sal-capacity"

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from test_workflow_served import RUN_SECRET, specs, start
 
+from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.pipeline.generate import generate_shard
-from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import stop_server
 from sal_core.settings.endpoint import ServerLocation
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings

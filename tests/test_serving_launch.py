@@ -91,6 +91,7 @@ def test_a_vllm_entry_is_served_by_vllm_serve_with_its_settings(tiny_model_path:
         "vllm", "serve", str(tiny_model_path), "--served-model-name", "qwen", "--generation-config", "vllm",
         "--tensor-parallel-size", "2", "--gpu-memory-utilization", "0.9", "--max-model-len", "1024",
         "--enable-prefix-caching", "--dtype", "auto", "--no-enforce-eager", "--seed", "0",
+        "--middleware", "sal_core.serving.vllm_auth.RequireKey",  # the key on every route, not /v1 only
     ]  # fmt: skip
     # on vLLM's CPU build: the CPU engine's defaults (backends.vllm_engine), the same flags otherwise
     cpu = vllm_command(ModelSettings(name="qwen", **entry), cpu=True)
@@ -120,6 +121,7 @@ def test_a_qwen_prm_entry_is_served_by_vllm_pooling_with_its_step_tag(tiny_model
     assert command[:10] == ["vllm", "serve", str(folder), "--runner", "pooling", "--served-model-name", "qprm",
                            "--trust-remote-code", "--max-model-len", "256"]  # fmt: skip
     assert command[command.index("--pooler-config") + 1] == json.dumps({"step_tag_id": len(tokenizer) - 1})
+    assert command[-2:] == ["--middleware", "sal_core.serving.vllm_auth.RequireKey"]
     with pytest.raises(ConfigError, match="--serve-vllm judge: vLLM's pooling API serves Qwen2.5-Math-PRM"):
         server_specs({"models": models, "prms": {"judge": {"type": "rlhflow", "path": "org/judge"}}}, [], ["judge"])
     with pytest.raises(ConfigError, match="--serve and --serve-vllm both name qprm"):

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sal_core.constants import CAPACITY_HEADER
 from sal_core.serving.launch import start_server, stop_server
 from sal_core.serving.service import write_service_file
 from sal_core.settings.jobs import PRMSettings
@@ -52,7 +53,9 @@ def test_requests_without_the_key_get_401_and_never_reach_the_model(keyed: dict)
     huge = httpx.post(f"{url}/v1/score", content=b"x" * (65 * 2**20), headers={"content-type": "application/json"})
     assert huge.status_code == 401  # the key is checked before anything else about a request
     assert httpx.get(f"{url}/v1/info", headers=with_key()).json()["stats"]["requests"] == 0
-    assert httpx.post(f"{url}/v1/score", json=SCORE, headers=with_key()).status_code == 200
+    keyed = httpx.post(f"{url}/v1/score", json=SCORE, headers=with_key())
+    assert keyed.status_code == 200 and keyed.headers[CAPACITY_HEADER] == "256"  # its max_batch, to the keyed only
+    assert CAPACITY_HEADER not in answer.headers
 
 
 def test_health_shows_what_is_served_only_to_callers_with_the_key(keyed: dict, tiny_model_path: Path) -> None:

@@ -4,7 +4,8 @@ names is shipped in tests/fixtures/qwen2_rm, as the released model ships its own
 `vllm serve --runner pooling` (vLLM's CPU build here), scored through `type: server, api:
 vllm-pooling`, and compared with the in-process `qwen2.5-math` family on the same weights, float32.
 Both score whole solutions (Best-of-N scoring, ProcessBench) and partial ones (beam search's steps)
-through the same `PRM.score`."""
+through the same `PRM.score`. Every route of the server but /health answers 401 without the key,
+/pooling (vLLM offers no /v1/pooling, and its own key guards /v1 only) among them."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from tiny_qwen_prm import tiny_qwen_prm
+from vllm_checks import open_without_key, served_routes, unkeyed_answers
 
 from sal_core.cli import main
 from sal_core.prm import load_prm
@@ -62,7 +64,8 @@ def prms(tiny_model_path: Path, tmp_path_factory: pytest.TempPathFactory):
             "max_length": 1024,  # the server's --max-model-len: longer inputs are truncated first, as in process
         }
         remote = load_prm(PRMSettings(**remote_entry), build_servers(location))
-        yield local, remote, {"local": {"name": "local", **entry}, "remote": remote_entry, "servers": location}
+        entries = {"local": {"name": "local", **entry}, "remote": remote_entry, "servers": location, "root": root}
+        yield local, remote, entries
     finally:
         server.stop()
 
@@ -93,3 +96,14 @@ def test_sal_processbench_through_the_server_equals_in_process(prms, tmp_path: P
     assert len(local) == 12 and list(local["prediction"]) == list(remote["prediction"])
     for want, got in zip(local["scores"], remote["scores"], strict=True):
         assert list(got) == pytest.approx(list(want), abs=1e-4)
+
+
+def test_every_route_but_health_needs_the_key(prms) -> None:
+    _, _, entries = prms
+    root = entries["root"]
+    url = json.loads((root / "qwen.json").read_text())["url"]
+    routes = served_routes(root / "qwen.log")
+    assert {"/health", "/pooling", "/invocations", "/tokenize", "/metrics"} <= {route["path"] for route in routes}
+    answers = unkeyed_answers(url, routes)
+    assert open_without_key(answers) == {}, answers
+    assert answers["POST /pooling"] == 401 and answers["GET /health"] == 200

@@ -1,6 +1,7 @@
 """A real `vllm serve` (vLLM's CPU build here) started as `sal with-servers` starts it, and the
 `backend: openai` client against it: the server samples with what each request sends, never with the
-model's generation_config.json defaults, and its finish reasons map as the in-process engines' do.
+model's generation_config.json defaults, and its finish reasons map as the in-process engines' do;
+every route of it but /health answers 401 without the run's key (serving/vllm_auth.py).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from vllm_checks import open_without_key, served_routes, unkeyed_answers
 
 from sal_core.backends import GenerationRequest, load_backend
 from sal_core.backends.transformers_backend import TransformersBackend
+from sal_core.constants import CAPACITY_HEADER
 from sal_core.search.prompts import build_prompt
 from sal_core.serving.around import server_specs, start_local
 from sal_core.serving.launch import wait_for_service
@@ -75,11 +78,33 @@ def test_finish_reasons_and_greedy_text_match_the_in_process_engine(served) -> N
     assert got == expected
 
 
-def running_requests(url: str) -> float:
-    """vLLM's `vllm:num_requests_running` gauge (its /metrics needs no key)."""
+def test_every_route_but_health_needs_the_key(served) -> None:
+    """Each route the running app has (listed from the app object at start-up, openapi's omissions
+    included), each of its methods and OPTIONS, without the key and with a wrong one: 401, but GET
+    /health (empty: nothing about the model). vLLM's own key covered /v1 only: /invocations,
+    /tokenize and /metrics answered 200 to anyone."""
+    _, _, root = served
+    url = json.loads((root / "smol.json").read_text())["url"]
+    routes = served_routes(root / "smol.log")
+    paths = {route["path"] for route in routes}
+    assert {"/health", "/invocations", "/tokenize", "/metrics", "/v1/completions", "/v1/models"} <= paths
+    for headers in (None, {"Authorization": "Bearer wrong"}):
+        answers = unkeyed_answers(url, routes, headers)
+        assert open_without_key(answers) == {}, answers
+        assert answers["GET /health"] == 200
     import httpx
 
-    text = httpx.get(f"{url}/metrics", timeout=5.0).text
+    keyed = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {os.environ[KEY_ENV]}"}, timeout=30)
+    assert keyed.status_code == 200 and int(keyed.headers[CAPACITY_HEADER]) > 0  # the engine's max_num_seqs
+    assert CAPACITY_HEADER not in httpx.get(f"{url}/health", timeout=30).headers
+
+
+def running_requests(url: str) -> float:
+    """vLLM's `vllm:num_requests_running` gauge (its /metrics, with the key)."""
+    import httpx
+
+    key = {"Authorization": f"Bearer {os.environ[KEY_ENV]}"}
+    text = httpx.get(f"{url}/metrics", timeout=5.0, headers=key).text
     lines = [line for line in text.splitlines() if line.startswith("vllm:num_requests_running")]
     return sum(float(line.rsplit(" ", 1)[1]) for line in lines)
 

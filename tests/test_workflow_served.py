@@ -23,8 +23,8 @@ import pytest
 from http_faults import broken_server
 from workflow_runs import RUN, new_workdir, planned_jobs, shard_states, snakemake, workflow_config, write_config
 
+from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.serving.around import ServerSpec, server_specs
-from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import spawn, stop_server, wait_for_server
 
 KEY_ENV = "SAL_TEST_SERVE_KEY"

@@ -2,7 +2,8 @@
 
 Many shard jobs then share one loaded model instead of each loading it. Every request goes out with
 the official `openai` client: one completion per request, with its own temperature, top_p, seed,
-max_tokens and stop strings, `max_in_flight` requests at a time, retried by the client (`retries`,
+max_tokens and stop strings, as many requests at a time as the job's share of the server's capacity
+(backends/server_share.py), retried by the client (`retries`,
 exponential backoff). Prompts are sent as token ids built by `prompt_token_ids`, so the BOS rule of
 the in-process backends holds here too, and the tokenizer (from `path`) also budgets prompt length:
 a request never asks for more than `max_model_len` (the smaller of the setting and the server's).
@@ -26,9 +27,10 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sal_core.backends.base import NO_ROOM, FinishReason, GenerationBackend, GenerationOutput, GenerationRequest
+from sal_core.backends.http_client import resolve_endpoint
+from sal_core.backends.server_share import ServerShare
 from sal_core.backends.tokens import prompt_token_ids
 from sal_core.errors import ModelError, ServerError
-from sal_core.serving.client import resolve_endpoint
 from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import ModelSettings
 
@@ -99,6 +101,8 @@ class OpenAIBackend(GenerationBackend):
             timeout=location.timeout,
             max_retries=location.retries,
         )
+        #: this job's share of the server's capacity: how many requests it sends at once
+        self.share = ServerShare(location.service_file, location.max_in_flight)
         self.max_model_len = self._check_model()
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -121,7 +125,9 @@ class OpenAIBackend(GenerationBackend):
 
     def _check_model(self) -> int:
         """The server must serve `served_model`; returns the usable context length."""
-        listed = self._call("GET /v1/models", self.client.models.list)
+        raw = self._call("GET /v1/models", self.client.models.with_raw_response.list)
+        self.share.note(raw.headers)
+        listed = self._call("GET /v1/models", raw.parse)
         cards = {card.id: card for card in getattr(listed, "data", None) or []}
         expected = self.settings.served_model
         if expected not in cards:
@@ -151,7 +157,7 @@ class OpenAIBackend(GenerationBackend):
             else:
                 work.append((index, ids, budget))
         if work:
-            with ThreadPoolExecutor(max_workers=min(self.location.max_in_flight, len(work))) as pool:
+            with ThreadPoolExecutor(max_workers=min(self.share.in_flight(), len(work))) as pool:
                 futures = [pool.submit(self._complete, requests[i], ids, budget) for i, ids, budget in work]
                 try:
                     for (index, _, _), future in tqdm(

@@ -14,6 +14,7 @@ against vLLM's real classes without a GPU.
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,13 +121,18 @@ class VLLMBackend(GenerationBackend):
         self._vllm = vllm
         kwargs = engine_kwargs(settings, prm_in_process, vllm_on_cpu())
         log.info("vllm.LLM(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
+        # the engine's processes outlive a job killed even during their start-up unless someone stops
+        # them (backends.reaper): watched from before they exist
+        self._reaper: subprocess.Popen | None = reaper.watch()
         try:
             with policy_only(settings):  # the engine sees the policy's GPUs, not an in-process PRM's
                 self.llm = vllm.LLM(**kwargs)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise ModelError(f"model.path {settings.path}: vLLM cannot load it ({one_line(err)})") from err
-        # the engine's processes outlive a killed job unless someone stops them (backends.reaper)
-        self._reaper = reaper.watch(reaper.descendants())
+        except BaseException as err:
+            reaper.release(self._reaper)  # stops what a failed start left behind
+            if isinstance(err, (OSError, ValueError, RuntimeError)):
+                raise ModelError(f"model.path {settings.path}: vLLM cannot load it ({one_line(err)})") from err
+            raise
+        reaper.settled(self._reaper)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = kwargs["max_model_len"]
 

@@ -5,8 +5,13 @@ service file (url, host, port, Slurm job id, ...) once GET /health answers 200, 
 the server stops or this command gets SIGTERM/SIGINT (passed on to the server). Jobs then find the
 server through the file (`servers: NAME: {service_file: FILE, wait: ...}`), e.g. on a GPU node:
 
+    export VLLM_API_KEY=...   # the key clients send (servers.NAME.api_key_env), never on a command line
     sal announce --service-file services/qwen.json --host 0.0.0.0 -- \
-        vllm serve Qwen/Qwen2.5-Math-1.5B-Instruct --served-model-name qwen-1.5b
+        vllm serve Qwen/Qwen2.5-Math-1.5B-Instruct --served-model-name qwen-1.5b \
+        --middleware sal_core.serving.vllm_auth.RequireKey
+
+A `vllm serve` without that middleware (the key on every route, not only under /v1) or without the key
+in VLLM_API_KEY is refused (docs/serving.md, Security).
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ Two APIs (`api` setting):
 
 At start the client checks that the server serves `served_model` (and `revision`, when the server
 reports one), so a job never scores with another model than its settings say. Completions are sent
-in chunks, `max_in_flight` at a time; the server merges concurrent chunks into batches.
+in chunks, as many at a time as the job's share of the server's capacity (backends/server_share.py);
+the server merges concurrent chunks into batches.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sal_core.backends.http_client import JsonClient, resolve_endpoint, wait_until_ready
 from sal_core.errors import ServerError
 from sal_core.prm.base import PRM, Scored, scored_steps
-from sal_core.serving.client import JsonClient, resolve_endpoint, wait_until_ready
 from sal_core.settings.endpoint import SERVERS_KEY, ServerLocation
 from sal_core.settings.jobs import PRMSettings
 
@@ -136,7 +137,7 @@ class SalServerPRM(ServerPRM):
                     scores[i][j] = self.checked(row, len(steps))
                     read[i][j] = count
 
-        run_chunks(chunks, send, self.location.max_in_flight)
+        run_chunks(chunks, send, self.http.share.in_flight(self.chunk))
         return Scored(scores, read)
 
     def checked(self, row: Any, n_steps: int) -> list[float]:
@@ -202,7 +203,9 @@ class VLLMPoolingPRM(ServerPRM):
         jobs, read = self.layout.encode_all(problems, completions)
         scores: list[list[list[float]]] = [[[] for _ in comps] for comps in completions]
         chunks = [jobs[s : s + POOLING_CHUNK] for s in range(0, len(jobs), POOLING_CHUNK)]
-        for chunk, probs in zip(chunks, run_chunks(chunks, self.send, self.location.max_in_flight), strict=True):
+        for chunk, probs in zip(
+            chunks, run_chunks(chunks, self.send, self.http.share.in_flight(POOLING_CHUNK)), strict=True
+        ):
             for (i, j, n_steps, _), got in zip(chunk, probs, strict=True):
                 scores[i][j] = fill_steps(got, n_steps)
         return Scored(scores, read)

@@ -6,6 +6,10 @@
 server that answers. When the server stops, or on SIGTERM/SIGINT (passed on to it), the file is
 removed. This is what the seed's `start_prm_server.py` did for vLLM, except that it wrote the file
 before vLLM had loaded the model.
+
+A `vllm serve` is run only closed: with serving/vllm_auth.py's middleware (the key on every route) and
+its key in VLLM_API_KEY; a command without either, or with the key on its command line (`--api-key`,
+which `ps` shows every user of the node), is refused in one line before anything starts.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from sal_core.errors import ServerError
 from sal_core.serving.service import remove_service_file, service_record, write_service_file
+from sal_core.serving.vllm_auth import KEY_ENV, MIDDLEWARE, middleware_args
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +56,25 @@ def wait_for_health(process: subprocess.Popen, url: str, timeout: float, poll: f
         time.sleep(poll)
 
 
+def check_vllm_keyed(command: Sequence[str], env: dict[str, str] | os._Environ = os.environ) -> None:
+    """ServerError unless a `vllm serve` command would require the key on every route (others pass)."""
+    if len(command) < 2 or os.path.basename(command[0]) != "vllm" or command[1] != "serve":
+        return
+    flags = " ".join(middleware_args())
+    if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in command):
+        raise ServerError(f"vllm serve --api-key puts the key where `ps` shows it: export {KEY_ENV} instead")
+    if not env.get(KEY_ENV):
+        raise ServerError(f"vllm serve would answer anyone: {KEY_ENV} is not set (export the key there, and {flags})")
+    given = [b for a, b in zip(command, command[1:], strict=False) if a == "--middleware"]
+    if MIDDLEWARE not in given + [arg.removeprefix("--middleware=") for arg in command]:
+        raise ServerError(
+            f"vllm serve would leave routes outside /v1 open (/pooling, /tokenize, /metrics): add {flags}"
+        )
+
+
 def announce(command: Sequence[str], service_file: str | Path, host: str, timeout: float) -> int:
     """Run `command` as a server on a free port, with a service file while it answers; its exit status."""
+    check_vllm_keyed(command)
     port = free_port(host)
     process = subprocess.Popen([*command, "--host", host, "--port", str(port)])
 

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sal_core.constants import CAPACITY_HEADER
 from sal_core.serving.batching import MicroBatcher, QueueFullError
 from sal_core.serving.service import bind_socket, model_revision, run_server, service_record
 from sal_core.settings.endpoint import key_from_env
@@ -146,7 +147,8 @@ def serve_loaded(options: ServerOptions, what: str, load: Callable[[], Any], cre
 
 
 def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
-    """Size limit and API key on every request; OpenAI-shaped bodies for every error answer."""
+    """Size limit and API key on every request; OpenAI-shaped bodies for every error answer; the
+    server's capacity (max_batch) in every answer past the key."""
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -162,7 +164,9 @@ def _install_guards(app: Any, options: ServerOptions, key: str | None) -> None:
         if length and length.isdigit() and int(length) > options.max_body_bytes:
             message = f"request body of {length} bytes is over the limit of {options.max_body_bytes}"
             return JSONResponse(error_body(413, message, "invalid_request_error"), status_code=413)
-        return await call_next(request)
+        response = await call_next(request)
+        response.headers[CAPACITY_HEADER] = str(options.max_batch)  # clients split it (backends/server_share.py)
+        return response
 
     @app.exception_handler(HTTPError)
     async def http_error(_request: Request, err: HTTPError) -> JSONResponse:

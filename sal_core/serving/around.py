@@ -13,7 +13,7 @@ the servers.
 
 The servers are closed to strangers: each run makes a fresh random key, hands it to the servers and to
 the command through the environment only (RUN_KEY_ENV; `vllm serve` reads VLLM_API_KEY), never through a
-command line, a service file or a log, and the clients send it (serving/client.py)."""
+command line, a service file or a log, and the clients send it (backends/http_client.py)."""
 
 from __future__ import annotations
 
@@ -32,13 +32,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.device_locks import visible_env
 from sal_core.errors import ConfigError, ServerError
 from sal_core.hub import offline_env, staged
 from sal_core.job_devices import hold_server_gpus
-from sal_core.serving.client import RUN_KEY_ENV
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
+from sal_core.serving.vllm_auth import KEY_ENV, middleware_args
 from sal_core.serving.vllm_prm import pooling_command
 from sal_core.settings.grid import model_placement, named_settings
 from sal_core.settings.jobs import ModelSettings, PRMSettings
@@ -55,8 +56,9 @@ STOP_WAIT = 60.0
 
 def vllm_command(settings: ModelSettings, cpu: bool = False) -> list[str]:
     """`vllm serve` for a `backend: vllm` entry, with the settings the in-process engine would use
-    (backends.vllm_engine; `cpu`: vLLM's CPU build serves it)."""
-    return ["vllm", "serve", settings.path, *serve_arguments(settings, cpu)]
+    (backends.vllm_engine; `cpu`: vLLM's CPU build serves it), closed with the run's key on every route
+    (serving/vllm_auth.py)."""
+    return ["vllm", "serve", settings.path, *serve_arguments(settings, cpu), *middleware_args()]
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class ServerSpec:
         """The variables that hand the server its key: `sal serve` reads the one --api-key-env names,
         `vllm serve` VLLM_API_KEY (not --api-key, which `ps` would show); vLLM also its opt-outs of
         usage reporting, and the Hub's offline switches (docs/offline.md)."""
-        vllm = {"VLLM_API_KEY": key, **NO_TRACKING, **offline_env()}  # `sal` steps go offline themselves
+        vllm = {KEY_ENV: key, **NO_TRACKING, **offline_env()}  # `sal` steps go offline themselves
         return vllm if self.kind in VLLM_KINDS else {RUN_KEY_ENV: key}
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sal_core.backends.http_client import read_service_file
 from sal_core.errors import ServerError
-from sal_core.serving.service import read_service_file
 
 
 def _tail(path: Path, lines: int = 15) -> str:

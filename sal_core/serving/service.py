@@ -14,7 +14,6 @@ import logging
 import os
 import re
 import socket
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -85,27 +84,6 @@ def remove_service_file(path: str | Path, pid: int | None = None) -> None:
         return
     if pid is None or owner == pid:
         path.unlink(missing_ok=True)
-
-
-def read_service_file(path: str | Path, wait: float, who: str) -> dict[str, Any]:
-    """The service record in `path`, waiting up to `wait` seconds for it to appear."""
-    path = Path(path)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            record = json.loads(path.read_text())
-        except FileNotFoundError:
-            if time.monotonic() >= deadline:
-                waited = f" after waiting {wait:g} s" if wait else ""
-                message = f"{who}: service file {path} does not exist{waited} (is the server running?)"
-                raise ServerError(message) from None
-            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.01)))
-            continue
-        except (OSError, ValueError) as err:
-            raise ServerError(f"{who}: service file {path} is unreadable ({err})") from err
-        if not isinstance(record, dict) or not isinstance(record.get("url"), str):
-            raise ServerError(f"{who}: service file {path} has no `url`")
-        return record
 
 
 def run_server(app: Any, sock: socket.socket, service_file: str | Path | None, record: dict[str, Any]) -> None:

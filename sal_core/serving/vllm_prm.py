@@ -10,6 +10,7 @@ The server is given what the in-process `qwen2.5-math` family would use, so both
   tiny checkpoint need not share; for a Hub id the default is kept (it is the released models');
 - `dtype: auto` resolved by the project's device rule (float32 on CPU), `max_model_len` the entry's
   `max_length` capped at the model's positions;
+- the run's key on every route (serving/vllm_auth.py: vLLM's own guards /v1 only, not /pooling);
 - on vLLM's CPU build, PRM_CPU_SHARE of the memory for the KV cache (vLLM's default 0.9 refuses to
   start) and the eager start. On a GPU vLLM's own memory default stands: a server job has its GPU
   to itself.
@@ -24,6 +25,7 @@ from pathlib import Path
 from sal_core.backends.vllm_engine import model_positions
 from sal_core.errors import ConfigError
 from sal_core.prm.qwen_math import STEP_TAG
+from sal_core.serving.vllm_auth import middleware_args
 from sal_core.settings.jobs import PRMSettings
 
 log = logging.getLogger(__name__)
@@ -64,4 +66,4 @@ def pooling_command(settings: PRMSettings, cpu: bool, where: str = "prms") -> li
         argv += ["--pooler-config", json.dumps({"step_tag_id": tag})]
     if cpu:
         argv += ["--enforce-eager", "--gpu-memory-utilization", str(PRM_CPU_SHARE)]
-    return argv
+    return argv + middleware_args()

@@ -94,8 +94,9 @@ class ServerLocation(Settings):
     retries: int = 3
     #: seconds to wait at job start for the service file to appear and the server to become ready
     wait: float = 0.0
-    #: HTTP requests in flight at once from one job
-    max_in_flight: int = 32
+    #: HTTP requests in flight at once from one job, at most; unset: the job's share of the server's
+    #: announced capacity (backends/server_share.py), 32 when the server announces none
+    max_in_flight: int | None = None
 
     def validate(self, where: str) -> None:
         if (self.url is None) == (self.service_file is None):
@@ -107,7 +108,8 @@ class ServerLocation(Settings):
         if self.wait < 0:
             raise ConfigError(f"{where}.wait: must be >= 0, got {self.wait}")
         require_at_least(self.retries, 0, f"{where}.retries")
-        require_at_least(self.max_in_flight, 1, f"{where}.max_in_flight")
+        if self.max_in_flight is not None:
+            require_at_least(self.max_in_flight, 1, f"{where}.max_in_flight")
 
 
 Servers = dict[str, ServerLocation]

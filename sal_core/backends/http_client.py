@@ -6,18 +6,24 @@ A job finds its server from its ServerLocation (the config's `servers:` entry): 
 Connection failures, timeouts and 502/503/504 answers are retried `retries` times (0.5 s, 1 s, 2 s,
 ... apart); anything else that is not a good JSON answer fails the job at once with a ServerError
 naming the URL, so a broken server never passes silently.
+
+It lives in backends/, a low stage, because the clients of both kinds of server use it
+(backends/openai_backend.py, prm/server.py); reading a service file is client work too, so it is
+here and serving/ (the servers, a higher stage) imports it, never the other way round.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from sal_core.backends.server_share import ServerShare
 from sal_core.errors import ServerError
-from sal_core.serving.service import read_service_file
 from sal_core.settings.endpoint import ServerLocation, key_from_env
 
 log = logging.getLogger(__name__)
@@ -60,6 +66,27 @@ def resolve_endpoint(location: ServerLocation, where: str, who: str) -> Endpoint
     return Endpoint(url=url, where=f"{url} (service file {location.service_file})", api_key=key)
 
 
+def read_service_file(path: str | Path, wait: float, who: str) -> dict[str, Any]:
+    """The service record in `path`, waiting up to `wait` seconds for it to appear."""
+    path = Path(path)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            if time.monotonic() >= deadline:
+                waited = f" after waiting {wait:g} s" if wait else ""
+                message = f"{who}: service file {path} does not exist{waited} (is the server running?)"
+                raise ServerError(message) from None
+            time.sleep(min(1.0, max(deadline - time.monotonic(), 0.01)))
+            continue
+        except (OSError, ValueError) as err:
+            raise ServerError(f"{who}: service file {path} is unreadable ({err})") from err
+        if not isinstance(record, dict) or not isinstance(record.get("url"), str):
+            raise ServerError(f"{who}: service file {path} has no `url`")
+        return record
+
+
 class JsonClient:
     """JSON over HTTP to one server, with the retry and error rules of this module."""
 
@@ -67,9 +94,11 @@ class JsonClient:
         import httpx
 
         self.endpoint, self.who, self.retries = endpoint, who, location.retries
+        #: this job's share of the server's capacity: how many requests it sends at once
+        self.share = ServerShare(location.service_file, location.max_in_flight)
         headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
         timeout = httpx.Timeout(location.timeout, connect=min(location.timeout, 10.0))
-        limits = httpx.Limits(max_connections=location.max_in_flight + 2)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)  # the share limits requests
         self._http = httpx.Client(base_url=endpoint.url, headers=headers, timeout=timeout, limits=limits)
 
     @property
@@ -77,6 +106,7 @@ class JsonClient:
         return self.endpoint.name(self.who)
 
     def close(self) -> None:
+        self.share.close()
         self._http.close()
 
     def get(self, path: str, retries: int | None = None) -> Any:
@@ -101,6 +131,7 @@ class JsonClient:
                 failure = f"{err.__class__.__name__}: {err}".rstrip(": ")
                 log.warning("%s%s: %s (attempt %d of %d)", self.name, path, failure, attempt + 1, retries + 1)
                 continue
+            self.share.note(response.headers)
             if response.status_code in RETRY_STATUS:
                 failure = f"HTTP {response.status_code}: {_message(response)}"
                 log.warning("%s%s: %s (attempt %d of %d)", self.name, path, failure, attempt + 1, retries + 1)
