@@ -50,3 +50,6 @@ PROBLEM_COLUMNS = ("problem_id", "problem", "answer", "level")
 #: works on at once: `sal serve` / `sal serve-prm` their max_batch, a `vllm serve` we start its
 #: max_num_seqs (serving/vllm_auth.py); clients split twice that among themselves (backends/server_share.py)
 CAPACITY_HEADER = "x-sal-capacity"
+
+#: the text that ends a step: searches stop at it, PRMs split completions at it (sal_core.prm.base)
+STEP_SEPARATOR = "\n\n"

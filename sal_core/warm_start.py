@@ -309,11 +309,10 @@ def running_server(path: str, step: Callable[[list[str]], int]) -> Iterator[int]
         os.waitpid(pid, 0)
 
 
-def run_with_warm_start(command: list[str]) -> int:
-    """Run `command` with a fork server listening at $SAL_WARM_START; stop the server afterwards
+def run_with_warm_start(command: list[str], main: Callable[[list[str]], int]) -> int:
+    """Run `command` with a fork server listening at $SAL_WARM_START, whose forks run `main` (the `sal`
+    entry point, passed in so this lower module does not import the cli); stop the server afterwards
     (also when the command fails or is interrupted) and return the command's exit status."""
-    from sal_core.cli import main
-
     if not sys.platform.startswith("linux"):  # forking after torch's import is only tested on Linux
         print("sal warm-start: Linux only; running the command with cold steps", file=sys.stderr)
         return run_command(command, dict(os.environ))

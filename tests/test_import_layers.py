@@ -115,6 +115,13 @@ def test_backends_prm_and_serving_import_one_way() -> None:
     assert circles_among(LAYERED) == []
 
 
+def test_no_package_or_top_level_module_of_sal_core_reaches_itself_again() -> None:
+    """The whole package: settings, devices, the learn and cli stages and the top-level modules too."""
+    everything = {package for edge in package_graph() for package in edge}
+    assert len(everything) > 15
+    assert circles_among(everything) == []
+
+
 def test_the_check_finds_a_circle_through_a_function_level_import(tmp_path: Path) -> None:
     """A lower package importing a higher one inside a function closes a circle the check reports."""
     root = tmp_path / "sal_core"

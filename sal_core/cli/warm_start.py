@@ -22,4 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_with_warm_start(trailing_command(args, "warm-start"))
+    from sal_core.cli import main
+
+    return run_with_warm_start(trailing_command(args, "warm-start"), main)

@@ -40,7 +40,7 @@ class HubData:
 
 def hub_data(grid: Grid) -> list[HubData]:
     """The grid's learn jobs' Hub datasets (none without `processbench:` or `train:` blocks)."""
-    from sal_core.learn.stepwise import is_local
+    from sal_core.settings.stepwise_source import is_local
 
     found = []
     bench = grid.learn.processbench

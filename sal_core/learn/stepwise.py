@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ import pandas as pd
 
 from sal_core.errors import DatasetError
 from sal_core.prm.trl_token import step_layout
+from sal_core.settings.stepwise_source import fingerprint, is_local  # noqa: F401 (fingerprint: re-exported)
 
 COLUMNS = ("prompt", "completions", "labels")
 IGNORE = -100
-_LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 def _as_list(value: Any) -> list | None:
@@ -64,14 +63,6 @@ def check_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return pd.DataFrame({"prompt": prompts, "completions": steps_out, "labels": labels_out})
 
 
-def is_local(dataset: str | Sequence[str]) -> bool:
-    """A dataset argument names local files when it is a list, or a path that exists or ends like a
-    data file; otherwise the Hub."""
-    if not isinstance(dataset, str):
-        return True
-    return Path(dataset).exists() or dataset.endswith(_LOCAL_SUFFIXES)
-
-
 def _read_local(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"dataset: local file {path} does not exist")
@@ -104,21 +95,6 @@ def load_stepwise(
     if limit is not None:
         frame = frame.iloc[:limit]
     return check_rows(frame, f"dataset {dataset}")
-
-
-def fingerprint(dataset: str | Sequence[str], split: str, subset: str | None) -> str:
-    """What identifies the data: local files' content hash, or the Hub name, subset and split."""
-    if not is_local(dataset):
-        return f"hub:{dataset}:{subset}:{split}"
-    files = [dataset] if isinstance(dataset, str) else list(dataset)
-    digest = hashlib.sha256()
-    for name in files:
-        if not Path(name).is_file():
-            return f"missing:{name}"
-        with open(name, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
 
 
 def tokenize_row(

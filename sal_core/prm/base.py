@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import NamedTuple
 
-STEP_SEPARATOR = "\n\n"
+from sal_core.constants import STEP_SEPARATOR
 
 
 def split_steps(completion: str) -> list[str]:

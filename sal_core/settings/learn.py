@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from sal_core import paths
-from sal_core.constants import CONTINUATIONS, PROCESSBENCH_SPLITS
+from sal_core.constants import CONTINUATIONS, PROCESSBENCH_SPLITS, STEP_SEPARATOR
 from sal_core.errors import ConfigError
-from sal_core.prm.base import STEP_SEPARATOR
 from sal_core.settings.build import Settings, option, require_at_least, require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
+from sal_core.settings.stepwise_source import fingerprint as data_fingerprint
+from sal_core.settings.stepwise_source import is_local
 
 #: training settings that change how a run is watched or stored, never the trained weights
 OPERATIONAL = ("logging_steps", "save_steps", "save_total_limit", "dataset_num_proc", "report_to")
@@ -140,10 +141,8 @@ class TrainSettings(Settings):
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that decide the weights, plus the data's identity (a local file's content hash)."""
-        from sal_core.learn.stepwise import fingerprint
-
         decisive = {k: v for k, v in asdict(self).items() if k not in OPERATIONAL}
-        decisive["dataset_fingerprint"] = fingerprint(self.dataset, self.split, self.subset)
+        decisive["dataset_fingerprint"] = data_fingerprint(self.dataset, self.split, self.subset)
         return decisive
 
 
@@ -291,7 +290,6 @@ def _labels_entry(name: str, entry: Any, models: dict[str, ModelSettings]) -> La
 def _trained_prm(
     name: str, train: Any, models: dict[str, ModelSettings], labels: dict[str, LabelsEntry], prepared: dict[str, str]
 ) -> TrainedPRM:
-    from sal_core.learn.stepwise import is_local
     from sal_core.settings.grid import check_model_path
 
     where = f"prms.{name}.train"
