@@ -13,6 +13,7 @@ from workflow_runs import RUN, new_workdir, planned_jobs, snakemake, workflow_co
 
 from sal_core import paths
 from sal_core.errors import ConfigError
+from sal_core.missing import WHOLE_GRID, by_run
 from sal_core.paths import plot_files
 from sal_core.pipeline.prepare_dataset import shard_ranges
 from sal_core.plan import Plan
@@ -157,7 +158,13 @@ def test_big_shards_merge_the_same_rows_and_a_deleted_one_reruns_alone(
         assert [list(steps) for steps in ours] == pytest.approx([list(steps) for steps in theirs], abs=1e-5)
 
     shutil.rmtree(workdir / bon / "shards/0-4")
-    assert planned_jobs(workdir) == {
+    jobs = planned_jobs(workdir)
+    # `sal missing` groups the same dry run by run: one run with its four jobs, and the tables
+    assert by_run(sorted(job for job in jobs if job[1])) == {
+        "tiny/bon/mix/seed-0": {"generate": 1, "score": 1, "merge": 1, "evaluate": 1},
+        WHOLE_GRID: {"aggregate": 1, "plot": 1},
+    }
+    assert jobs == {
         ("generate", f"{bon}/shards/0-4/completions.parquet"),
         ("score", f"{bon}/shards/0-4/scores/tiny-judge.parquet"),
         ("merge", f"{bon}/merged/tiny-judge.parquet"),
