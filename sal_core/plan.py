@@ -6,9 +6,9 @@ input, even an empty one, costs it bookkeeping. So a job's settings are serialis
 once per shard) by functions whose signature is recorded once (`for_snakemake`), the shard files a
 merge reads are templates (looked up by run only where approaches have shard sizes of their own),
 and model folders are an input only when the config has models that a rule builds (prepared or
-trained). The targets of `all` name only the shard files that are missing
-while something was built from them, which keeps a deleted, truncated-then-quarantined or lost shard
-missing work without making 43,000 files targets (docs/architecture.md, "Missing work").
+trained). The targets of `all` name only the shard files that are missing while something was built
+from them, which keeps a deleted, truncated-then-quarantined or lost shard missing work without
+making 43,000 files targets (docs/architecture.md, "Missing work").
 """
 
 from __future__ import annotations
