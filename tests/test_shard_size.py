@@ -155,7 +155,8 @@ def test_big_shards_merge_the_same_rows_and_a_deleted_one_reruns_alone(
     assert merged[columns].map(_plain).equals(reference[columns].map(_plain))
     # the PRM reads the same completions in another batch (padding): equal to float precision
     for ours, theirs in zip(merged["scores"], reference["scores"], strict=True):
-        assert [list(steps) for steps in ours] == pytest.approx([list(steps) for steps in theirs], abs=1e-5)
+        for our_steps, their_steps in zip(ours, theirs, strict=True):
+            assert list(our_steps) == pytest.approx(list(their_steps), abs=1e-5)
 
     shutil.rmtree(workdir / bon / "shards/0-4")
     jobs = planned_jobs(workdir)
