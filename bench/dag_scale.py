@@ -13,7 +13,8 @@ gets every output file, with Snakemake's own metadata records, as a real run wou
 
 `--baseline TREE` times another checkout of the project (e.g. `git archive COMMIT | tar -x -C TREE`)
 in the skeleton's place, its own Snakefile and sal_core (PYTHONPATH=TREE), on the same config: a
-change's cost side by side with the code before it.
+change's cost side by side with the code before it (with `--finished`, both finished sweeps are faked
+with this checkout's sal_core on the import path: the same files wherever the two DAGs agree).
 
 Reads ../shared (bench/shared_folder.py): the skeleton and MATH-500 (`data/math500.jsonl`; the
 sweep names the Hub copy, which this machine cannot reach). Runs only dry runs.
