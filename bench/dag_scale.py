@@ -11,10 +11,15 @@ the steadier of the two), peak memory (max RSS) and job count, and the ratios.
 gets every output file, with Snakemake's own metadata records, as a real run would leave them
 (see fake_finished.py).
 
+`--baseline TREE` times another checkout of the project (e.g. `git archive COMMIT | tar -x -C TREE`)
+in the skeleton's place, its own Snakefile and sal_core (PYTHONPATH=TREE), on the same config: a
+change's cost side by side with the code before it (with `--finished`, both finished sweeps are faked
+with this checkout's sal_core on the import path: the same files wherever the two DAGs agree).
+
 Reads ../shared (bench/shared_folder.py): the skeleton and MATH-500 (`data/math500.jsonl`; the
 sweep names the Hub copy, which this machine cannot reach). Runs only dry runs.
 
-    python bench/dag_scale.py [--repeat 2] [--finished] [--dataset PATH]
+    python bench/dag_scale.py [--repeat 2] [--finished] [--dataset PATH] [--baseline TREE]
 """
 
 from __future__ import annotations
@@ -59,13 +64,15 @@ def skeleton_config(config: dict, num_problems: int) -> list[str]:
     return ["--config", *(f"{key}={value}" for key, value in {**sizes, "shards": shards}.items())]
 
 
-def dry_run(args: list[str], workdir: Path) -> Timing:
-    """One `snakemake -n` in its own process: wall time, its max RSS (os.wait4), the job total."""
+def dry_run(args: list[str], workdir: Path, tree: Path = REPO) -> Timing:
+    """One `snakemake -n` in its own process (run from `tree`, importing its sal_core): wall time, its
+    max RSS (os.wait4), the job total."""
     command = [sys.executable, "-m", "snakemake", *FLAGS, "-d", str(workdir), *args]
     log = workdir / "dry_run.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])}
     start = time.perf_counter()
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tree, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - start
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -77,13 +84,16 @@ def dry_run(args: list[str], workdir: Path) -> Timing:
     return Timing(elapsed, cpu, usage.ru_maxrss / 1024, int(total[1]) if total else 0, "Nothing to be done" in text)
 
 
-def compare(label: str, project: tuple[list[str], Path], skeleton: tuple[list[str], Path], repeat: int) -> None:
-    """Alternate project and skeleton dry runs; print every try, then the best of each and the ratio."""
+Side = tuple[list[str], Path, Path]  # snakemake arguments, working folder, tree it runs from
+
+
+def compare(label: str, project: Side, skeleton: Side, repeat: int, other: str = "skeleton") -> None:
+    """Alternate project and skeleton (or baseline) dry runs; print every try, the best of each, the ratio."""
     print(f"\n{label}: load average {os.getloadavg()[0]:.2f} before")
-    runs: dict[str, list[Timing]] = {"project": [], "skeleton": []}
+    runs: dict[str, list[Timing]] = {"project": [], other: []}
     for attempt in range(repeat):
-        for name, (args, workdir) in (("project", project), ("skeleton", skeleton)):
-            timing = dry_run(args, workdir)
+        for name, (args, workdir, tree) in (("project", project), (other, skeleton)):
+            timing = dry_run(args, workdir, tree)
             runs[name].append(timing)
             print(
                 f"  try {attempt + 1} {name:<9} {timing.seconds:7.1f} s wall {timing.cpu_seconds:7.1f} s CPU"
@@ -98,8 +108,8 @@ def compare(label: str, project: tuple[list[str], Path], skeleton: tuple[list[st
             f"{name:<10} {timing.jobs:>8} {timing.seconds:>8.1f} {cpu[name]:>8.1f} {timing.peak_mb:>8.0f}"
             f" {timing.nothing_to_do!s:>14}"
         )
-    wall_ratio = best["project"].seconds / best["skeleton"].seconds
-    print(f"ratio project / skeleton: {wall_ratio:.2f}x wall, {cpu['project'] / cpu['skeleton']:.2f}x CPU")
+    wall_ratio = best["project"].seconds / best[other].seconds
+    print(f"ratio project / {other}: {wall_ratio:.2f}x wall, {cpu['project'] / cpu[other]:.2f}x CPU")
 
 
 def main() -> None:
@@ -107,6 +117,7 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, help="local MATH-500 jsonl (default ../shared/data/math500.jsonl)")
     parser.add_argument("--repeat", type=int, default=2, help="dry runs of each, alternating; best time kept")
     parser.add_argument("--finished", action="store_true", help="also time the dry run of a finished sweep")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the project, timed instead of the skeleton")
     args = parser.parse_args()
     dataset = args.dataset or shared_file("data/math500.jsonl")
     skeleton = shared_file("bench/dag_skeleton.smk")
@@ -119,16 +130,25 @@ def main() -> None:
         skeleton_dir.mkdir()
         configfile = project_dir / "config.yaml"
         configfile.write_text(yaml.safe_dump(config))
-        project = (["-s", str(SNAKEFILE), "--configfile", str(configfile)], project_dir)
-        skeleton_run = (["-s", str(skeleton), *skeleton_config(config, num_problems)], skeleton_dir)
-        compare("nothing done yet", project, skeleton_run, args.repeat)
+        project = (["-s", str(SNAKEFILE), "--configfile", str(configfile)], project_dir, REPO)
+        if args.baseline:
+            other, tree = "baseline", args.baseline.resolve()
+            skeleton_run = (
+                ["-s", str(tree / "workflow" / "Snakefile"), "--configfile", str(configfile)],
+                skeleton_dir,
+                tree,
+            )
+        else:
+            other = "skeleton"
+            skeleton_run = (["-s", str(skeleton), *skeleton_config(config, num_problems)], skeleton_dir, REPO)
+        compare("nothing done yet", project, skeleton_run, args.repeat, other)
         if args.finished:
             from fake_finished import fake_finished
 
-            for name, (run_args, workdir) in (("project", project), ("skeleton", skeleton_run)):
-                seconds = fake_finished([*run_args, "-d", str(workdir)], cwd=REPO)
+            for name, (run_args, workdir, tree) in (("project", project), (other, skeleton_run)):
+                seconds = fake_finished([*run_args, "-d", str(workdir)], cwd=tree)
                 print(f"faked a finished {name} sweep in {seconds:.0f} s")
-            compare("finished sweep", project, skeleton_run, args.repeat)
+            compare("finished sweep", project, skeleton_run, args.repeat, other)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ Snakemake calls an input or params function once per job and inspects its signat
 (three times, in fact); a path template with `{wildcards}` costs it only a substitution, and every
 input, even an empty one, costs it bookkeeping. So a job's settings are serialised once per run (not
 once per shard) by functions whose signature is recorded once (`for_snakemake`), the shard files a
-merge reads are templates, and model folders are an input only when the config has models that a
-rule builds (prepared or trained). The targets of `all` name only the shard files that are missing
-while something was built from them, which keeps a deleted, truncated-then-quarantined or lost shard
-missing work without making 43,000 files targets (docs/architecture.md, "Missing work").
+merge reads are templates (looked up by run only where approaches have shard sizes of their own),
+and model folders are an input only when the config has models that a rule builds (prepared or
+trained). The targets of `all` name only the shard files that are missing while something was built
+from them, which keeps a deleted, truncated-then-quarantined or lost shard missing work without
+making 43,000 files targets (docs/architecture.md, "Missing work").
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sal_core import paths
+from sal_core.pipeline.prepare_dataset import shard_ranges
 from sal_core.settings.build import to_json
 from sal_core.settings.grid import Grid, Run
 
@@ -44,10 +46,13 @@ def for_snakemake(method: Callable[[Any], Any]) -> Callable[[Any], Any]:
 class Plan:
     """The grid of one config with its shard ranges, as inputs, params and targets for the rules."""
 
-    def __init__(self, grid: Grid, shards: list[tuple[int, int]]) -> None:
+    def __init__(self, grid: Grid, num_problems: int) -> None:
         self.grid = grid
         self.dataset = grid.dataset.name
-        self.shards = shards
+        self.num_problems = num_problems
+        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        #: the dataset's shards (`dataset.shard_size`); a run's own are `run_shards`
+        self.shards = self.shards_of(grid.dataset.shard_size)
         self._jobs: dict[tuple[str, str, str, int], str] = {}
         self._prms = {name: to_json(prm) for name, prm in grid.prms.items()}
 
@@ -96,9 +101,43 @@ class Plan:
             return {}
         return {"models": for_snakemake(lambda wildcards: self.grid.built(self.grid.prms[wildcards.prm].path))}
 
-    def shard_templates(self, template: str) -> list[str]:
-        """`template` for every shard of a run, with the run's own wildcards left for Snakemake."""
-        return [template.replace("{start}", str(start)).replace("{end}", str(end)) for start, end in self.shards]
+    def shards_of(self, shard_size: int) -> list[tuple[int, int]]:
+        """The dataset's rows cut into shards of `shard_size` (computed once per size)."""
+        if shard_size not in self._ranges:
+            self._ranges[shard_size] = shard_ranges(self.num_problems, shard_size)
+        return self._ranges[shard_size]
+
+    def run_shards(self, run: Run) -> list[tuple[int, int]]:
+        """A run's shards: its approach's `shard_size`, else the dataset's."""
+        return self.shards_of(run.shard_size)
+
+    def shard_templates(self, template: str, shards: list[tuple[int, int]] | None = None) -> list[str]:
+        """`template` for every shard (default: the dataset's), with the run's own wildcards left for Snakemake."""
+        shards = self.shards if shards is None else shards
+        return [template.replace("{start}", str(start)).replace("{end}", str(end)) for start, end in shards]
+
+    def _uniform_shard_size(self) -> int | None:
+        """The shard size every run shares (the dataset's unless every approach sets another), else None."""
+        sizes = {run.shard_size for run in self.grid.runs} or {self.grid.dataset.shard_size}
+        return sizes.pop() if len(sizes) == 1 else None
+
+    def merge_inputs(self, template: str) -> list[str] | Callable[[Any], list[str]]:
+        """A merge job's shard inputs: plain templates while every run shares one shard size (no input
+        function for Snakemake to call per job); with approaches of their own `shard_size`, a lookup of
+        the run's templates by its `{run}` wildcard (the run id names its approach)."""
+        size = self._uniform_shard_size()
+        if size is not None:
+            return self.shard_templates(template, self.shards_of(size))
+        by_run = {run.run_id: self.shard_templates(template, self.run_shards(run)) for run in self.grid.runs}
+        return for_snakemake(lambda wildcards: by_run[wildcards.run])
+
+    def merge_shard_size(self) -> int | Callable[[Any], int]:
+        """`sal merge --shard-size` (it names the shard of a missing problem): plain while uniform."""
+        size = self._uniform_shard_size()
+        if size is not None:
+            return size
+        by_run = {run.run_id: run.shard_size for run in self.grid.runs}
+        return for_snakemake(lambda wildcards: by_run[wildcards.run])
 
     def run_wildcards(self, run: Run) -> dict[str, Any]:
         """The wildcard values of a run's result paths."""
@@ -113,7 +152,7 @@ class Plan:
         """Every shard file of a run: completions and one scores file per scoring PRM."""
         keys = self.run_wildcards(run)
         files = []
-        for start, end in self.shards:
+        for start, end in self.run_shards(run):
             files.append(paths.COMPLETIONS.format(start=start, end=end, **keys))
             files += [paths.SCORES.format(start=start, end=end, prm=prm, **keys) for prm in run.score_prms]
         return files

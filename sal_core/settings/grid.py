@@ -24,7 +24,7 @@ from sal_core.constants import GUIDED_METHODS, ONE_RUN_PER_N, PREPARED_SOURCES
 from sal_core.errors import ConfigError
 from sal_core.hub import HUB_NAME
 from sal_core.paths import prepared_model, trained_prm
-from sal_core.settings.build import require_one_of
+from sal_core.settings.build import require_at_least, require_one_of
 from sal_core.settings.dataset import DatasetSettings
 from sal_core.settings.endpoint import SERVERS_KEY, Servers, build_servers
 from sal_core.settings.jobs import GenerateJob, ModelSettings, PRMSettings, SearchSettings
@@ -54,6 +54,9 @@ class Run:
     job: GenerateJob
     #: the PRMs that score this run's completions
     score_prms: tuple[str, ...] = ()
+    #: problems per generate / score job: the approach's `shard_size`, else the dataset's. Not part of
+    #: the job's settings: a search's results do not depend on its shard (tests/test_shard_independence.py)
+    shard_size: int = DatasetSettings.shard_size
 
     def metadata(self, dataset: str, prm: str) -> dict[str, Any]:
         """What a merged file records about its run (parquet metadata), read back by evaluate and push."""
@@ -179,6 +182,7 @@ def build_grid(config: dict[str, Any]) -> Grid:
     runs: list[Run] = []
     for approach, entry in _require_mapping(config, "approaches").items():
         method, ns, own_prm, search = _approach_entry(approach, entry)
+        shard_size = _approach_shard_size(search, f"approaches.{approach}.shard_size", dataset.shard_size)
         for model_name, model in models.items():
             model_prm, model_scores = placement[model_name]
             scorers = tuple(_score_prms(model_scores, f"models.{model_name}.score_prms", prms) or score_prms)
@@ -195,9 +199,8 @@ def build_grid(config: dict[str, Any]) -> Grid:
                             {**search, **(sampling_entry or {}), "n": n, "seed": seed}, f"approaches.{approach}"
                         )
                         job = GenerateJob(model=model, search=settings, prm=prms.get(search_prm or ""))
-                        runs.append(
-                            Run(model_name, approach, run_id, method, n, sampling, int(seed), search_prm, job, scorers)
-                        )
+                        keys = (model_name, approach, run_id, method, n, sampling, int(seed), search_prm, job, scorers)
+                        runs.append(Run(*keys, shard_size=shard_size))
     if len({(r.model, r.run_id, r.sampling, r.seed) for r in runs}) != len(runs):
         raise ConfigError("approaches: two approaches produce the same run name; rename one")
     baseline = _baseline_sampling(config, list(samplings))
@@ -310,6 +313,18 @@ def _approach_entry(approach: str, entry: Any) -> tuple[str, list[int], str | No
     if not ns or any(not isinstance(n, int) or isinstance(n, bool) for n in ns):
         raise ConfigError(f"{where}.n: must be a whole number or a list of them, got {ns}")
     return entry.get("method"), ns, entry.pop("prm", None), entry
+
+
+def _approach_shard_size(search: dict[str, Any], key: str, dataset_shard_size: int) -> int:
+    """An approach's `shard_size` (taken out of its search settings), else the dataset's: e.g. Best-of-N
+    at n = 256 in shards of 100 problems, one engine start per 100, while beam search keeps 25."""
+    size = search.pop("shard_size", None)
+    if size is None:
+        return dataset_shard_size
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise ConfigError(f"{key}: must be a whole number of problems, got {size!r}")
+    require_at_least(size, 1, key)
+    return size
 
 
 def _approach_runs(

@@ -17,7 +17,7 @@ from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, 
 from sal_core.executable import put_sal_on_path
 from sal_core.job_devices import grid_gpus
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
-from sal_core.pipeline.prepare_dataset import shard_ranges, snapshot_problems
+from sal_core.pipeline.prepare_dataset import snapshot_problems
 from sal_core.pipeline.stage_models import dry_run_requested, unstaged_line
 from sal_core.settings.check import check_config
 from sal_core.settings.endpoint import write_servers_file
@@ -28,8 +28,9 @@ try:
     GRID = check_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")
     DATASET = GRID.dataset.name
     PROBLEMS = paths.PROBLEMS.format(dataset=DATASET)
-    # The dataset is loaded (and validated) once, here, and snapshotted for the jobs.
-    SHARDS = shard_ranges(snapshot_problems(GRID.dataset, PROBLEMS), GRID.dataset.shard_size)
+    # The dataset is loaded (and validated) once, here, and snapshotted for the jobs; the shards of a
+    # run are cut from its length by the run's shard size (sal_core.plan.Plan.run_shards).
+    NUM_PROBLEMS = snapshot_problems(GRID.dataset, PROBLEMS)
     # Server locations reach jobs through this file (`--servers`; its path, a constant, is their only
     # param): moving a server changes no job's settings, so it reruns nothing (paths.SERVERS).
     SERVERS = str(write_servers_file(GRID.servers, paths.SERVERS.format(dataset=DATASET)))
@@ -87,13 +88,14 @@ def resource(rule_name, key, default):
 
 
 # Inputs and params from sal_core.plan: computed once per run, in the form Snakemake reads fastest.
-PLAN = Plan(GRID, SHARDS)
+PLAN = Plan(GRID, NUM_PROBLEMS)
 generate_model_inputs = PLAN.generate_models()
 generate_job = for_snakemake(PLAN.generate_job)
 score_model_inputs = PLAN.score_models()
 prm_settings = for_snakemake(PLAN.prm_json)
-merge_completions = PLAN.shard_templates(paths.COMPLETIONS)
-merge_scores = PLAN.shard_templates(paths.SCORES)
+merge_completions = PLAN.merge_inputs(paths.COMPLETIONS)
+merge_scores = PLAN.merge_inputs(paths.SCORES)
+merge_shard_size = PLAN.merge_shard_size()
 merged_metadata = for_snakemake(PLAN.merged_metadata)
 
 

@@ -11,7 +11,7 @@ rule merge:
         SAL_ENV
     params:
         run=merged_metadata,
-        shard_size=GRID.dataset.shard_size,
+        shard_size=merge_shard_size,
     message:
         JOB_MESSAGE
     shell:
