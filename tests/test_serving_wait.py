@@ -104,3 +104,10 @@ def test_a_missing_program_is_one_line_before_any_server_starts(tmp_path: Path, 
     assert err.startswith("sal with-servers: error: `vllm` is neither next to") and "make vllm-env" in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "services").exists() or not any((tmp_path / "services").iterdir())
+
+
+def test_announce_names_a_missing_server_command_in_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["announce", "--service-file", str(tmp_path / "s.json"), "--", "no-such-server", "serve"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sal announce: error: `no-such-server` is neither next to") and err.count("\n") == 1, err
+    assert not (tmp_path / "s.json").exists()
