@@ -53,8 +53,8 @@ class Timing:
     nothing_to_do: bool
 
 
-def sweep_config(dataset: Path) -> dict:
-    config = yaml.safe_load((REPO / "config" / "experiments" / "hot_cold_sweep.yaml").read_text())
+def sweep_config(dataset: Path, root: Path = REPO) -> dict:
+    config = yaml.safe_load((root / "config" / "experiments" / "hot_cold_sweep.yaml").read_text())
     config["dataset"].update(source="local", path=str(dataset))
     return config
 
@@ -126,10 +126,10 @@ def compare(label: str, runs: dict[str, Run], repeat: int) -> None:
 
 
 def baseline_tree(revision: str, folder: Path) -> Path:
-    """The workflow and sal_core of `revision`, unpacked into `folder` (git archive)."""
+    """The workflow, sal_core and configs of `revision`, unpacked into `folder` (git archive)."""
     folder.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "workflow", "sal_core"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", revision, "workflow", "sal_core", "config"], capture_output=True, check=True
     )
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
