@@ -14,8 +14,8 @@ gets every output file, with Snakemake's own metadata records, as a real run wou
 `--baseline REV` also times an older revision of the workflow and sal_core (`git archive REV`, run
 with its own sal_core first on PYTHONPATH) in the same alternation, so a change's cost is measured
 side by side on the same machine and load. `--snakemake-args "..."` adds flags to every dry run,
-e.g. `"--profile profiles/slurm --slurm-no-account"` for the cluster profile's path (the skeleton then
-takes the same profile).
+e.g. `"--profile {root}/profiles/slurm --slurm-no-account"` for the cluster profile's path: `{root}`
+is the baseline's tree for the baseline (its own profile), this repository for the others.
 
 Reads ../shared (bench/shared_folder.py): the skeleton and MATH-500 (`data/math500.jsonl`; the
 sweep names the Hub copy, which this machine cannot reach). Runs only dry runs.
@@ -129,7 +129,9 @@ def baseline_tree(revision: str, folder: Path) -> Path:
     """The workflow, sal_core and configs of `revision`, unpacked into `folder` (git archive)."""
     folder.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", revision, "workflow", "sal_core", "config"], capture_output=True, check=True
+        ["git", "-C", str(REPO), "archive", revision, "workflow", "sal_core", "config", "profiles"],
+        capture_output=True,
+        check=True,
     )
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
     return folder
@@ -146,7 +148,7 @@ def main() -> None:
     dataset = args.dataset or shared_file("data/math500.jsonl")
     skeleton = shared_file("bench/dag_skeleton.smk")
     config = sweep_config(dataset)
-    extra = shlex.split(args.snakemake_args)
+    extra = [arg.replace("{root}", str(REPO)) for arg in shlex.split(args.snakemake_args)]
     num_problems = sum(1 for line in dataset.open() if line.strip())
     print(f"hot/cold sweep: {num_problems} problems in shards of {config['dataset']['shard_size']}; flags {FLAGS}")
     with tempfile.TemporaryDirectory(prefix="dag_scale.") as tmp:
