@@ -11,7 +11,7 @@ import yaml
 
 from sal_core.errors import ConfigError
 from sal_core.partitions import Partition, Request, check_requests, parse_partitions, slurm_minutes
-from sal_core.resources import RULE_DEFAULTS, grows_with_attempt, per_attempt, rule_value, setting_name
+from sal_core.resources import KEYS, RULE_DEFAULTS, grows_with_attempt, per_attempt, rule_value, setting_name
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -35,10 +35,13 @@ def test_every_rule_with_defaults_is_a_config_key_and_no_profile_overrides_one()
     slurm, served = (
         yaml.safe_load((REPO / "profiles" / p / "config.yaml").read_text()) for p in ("slurm", "slurm-served")
     )
-    for block in ("set-resources", "set-threads"):
-        assert not set(slurm[block]) & set(RULE_DEFAULTS), f"profiles/slurm {block} overrides the config"
+    assert not set(slurm["set-threads"]) & set(RULE_DEFAULTS), "profiles/slurm set-threads overrides the config"
+    for rule, values in slurm["set-resources"].items():
+        assert rule not in RULE_DEFAULTS or not set(values) & set(KEYS), f"profiles/slurm overrides {rule}'s config"
+    assert slurm["set-resources"]["train_prm"] == {"nodes": 1}  # accelerate's processes on one node
     clients = {"generate", "score", "label_sample", "label_steps"}
-    assert set(served["set-resources"]) & set(RULE_DEFAULTS) == clients
+    overridden = {rule for rule, values in served["set-resources"].items() if set(values) & set(KEYS)}
+    assert overridden & set(RULE_DEFAULTS) == clients
     assert all(served["set-resources"][rule]["gpu"] == 0 for rule in clients)
 
 
