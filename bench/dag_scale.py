@@ -117,7 +117,7 @@ def compare(label: str, runs: dict[str, Run], repeat: int) -> None:
             f"{name:<10} {timing.jobs:>8} {timing.seconds:>8.1f} {cpu[name]:>8.1f} {timing.peak_mb:>8.0f}"
             f" {timing.nothing_to_do!s:>14}"
         )
-    for name in (n for n in runs if n != "skeleton"):
+    for name in (n for n in runs if n != "skeleton" and "skeleton" in runs):
         wall_ratio = best[name].seconds / best["skeleton"].seconds
         print(f"ratio {name} / skeleton: {wall_ratio:.2f}x wall, {cpu[name] / cpu['skeleton']:.2f}x CPU")
     if "baseline" in runs:
@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--finished", action="store_true", help="also time the dry run of a finished sweep")
     parser.add_argument("--baseline", metavar="REV", help="also time this git revision's workflow, side by side")
     parser.add_argument("--snakemake-args", default="", help="flags added to every dry run (one string)")
+    parser.add_argument("--no-skeleton", action="store_true", help="with --baseline: time only the two revisions")
     args = parser.parse_args()
     dataset = args.dataset or shared_file("data/math500.jsonl")
     skeleton = shared_file("bench/dag_skeleton.smk")
@@ -158,13 +159,17 @@ def main() -> None:
         runs = {"project": Run(["-s", str(SNAKEFILE), "--configfile", str(configfile), *extra], folders["project"])}
         if args.baseline:
             tree = baseline_tree(args.baseline, Path(tmp) / f"tree-{args.baseline.replace('/', '_')}")
+            its_config = Path(tmp) / "baseline.yaml"  # the sweep as that revision states it (its schema)
+            its_config.write_text(yaml.safe_dump(sweep_config(dataset, tree)))
+            its_extra = [arg.replace("{root}", str(tree)) for arg in shlex.split(args.snakemake_args)]
             snakefile = tree / "workflow" / "Snakefile"
             runs["baseline"] = Run(
-                ["-s", str(snakefile), "--configfile", str(configfile), *extra], folders["baseline"], tree
+                ["-s", str(snakefile), "--configfile", str(its_config), *its_extra], folders["baseline"], tree
             )
-        runs["skeleton"] = Run(
-            ["-s", str(skeleton), *skeleton_config(config, num_problems), *extra], folders["skeleton"]
-        )
+        if not args.no_skeleton:
+            runs["skeleton"] = Run(
+                ["-s", str(skeleton), *skeleton_config(config, num_problems), *extra], folders["skeleton"]
+            )
         for run in runs.values():
             run.workdir.mkdir()
         compare("nothing done yet", runs, args.repeat)
