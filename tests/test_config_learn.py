@@ -15,6 +15,7 @@ from sal_core import paths
 from sal_core.constants import PROCESSBENCH_SPLITS
 from sal_core.errors import SalError
 from sal_core.learn.plan import train_command
+from sal_core.resources import RULE_DEFAULTS
 from sal_core.settings.check import check_config
 from sal_core.settings.learn import LabelSettings, ProcessBenchSettings, TrainSettings
 
@@ -119,10 +120,10 @@ def test_training_on_several_gpus_runs_through_accelerate_launch() -> None:
 
 
 def test_the_slurm_profile_gives_training_several_gpus_of_one_node() -> None:
+    """The GPUs are the config's (resources.train_prm.gpu, sal_core.resources); the profile keeps them on one node."""
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
-    train = profile["set-resources"]["train_prm"]
-    assert train["gpu"] > 1 and train["nodes"] == 1
-    assert all(profile["set-resources"][rule]["gpu"] == 1 for rule in ("label_sample", "label_steps", "processbench"))
+    assert profile["set-resources"]["train_prm"] == {"nodes": 1}
+    assert all(RULE_DEFAULTS[rule]["gpu"] == 1 for rule in ("label_sample", "label_steps", "processbench"))
 
 
 def test_the_seeds_gpu_recipe_config_trains_with_its_settings() -> None:

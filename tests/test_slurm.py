@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 SLURM_PROFILE = REPO / "profiles" / "slurm"
@@ -74,9 +75,10 @@ seeds: [0]
 evaluation:
   num_subsamples: 4
   timeout: 5
-resources:
-  evaluate: {threads: 1}
 """
+# What the smoke grid asks of Slurm per rule (threads, gpu, mem_mb, runtime): config/smoke.yaml's own.
+SMOKE_RESOURCES = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())["resources"]
+TINY_CONFIG += yaml.safe_dump({"resources": SMOKE_RESOURCES})
 
 
 def _cluster_problem() -> str | None:
@@ -219,17 +221,33 @@ def _mem_mb(value: str) -> int:
     return int(float(value[:-1]) * units[value[-1]]) if value[-1] in units else int(value)
 
 
+def _gpus(job: dict[str, str]) -> int:
+    """The GPUs a job asked for (sbatch --gpus=N shows as TresPerJob=gres:gpu:N)."""
+    match = re.search(r"gpu[:=](\d+)\b", job.get("TresPerJob", "") + " " + job.get("TresPerNode", ""))
+    return int(match[1]) if match else 0
+
+
 def _wants_one_gpu(job: dict[str, str]) -> bool:
-    tres = job.get("TresPerJob", "") + job.get("TresPerNode", "")
-    return bool(re.search(r"gres:gpu:1\b|gres/gpu[:=]1\b|gpu:1\b", tres))
+    return _gpus(job) == 1
+
+
+def _asked(job: dict[str, str]) -> dict[str, int]:
+    """What Slurm was asked for, in the config's resources keys."""
+    return {
+        "threads": int(job["NumCPUs"]),
+        "gpu": _gpus(job),
+        "mem_mb": _mem_mb(job["MinMemoryNode"]),
+        "runtime": _minutes(job["TimeLimit"]),
+    }
 
 
 # --- tests ---------------------------------------------------------------------------------------
 
 
 def test_smoke_grid_on_slurm_matches_local_run(tmp_path, prepared_models):
-    """The smoke grid through profiles/slurm: generate/score run as Slurm jobs with one GPU each,
-    and the accuracy table equals that of a local run of the same config."""
+    """The smoke grid through profiles/slurm: every generate, score and evaluate job asks Slurm for
+    exactly the config's threads, GPUs, memory and time (config/smoke.yaml's resources block, not the
+    profile's), and the accuracy table equals that of a local run of the same config."""
     local = _workdir(tmp_path / "local", TINY_CONFIG, prepared_models)
     proc = _snakemake(local, "--profile", str(LOCAL_PROFILE), "--cores", "2")
     assert proc.returncode == 0, _tail(proc)
@@ -242,10 +260,10 @@ def test_smoke_grid_on_slurm_matches_local_run(tmp_path, prepared_models):
     generate, score = jobs.of_rule("generate"), jobs.of_rule("score")
     assert len(generate) == 2, [j.get("Comment") for j in jobs.snapshot()]  # one per shard
     assert len(score) == 2, [j.get("Comment") for j in jobs.snapshot()]
-    for job in generate + score:
-        assert job["JobState"] == "COMPLETED", job
-        assert _wants_one_gpu(job), f"job {job['JobId']} ({job['Comment']}) asked for no GPU: {job}"
-        assert _mem_mb(job["MinMemoryNode"]) == 16000, job  # the profile's first attempt
+    for rule in ("generate", "score", "evaluate"):
+        for job in jobs.of_rule(rule):
+            assert job["JobState"] == "COMPLETED", job
+            assert _asked(job) == SMOKE_RESOURCES[rule], f"{rule} job {job['JobId']}: {job}"
     others = [j for j in jobs.snapshot() if j not in generate + score]
     assert jobs.of_rule("merge") and jobs.of_rule("evaluate"), "merge/evaluate run as Slurm jobs too"
     assert not any(_wants_one_gpu(j) for j in others), [j["Comment"] for j in others if _wants_one_gpu(j)]
@@ -310,43 +328,85 @@ def test_cancelled_generate_job_is_recomputed_alone(tmp_path, prepared_models):
     assert _fingerprint(kept) == before, "the untouched shard was rewritten"
 
 
-TOY_SNAKEFILE = """\
-# A rule named like the workflow's GPU rule, so profiles/slurm gives it generate's resources.
-rule all:
-    input:
-        "done.txt",
+@pytest.fixture(scope="module")
+def short_partition():
+    """A partition of the CI node with limits (25 minutes, 5000 MB per node), made for these tests
+    only (`scontrol create`; gone again afterwards and after a slurmctld restart)."""
+    name = f"saltest{os.getpid()}"
+    node = subprocess.run(["sinfo", "-h", "-o", "%N", "-p", "debug"], capture_output=True, text=True).stdout.strip()
+    made = subprocess.run(
+        [
+            "scontrol",
+            "create",
+            f"PartitionName={name}",
+            f"Nodes={node}",
+            "MaxTime=25",
+            "MaxMemPerNode=5000",
+            "State=UP",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot create a test partition: {made.stderr.strip()}")
+    yield name
+    subprocess.run(["scontrol", "delete", f"PartitionName={name}"], check=False)
 
 
-rule generate:
-    output:
-        "done.txt",
-    log:
-        "logs/generate.log",
-    resources:
-        tries=lambda wildcards, attempt: attempt,
-    shell:
-        # attempts.txt is not an output or log, so Snakemake keeps it across attempts.
-        "echo attempt {resources.tries} job ${{SLURM_JOB_ID:-none}} | tee -a attempts.txt > {log}; "
-        "test {resources.tries} -ge 3; touch {output}"
-"""
+def _in_partition(name: str) -> list[str]:
+    """A site's default-resources (docs/slurm.md): its partition, the profile's growing defaults kept."""
+    return ["--default-resources", f"slurm_partition={name}", "mem_mb=2000*attempt", "runtime=30*attempt"]
 
 
-def test_retries_ask_for_more_time_and_memory(tmp_path):
-    """A job failing twice is resubmitted by the profile (retries: 2) with memory and time growing
-    with the attempt: Slurm receives 1x, 2x and 3x the profile's base request."""
-    work = tmp_path / "toy"
-    work.mkdir()
-    (work / "Snakefile").write_text(TOY_SNAKEFILE)
-    with SlurmJobs(work) as jobs:
-        proc = _slurm_run(work)
-    assert proc.returncode == 0, _tail(proc)
+def test_retries_ask_for_more_time_and_memory_up_to_the_partitions_limits(tmp_path, prepared_models, short_partition):
+    """A generate job that fails twice (cancelled by this test the moment it is submitted) is
+    resubmitted by the profile (retries: 2) with the config's memory and time x the attempt, capped at
+    the partition's limits (25 min, 5000 MB), and the same CPUs and GPU each time."""
+    config = TINY_CONFIG.replace("limit: 4", "limit: 2")  # one shard, one generate job
+    work = _workdir(tmp_path / "retry", config, prepared_models)
+    cmd = [sys.executable, "-m", "snakemake", "--directory", str(work), "--profile", str(SLURM_PROFILE)]
+    cmd += [*CLUSTER_FLAGS, *_in_partition(short_partition), "--until", "generate"]
+    cancelled: list[str] = []
+    with SlurmJobs(work, interval=0.2) as jobs:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                for job in jobs.of_rule("generate"):
+                    if (
+                        len(cancelled) < 2
+                        and job["JobId"] not in cancelled
+                        and job["JobState"] in ("PENDING", "RUNNING")
+                    ):
+                        subprocess.run(["scancel", job["JobId"]], check=True)
+                        cancelled.append(job["JobId"])
+                time.sleep(0.2)
+            out, _ = proc.communicate(timeout=max(1, deadline - time.monotonic()))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, out[-3000:]
     submitted = jobs.of_rule("generate")
-    assert [j["JobState"] for j in submitted] == ["FAILED", "FAILED", "COMPLETED"], submitted
-    assert [_mem_mb(j["MinMemoryNode"]) for j in submitted] == [16000, 32000, 48000]
-    assert [_minutes(j["TimeLimit"]) for j in submitted] == [120, 240, 360]
-    assert all(_wants_one_gpu(j) and j["NumCPUs"] == "4" for j in submitted), submitted
-    lines = (work / "attempts.txt").read_text().splitlines()
-    assert lines == [f"attempt {i} job {j['JobId']}" for i, j in enumerate(submitted, 1)]
+    assert [j["JobState"] for j in submitted] == ["CANCELLED", "CANCELLED", "COMPLETED"], submitted
+    assert all(j["Partition"] == short_partition for j in submitted), submitted
+    first = SMOKE_RESOURCES["generate"]
+    assert [_asked(j)["mem_mb"] for j in submitted] == [first["mem_mb"], 2 * first["mem_mb"], 5000]
+    assert [_asked(j)["runtime"] for j in submitted] == [first["runtime"], 2 * first["runtime"], 25]
+    assert all((_asked(j)["threads"], _asked(j)["gpu"]) == (first["threads"], first["gpu"]) for j in submitted)
+
+
+def test_a_request_above_the_partitions_limit_stops_the_run_before_any_job(tmp_path, prepared_models, short_partition):
+    """generate's runtime of 30 minutes on a partition allowing 25: one line naming the setting, and
+    Slurm never sees a job."""
+    config = TINY_CONFIG.replace("runtime: 10", "runtime: 30", 1)
+    assert yaml.safe_load(config)["resources"]["evaluate"]["runtime"] == 30  # the first, alphabetically
+    work = _workdir(tmp_path / "too-long", config, prepared_models)
+    with SlurmJobs(work) as jobs:
+        proc = _slurm_run(work, *_in_partition(short_partition), timeout=120)
+    assert proc.returncode != 0, _tail(proc)
+    assert f"resources.evaluate.runtime: 30 minutes is more than partition {short_partition} allows" in proc.stderr
+    assert "Traceback" not in proc.stderr, _tail(proc)
+    assert jobs.snapshot() == [], f"jobs were submitted: {jobs.snapshot()}"
 
 
 @pytest.mark.parametrize(

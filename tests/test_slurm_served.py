@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pandas as pd
 from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark skips without a cluster)
@@ -58,6 +59,35 @@ def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):  # no
     for job in clients:
         assert job["JobState"] == "COMPLETED" and not _wants_one_gpu(job), job
         assert _mem_mb(job["MinMemoryNode"]) == 4000, job  # profiles/slurm-served's first attempt
+        assert job["NumCPUs"] == "2", job  # whatever the config says for in-process jobs (1 GPU, 1 CPU)
     assert not list((work / "services").glob("*.json")), "the servers removed their service files"
     assert len(pd.read_csv(work / "results" / "tiny" / "accuracy.csv")) > 0
     assert "loaded PRM tiny-judge" in (work / "logs" / "servers" / "tiny-judge.log").read_text()
+
+
+def test_time_in_the_queue_does_not_count_against_the_timeout(tmp_path, prepared_models):  # noqa: F811
+    """A server job held in the queue (sbatch --hold) for longer than --timeout, then released: `sal
+    with-servers` says it waits in the queue, starts counting when the job runs, and runs its command."""
+    work = _workdir(tmp_path / "held", TINY_CONFIG, prepared_models)
+    timeout, held_for = 40, 45
+    serve = ["with-servers", "--sbatch=--hold", "--config", "config/config.yaml", "--serve", "tiny-judge"]
+    cmd = [sys.executable, "-m", "sal_core.cli", *serve, "--timeout", str(timeout), "--", "touch", "ran"]
+    with SlurmJobs(work, interval=0.5) as jobs:
+        proc = subprocess.Popen(cmd, cwd=work, env=_env(), stderr=subprocess.PIPE, text=True)
+        try:
+            while not [j for j in jobs.snapshot() if j.get("JobName") == "sal-server-tiny-judge"]:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.5)
+            server = jobs.snapshot()[0]
+            assert server["JobState"] == "PENDING" and server["Reason"] == "JobHeldUser", server
+            time.sleep(held_for)
+            assert proc.poll() is None, f"gave up while the job was held: {proc.stderr.read() if proc.stderr else ''}"
+            subprocess.run(["scontrol", "release", server["JobId"]], check=True)
+            _, err = proc.communicate(timeout=RUN_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert (work / "ran").exists()
+    notes = [line for line in err.splitlines() if "waits in the queue" in line]
+    assert len(notes) == 1 and f"Slurm job {server['JobId']} PENDING, reason JobHeldUser" in notes[0], err[-3000:]

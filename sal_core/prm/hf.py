@@ -70,12 +70,14 @@ def load_tokenizer(settings: PRMSettings, **kwargs: Any) -> Any:
 
 
 def load_pretrained(settings: PRMSettings, auto_class: Any, device: Any, dtype: Any, **kwargs: Any) -> Any:
-    """`auto_class.from_pretrained(settings.path)` in eval mode on `device`, errors naming the path."""
+    """`auto_class.from_pretrained(settings.path)` in eval mode on `device`, errors naming the path.
+    The weights go straight to `device` (`device_map`: built on the meta device, each tensor read into
+    place), never a host copy of the whole checkpoint first: an 8B PRM would take 16 GB of a job's memory."""
     try:
-        model = auto_class.from_pretrained(settings.path, dtype=dtype, **kwargs)
+        model = auto_class.from_pretrained(settings.path, dtype=dtype, device_map={"": device}, **kwargs)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise ModelError(f"prm {settings.name}: cannot load a {settings.type} PRM from {settings.path}: {err}") from err
-    return model.to(device).eval()
+    return model.eval()
 
 
 def single_token_id(tokenizer: Any, text: str) -> int:

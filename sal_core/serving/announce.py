@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sal_core.errors import ServerError
+from sal_core.executable import find_program, interpreter_folder_first
 from sal_core.serving.service import remove_service_file, service_record, write_service_file
 from sal_core.serving.vllm_auth import KEY_ENV, MIDDLEWARE, middleware_args
 
@@ -75,8 +76,11 @@ def check_vllm_keyed(command: Sequence[str], env: dict[str, str] | os._Environ =
 def announce(command: Sequence[str], service_file: str | Path, host: str, timeout: float) -> int:
     """Run `command` as a server on a free port, with a service file while it answers; its exit status."""
     check_vllm_keyed(command)
+    env = dict(os.environ)
+    interpreter_folder_first(env)  # `vllm` beside this Python first (sal_core.executable)
+    program = find_program(command[0], env)  # one line, not a traceback, when it is nowhere
     port = free_port(host)
-    process = subprocess.Popen([*command, "--host", host, "--port", str(port)])
+    process = subprocess.Popen([program, *command[1:], "--host", host, "--port", str(port)], env=env)
 
     def stop(signum: int, _frame: Any) -> None:
         process.send_signal(signum)

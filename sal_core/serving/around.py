@@ -36,6 +36,7 @@ from sal_core.backends.http_client import RUN_KEY_ENV
 from sal_core.backends.vllm_engine import NO_TRACKING, expect_cpu_build, serve_arguments
 from sal_core.device_locks import visible_env
 from sal_core.errors import ConfigError, ServerError
+from sal_core.executable import find_program, interpreter_folder_first
 from sal_core.hub import offline_env, staged
 from sal_core.job_devices import hold_server_gpus
 from sal_core.serving.launch import sal_argv, spawn, stop_server, wait_for_service
@@ -52,6 +53,8 @@ LIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "REQUEUED", "RESIZING")
 VLLM_KINDS = ("vllm", "vllm-pooling")
 #: seconds a stopped server job may take to leave the queue (Slurm's KillWait is 30 s by default)
 STOP_WAIT = 60.0
+#: seconds between two `squeue` calls for one server job while waiting for it (squeue is slow on big clusters)
+STATE_POLL = 2.0
 
 
 def vllm_command(settings: ModelSettings, cpu: bool = False) -> list[str]:
@@ -133,6 +136,8 @@ class Started:
     log_path: Path
     ended: Callable[[], str | None]
     stop: Callable[[], None]
+    #: why it is not running yet (a Slurm job waiting in the queue), None once it runs
+    queued: Callable[[], str | None] = lambda: None
 
 
 def start_local(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[str, str]) -> Started:
@@ -165,10 +170,15 @@ def start_slurm(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[
         raise ServerError(f"sbatch refused the server of {spec.name}: {submitted.stderr.strip()}")
     job = submitted.stdout.strip().split(";")[0]
     log.info("server of %s submitted as Slurm job %s", spec.name, job)
+    status = _polled(job, STATE_POLL)
 
     def ended() -> str | None:
-        state = _slurm_state(job)
+        state = status()[0]
         return None if state in LIVE_STATES else f"(Slurm job {job}) is {state or 'gone'}"
+
+    def queued() -> str | None:
+        state, reason = status()
+        return f"Slurm job {job} {state}, reason {reason}" if state in ("PENDING", "REQUEUED") else None
 
     def stop() -> None:
         """scancel, then wait (bounded) until the job has left the queue: like a local server's stop,
@@ -178,12 +188,41 @@ def start_slurm(spec: ServerSpec, service_file: Path, log_path: Path, env: dict[
         while _slurm_state(job) in (*LIVE_STATES, "COMPLETING") and time.monotonic() < deadline:
             time.sleep(0.5)
 
-    return Started(spec, service_file, log_path, ended, stop)
+    return Started(spec, service_file, log_path, ended, stop, queued)
+
+
+def _slurm_status(job: str) -> tuple[str, str]:
+    """The job's state and reason in `squeue` (empty once it has left the queue)."""
+    out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True).stdout.split()
+    return (out[0], " ".join(out[1:])) if out else ("", "")
 
 
 def _slurm_state(job: str) -> str:
     """The job's state in `squeue` (empty once it has left the queue)."""
-    return subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True).stdout.strip()
+    return _slurm_status(job)[0]
+
+
+def _polled(job: str, seconds: float) -> Callable[[], tuple[str, str]]:
+    """`_slurm_status(job)`, asked again only after `seconds`."""
+    last: list[Any] = [-seconds, ("", "")]
+
+    def status() -> tuple[str, str]:
+        if time.monotonic() - last[0] >= seconds:
+            last[:] = [time.monotonic(), _slurm_status(job)]
+        return last[1]
+
+    return status
+
+
+def check_programs(
+    specs: Sequence[ServerSpec], command: Sequence[str], sbatch: str | None, env: dict[str, str]
+) -> None:
+    """Every program the run starts is there (beside this interpreter or on PATH), before any server
+    starts: one line naming a missing one (sal_core.executable)."""
+    needed = [command[0]] + (["sbatch"] if sbatch is not None else [])
+    needed += ["vllm"] if any(spec.kind in VLLM_KINDS for spec in specs) else []  # a Slurm job has this PATH too
+    for name in needed:
+        find_program(name, env)
 
 
 def prepare_folders(specs: Sequence[ServerSpec]) -> None:
@@ -207,9 +246,11 @@ def run_with_servers(
 ) -> int:
     """Start the servers (on Slurm with `sbatch` flags), run `command` once all answer, and stop the
     servers whatever happens (failure, Ctrl-C); the command's exit status."""
-    prepare_folders(specs)
     key = secrets.token_urlsafe(32)  # this run's: the servers require it, the command's clients send it
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", RUN_KEY_ENV: key}
+    interpreter_folder_first(env)  # vllm, sal, snakemake: those beside this Python first
+    check_programs(specs, command, sbatch, env)
+    prepare_folders(specs)
     services, logs = services.resolve(), logs.resolve()
     started: list[Started] = []
     previous = _on_sigterm(_terminated)
@@ -222,9 +263,9 @@ def run_with_servers(
                 started.append(start_slurm(spec, service, log_path, {**env, **spec.env(key)}, sbatch))
         for server in started:
             what = f"the server of {server.spec.name}"
-            record = wait_for_service(server.service_file, server.ended, what, server.log_path, timeout)
+            record = wait_for_service(server.service_file, server.ended, what, server.log_path, timeout, server.queued)
             log.info("%s answers at %s (log %s)", what, record["url"], server.log_path)
-        return run_command(command, {**os.environ, RUN_KEY_ENV: key})
+        return run_command(command, {**os.environ, "PATH": env["PATH"], RUN_KEY_ENV: key})
     finally:
         _on_sigterm(signal.SIG_IGN)  # a second SIGTERM must not cut the stopping short
         for server in reversed(started):

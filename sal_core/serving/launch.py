@@ -8,6 +8,7 @@ and announces it in its service file, so there is no port to pick and race for.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +20,11 @@ from typing import Any
 
 from sal_core.backends.http_client import read_service_file
 from sal_core.errors import ServerError
+
+log = logging.getLogger(__name__)
+
+#: seconds between the notes that a server still waits in the queue
+QUEUE_NOTE_EVERY = 60.0
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -52,18 +58,35 @@ def spawn_server(
 
 
 def wait_for_service(
-    service_file: str | Path, ended: Callable[[], str | None], what: str, log_path: str | Path, timeout: float
+    service_file: str | Path,
+    ended: Callable[[], str | None],
+    what: str,
+    log_path: str | Path,
+    timeout: float,
+    queued: Callable[[], str | None] = lambda: None,
+    note_every: float = QUEUE_NOTE_EVERY,
 ) -> dict[str, Any]:
     """The service record once `service_file` appears; ServerError with the log's tail when `ended()` says
-    why the server is gone, or after `timeout` seconds."""
+    why the server is gone, or `timeout` seconds after it started: while `queued()` says why it waits
+    (a Slurm job pending), no time counts, and a note says so every `note_every` seconds."""
     service_file, log_path = Path(service_file), Path(log_path)
-    deadline = time.monotonic() + timeout
+    deadline = None
+    noted = None
     while not service_file.exists():
         reason = ended()
         if reason:
             raise ServerError(f"{what} {reason}:\n{_tail(log_path)}")
-        if time.monotonic() > deadline:
-            raise ServerError(f"{what} did not answer within {timeout:g} s:\n{_tail(log_path)}")
+        now = time.monotonic()
+        waiting = queued()
+        if waiting:
+            deadline = None  # counts again from when it starts (a requeued job starts anew)
+            if noted is None or now - noted >= note_every:
+                log.info("%s waits in the queue (%s); --timeout counts from when it starts", what, waiting)
+                noted = now
+        elif deadline is None:
+            deadline = now + timeout
+        elif now > deadline:
+            raise ServerError(f"{what} did not answer within {timeout:g} s of starting:\n{_tail(log_path)}")
         time.sleep(0.5)
     return read_service_file(service_file, 0, what)
 

@@ -16,9 +16,11 @@ from sal_core.evaluation.optimal import optimal_flags
 from sal_core.evaluation.protocols import evaluation_flags, evaluation_graders, grader_flag, evaluation_protocols
 from sal_core.executable import put_sal_on_path
 from sal_core.job_devices import grid_gpus
+from sal_core.partitions import Request, check_requests, read_partitions
 from sal_core.plan import JOB_MESSAGE, Plan, for_snakemake
 from sal_core.pipeline.prepare_dataset import snapshot_problems
 from sal_core.pipeline.stage_models import dry_run_requested, unstaged_line
+from sal_core.resources import GROWING, grows_with_attempt, per_attempt, rule_value, setting_name
 from sal_core.settings.check import check_config
 from sal_core.settings.endpoint import write_servers_file
 from sal_core.tables import write_lines_if_changed
@@ -80,11 +82,50 @@ wildcard_constraints:
     protocol=_one_of(PROTOCOLS),
 
 
-def resource(rule_name, key, default):
-    """A rule's resource from the config's `resources` block. Plain values on purpose: callables cost
-    Snakemake a signature inspection per job (a third of DAG time at 45,000 jobs); profiles/slurm
-    scales memory and runtime with the attempt number."""
-    return RESOURCES.get(rule_name, {}).get(key, default)
+# Memory and time grow with the attempt when the profile's defaults do (profiles/slurm); then they
+# are callables of `attempt`, else plain values (sal_core.resources says why).
+GROWS = grows_with_attempt(workflow.resource_settings.default_resources or {})
+# the partition's limits later attempts stop growing at ("rule.key": value), read when a Slurm run starts
+CAPS = {}
+
+
+def resource(rule_name, key):
+    """A rule's threads, gpu, mem_mb or runtime: the config's `resources` block over the workflow's
+    defaults (sal_core.resources.RULE_DEFAULTS). A profile supplies defaults only: it must not
+    `set-resources` these rules' keys (profiles/slurm-served does so for its client rules only)."""
+    if key == "gpu" and rule_name in GPUS and key not in RESOURCES.get(rule_name, {}):
+        return GPUS[rule_name]  # the most any of the grid's jobs needs (0: all served or on the CPU)
+    value = rule_value(RESOURCES, rule_name, key)
+    return per_attempt(value, CAPS, f"{rule_name}.{key}") if key in GROWS else value
+
+
+def check_partition_limits():
+    """On Slurm, before any job is submitted: every rule's first attempt fits its partition (else one
+    line naming the setting), and later attempts grow at most to the partition's limits."""
+    if getattr(workflow.executor_plugin, "name", None) != "slurm":
+        return
+    first = {}
+    for job in workflow.dag.needrun_jobs():
+        if not job.is_local:
+            first.setdefault(job.rule.name, job)
+    requests = [
+        Request(rule, job.resources.get("slurm_partition"), job.resources.get("mem_mb"), job.resources.get("runtime"))
+        for rule, job in first.items()
+    ]
+    overwritten = workflow.resource_settings.overwrite_resources or {}
+    names = {
+        (rule, key): setting_name(RESOURCES, rule, key, key in overwritten.get(rule, {}))
+        for rule in first
+        for key in GROWING
+    }
+    try:
+        CAPS.update(check_requests(requests, read_partitions(), names))
+    except SalError as err:
+        raise WorkflowError(f"invalid configuration: {err}") from None
+
+
+onstart:
+    check_partition_limits()
 
 
 # Inputs and params from sal_core.plan: computed once per run, in the form Snakemake reads fastest.

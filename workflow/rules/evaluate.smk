@@ -45,10 +45,11 @@ rule evaluate:
         f"{paths.RUN_LOGS}/evaluate.{{prm}}.log",
     conda:
         SAL_ENV
-    threads: resource("evaluate", "threads", 2)
+    threads: resource("evaluate", "threads")
     resources:
-        mem_mb=resource("evaluate", "mem_mb", 4000),
-        runtime=resource("evaluate", "runtime", 30),
+        gpu=resource("evaluate", "gpu"),
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
     params:
         options=evaluation_options(),
     message:
@@ -97,10 +98,11 @@ rule evaluate_protocol:
         f"{paths.RUN_LOGS}/evaluate.{{prm}}.{{protocol}}.log",
     conda:
         SAL_ENV
-    threads: resource("evaluate", "threads", 2)
+    threads: resource("evaluate_protocol", "threads")
     resources:
-        mem_mb=resource("evaluate", "mem_mb", 4000),
-        runtime=resource("evaluate", "runtime", 30),
+        gpu=resource("evaluate_protocol", "gpu"),
+        mem_mb=resource("evaluate_protocol", "mem_mb"),
+        runtime=resource("evaluate_protocol", "runtime"),
     params:
         options=evaluation_options(with_protocol=False),
     message:

@@ -7,11 +7,11 @@ rule generate:
         f"{paths.RUN_LOGS}/generate/{{start}}-{{end}}.log",
     conda:
         SAL_ENV
-    threads: resource("generate", "threads", 1)
+    threads: resource("generate", "threads")
     resources:
-        gpu=resource("generate", "gpu", GPUS["generate"]),
-        mem_mb=resource("generate", "mem_mb", 16000),
-        runtime=resource("generate", "runtime", 120),
+        gpu=resource("generate", "gpu"),
+        mem_mb=resource("generate", "mem_mb"),
+        runtime=resource("generate", "runtime"),
     params:
         job=generate_job,
         # the snapshot by name, its dataset settings by digest (sal_core.plan.Plan.dataset_version)

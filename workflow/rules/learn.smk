@@ -24,10 +24,11 @@ rule label_sample:
         f"{paths.LABEL_LOGS}/sample/{{start}}-{{end}}.log",
     conda:
         SAL_ENV
-    threads: resource("label_sample", "threads", 1)
+    threads: resource("label_sample", "threads")
     resources:
-        mem_mb=resource("label_sample", "mem_mb", 16000),
-        runtime=resource("label_sample", "runtime", 120),
+        gpu=resource("label_sample", "gpu"),
+        mem_mb=resource("label_sample", "mem_mb"),
+        runtime=resource("label_sample", "runtime"),
     params:
         job=LEARN.label_job,
         servers=SERVERS,
@@ -49,10 +50,11 @@ rule label_steps:
         f"{paths.LABEL_LOGS}/steps/{{start}}-{{end}}.log",
     conda:
         SAL_ENV
-    threads: resource("label_steps", "threads", 1)
+    threads: resource("label_steps", "threads")
     resources:
-        mem_mb=resource("label_steps", "mem_mb", 16000),
-        runtime=resource("label_steps", "runtime", 240),
+        gpu=resource("label_steps", "gpu"),
+        mem_mb=resource("label_steps", "mem_mb"),
+        runtime=resource("label_steps", "runtime"),
     params:
         model=LEARN.label_model,
         settings=LEARN.label_settings,
@@ -79,11 +81,11 @@ rule train_prm:
         prm=_one_of(LEARN.names("prm")) or "(?!)",
     conda:
         SAL_ENV
-    threads: resource("train_prm", "threads", 1)
+    threads: resource("train_prm", "threads")
     resources:
-        gpu=resource("train_prm", "gpu", 0),
-        mem_mb=resource("train_prm", "mem_mb", 16000),
-        runtime=resource("train_prm", "runtime", 240),
+        gpu=resource("train_prm", "gpu"),
+        mem_mb=resource("train_prm", "mem_mb"),
+        runtime=resource("train_prm", "runtime"),
     params:
         settings=LEARN.train_settings,
         launch=LEARN.train_launch,
@@ -107,10 +109,11 @@ rule processbench:
         f"{paths.PROCESSBENCH_LOGS}/{{prm}}.log",
     conda:
         SAL_ENV
-    threads: resource("processbench", "threads", 1)
+    threads: resource("processbench", "threads")
     resources:
-        mem_mb=resource("processbench", "mem_mb", 16000),
-        runtime=resource("processbench", "runtime", 120),
+        gpu=resource("processbench", "gpu"),
+        mem_mb=resource("processbench", "mem_mb"),
+        runtime=resource("processbench", "runtime"),
     params:
         prm=prm_settings,
         options=LEARN.processbench_options(),

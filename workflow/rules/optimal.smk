@@ -13,10 +13,11 @@ rule credit:
         f"{paths.RUN_LOGS}/credit.{{prm}}.log",
     conda:
         SAL_ENV
-    threads: resource("evaluate", "threads", 2)
+    threads: resource("credit", "threads")
     resources:
-        mem_mb=resource("evaluate", "mem_mb", 4000),
-        runtime=resource("evaluate", "runtime", 30),
+        gpu=resource("credit", "gpu"),
+        mem_mb=resource("credit", "mem_mb"),
+        runtime=resource("credit", "runtime"),
     params:
         # the first protocol's and the first grader's rules: the credit the metrics file averages
         options=evaluation_options() + first_grader_flag(config.get("evaluation", {})),

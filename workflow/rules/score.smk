@@ -8,11 +8,11 @@ rule score:
         f"{paths.RUN_LOGS}/score/{{start}}-{{end}}.{{prm}}.log",
     conda:
         SAL_ENV
-    threads: resource("score", "threads", 1)
+    threads: resource("score", "threads")
     resources:
-        gpu=resource("score", "gpu", GPUS["score"]),
-        mem_mb=resource("score", "mem_mb", 16000),
-        runtime=resource("score", "runtime", 60),
+        gpu=resource("score", "gpu"),
+        mem_mb=resource("score", "mem_mb"),
+        runtime=resource("score", "runtime"),
     params:
         prm=prm_settings,
         # the path only, a constant: the server locations in the file are no parameter (paths.SERVERS)
