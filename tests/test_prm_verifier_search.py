@@ -62,6 +62,10 @@ class ArithmeticPolicy(GenerationBackend):
     def prompt_length(self, prompt: str) -> int:
         return len(prompt.split())
 
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """One id per word: the search budgets prompts by their ids (search.continuation)."""
+        return [[0] * self.prompt_length(prompt) for prompt in prompts]
+
 
 def search(method: str, **overrides) -> tuple[list, ArithmeticPolicy]:
     settings = {"method": method, "n": 4, "num_iterations": 4, "max_tokens": 50, "beam_width": 2, **overrides}
