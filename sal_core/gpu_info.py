@@ -119,6 +119,16 @@ def visible_gpus() -> list[GPU]:
     return _visible(list(_rows()), os.environ.get("CUDA_VISIBLE_DEVICES"))
 
 
+#: files an NVIDIA kernel driver leaves on a node (also inside containers that pass GPUs through)
+DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl")
+
+
+def driver_loaded() -> bool:
+    """Whether this node has an NVIDIA driver at all, even where nvidia-smi is missing (a container
+    given GPUs without the tools); read from files the driver leaves, without initialising CUDA."""
+    return any(os.path.exists(path) for path in DRIVER_FILES)
+
+
 def driver_version() -> str | None:
     """The NVIDIA driver's version ("580.65.06"), or None when nvidia-smi cannot say."""
     rows = _rows()

@@ -40,7 +40,7 @@ def policy_gpus(model: ModelSettings, where: str = "model") -> tuple[int, str]:
 
 def prm_gpus(prm: PRMSettings, where: str = "prm") -> tuple[int, str]:
     """GPUs up to and including the PRM's (0 when it runs on the CPU or behind a server)."""
-    if prm.served:
+    if prm.served or prm.type == "verifier":  # behind a server, or no model at all
         return 0, f"{where}.type"
     index = device_index(prm.device)
     return (0 if index is None else index + 1), f"{where}.device"

@@ -380,3 +380,11 @@ def test_with_servers_names_the_holder_of_a_gpu_its_server_needs(
     assert done.returncode != 0 and not (tmp_path / "logs" / "judge.log").exists()  # no server started
     last = done.stderr.strip().splitlines()[-1]
     assert f"prms.judge.device: needs 1 free GPU(s), 1 of the 1 are held (GPU 0: pid {os.getpid()}" in last
+
+
+def test_a_verifier_prm_needs_no_gpu() -> None:
+    """The verifier has no model: a job guided or scored by it holds no GPU for it."""
+    from sal_core.job_devices import prm_gpus
+
+    assert prm_gpus(PRMSettings(name="check", type="verifier"))[0] == 0
+    assert prm_gpus(PRMSettings(name="judge", type="rlhflow", path="x"))[0] == 1

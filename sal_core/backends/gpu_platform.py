@@ -37,16 +37,20 @@ CUDA12_TORCH = "torch built for CUDA 12.x (pip install torch --index-url https:/
 REBUILD_VLLM = "rm -rf .venv-vllm && VLLM_BUILD=gpu make vllm-env"
 
 
-def allocated_gpus(env: Mapping[str, str], gpus: Sequence[GPU]) -> str | None:
+def allocated_gpus(env: Mapping[str, str], gpus: Sequence[GPU], driver: bool = True) -> str | None:
     """How this job was given GPUs, as a short text for messages (`CUDA_VISIBLE_DEVICES=0,1`), or None.
-    An empty or "-1" CUDA_VISIBLE_DEVICES hides every GPU on purpose: none."""
+    An empty or "-1" CUDA_VISIBLE_DEVICES hides every GPU on purpose: none. CUDA_VISIBLE_DEVICES alone
+    on a node without an NVIDIA driver (`driver` False, no GPU listed, no Slurm GPU variable) gives none
+    either: no GPU can be behind it, the job runs on the CPU whatever is installed."""
+    slurm = [key for key in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS") if env.get(key)]
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         first = visible.split(",")[0].strip()
-        return None if first in ("", "-1", "NoDevFiles") else f"CUDA_VISIBLE_DEVICES={visible}"
-    for key in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
-        if env.get(key):
-            return f"{key}={env[key]}"
+        if first in ("", "-1", "NoDevFiles") or not (driver or gpus or slurm):
+            return None
+        return f"CUDA_VISIBLE_DEVICES={visible}"
+    if slurm:
+        return f"{slurm[0]}={env[slurm[0]]}"
     if gpus:
         return f"{len(gpus)} GPU(s) visible to nvidia-smi ({gpus[0].name})"
     return None
@@ -130,12 +134,17 @@ def current_platform(env: Mapping[str, str] | None = None) -> Platform:
     """This process's facts: the job's GPUs (gpu_info), torch's version and CUDA (no CUDA initialised)."""
     import torch
 
-    from sal_core.gpu_info import driver_version, visible_gpus
+    from sal_core.gpu_info import driver_loaded, driver_version, visible_gpus
 
     gpus = tuple(visible_gpus())
     env = os.environ if env is None else env
     return Platform(
-        allocated_gpus(env, gpus), torch.__version__, torch.version.cuda, vllm_build(), driver_version(), gpus
+        allocated_gpus(env, gpus, driver_loaded()),
+        torch.__version__,
+        torch.version.cuda,
+        vllm_build(),
+        driver_version(),
+        gpus,
     )
 
 
