@@ -102,7 +102,18 @@ def test_with_servers_hands_keys_through_the_environment_only(tiny_model_path: P
     entries["prms"] = {"j": {"type": "rlhflow", "path": str(tiny_model_path)}}
     specs = {spec.name: spec for spec in server_specs(entries, ["v", "t", "j"])}
     # vllm serve reads it (--api-key would show in ps), and is told not to report usage over the network
-    assert specs["v"].env(KEY) == {"VLLM_API_KEY": KEY, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
+    vllm_env = specs["v"].env(KEY)
+    assert {k: vllm_env[k] for k in ("VLLM_API_KEY", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK")} == {
+        "VLLM_API_KEY": KEY,
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    # and kept off the Hub (docs/offline.md): the only other entries, none of them a secret
+    assert set(vllm_env) - {"VLLM_API_KEY", "VLLM_NO_USAGE_STATS", "DO_NOT_TRACK"} <= {
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "VLLM_CACHE_ROOT",
+    }
     assert specs["t"].env(KEY) == specs["j"].env(KEY) == {"SAL_API_KEY": KEY}
     for spec in specs.values():
         argv = spec.argv("svc.json", host="0.0.0.0")

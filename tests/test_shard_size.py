@@ -162,15 +162,17 @@ def test_big_shards_merge_the_same_rows_and_a_deleted_one_reruns_alone(
     jobs = planned_jobs(workdir)
     # `sal missing` groups the same dry run by run: one run with its four jobs, and the tables
     assert by_run(sorted(job for job in jobs if job[1])) == {
-        "tiny/bon/mix/seed-0": {"generate": 1, "score": 1, "merge": 1, "evaluate": 1},
-        WHOLE_GRID: {"aggregate": 1, "plot": 1},
+        "tiny/bon/mix/seed-0": {"generate": 1, "score": 1, "merge": 1, "evaluate": 1, "credit": 1},
+        WHOLE_GRID: {"aggregate": 1, "optimal": 1, "plot": 1},
     }
     assert jobs == {
         ("generate", f"{bon}/shards/0-4/completions.parquet"),
         ("score", f"{bon}/shards/0-4/scores/tiny-judge.parquet"),
         ("merge", f"{bon}/merged/tiny-judge.parquet"),
         ("evaluate", f"{bon}/metrics/tiny-judge.parquet"),
+        ("credit", f"{bon}/credit/tiny-judge.parquet"),
         ("aggregate", "results/wf/accuracy.csv"),
+        ("optimal", "results/wf/optimal/tiny.csv"),
         ("plot", f"results/wf/plots/{plot_files(['tiny'])[0]}"),
         ("all", ""),
     }
