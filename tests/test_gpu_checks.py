@@ -119,12 +119,12 @@ def test_how_a_job_got_gpus(env: dict, expected: str | None) -> None:
     [
         ({"CUDA_VISIBLE_DEVICES": "0,1"}, (), None),  # no driver, nothing listed: no GPU behind the ids
         ({"CUDA_VISIBLE_DEVICES": "0"}, "A100", "CUDA_VISIBLE_DEVICES=0"),  # the driver lists one
-        ({"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "3"}, (), "CUDA_VISIBLE_DEVICES=0"),  # Slurm gave one
-        ({"SLURM_STEP_GPUS": "1"}, (), "SLURM_STEP_GPUS=1"),
+        ({"CUDA_VISIBLE_DEVICES": "0", "SLURM_JOB_GPUS": "3"}, (), None),  # a test cluster's fake GPU
+        ({"SLURM_STEP_GPUS": "1"}, "A100", "SLURM_STEP_GPUS=1"),
     ],
 )
 def test_ids_without_a_driver_are_no_gpus(env: dict, gpus: object, expected: str | None) -> None:
-    """A node without an NVIDIA driver: CUDA_VISIBLE_DEVICES alone hides no GPU a CPU build could miss."""
+    """A node without an NVIDIA driver: no id, CUDA's or Slurm's, hides a GPU a CPU build could miss."""
     listed = _gpus(A100) if gpus == "A100" else ()
     assert allocated_gpus(env, listed, driver=False) == expected
 

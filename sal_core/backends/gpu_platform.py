@@ -39,18 +39,18 @@ REBUILD_VLLM = "rm -rf .venv-vllm && VLLM_BUILD=gpu make vllm-env"
 
 def allocated_gpus(env: Mapping[str, str], gpus: Sequence[GPU], driver: bool = True) -> str | None:
     """How this job was given GPUs, as a short text for messages (`CUDA_VISIBLE_DEVICES=0,1`), or None.
-    An empty or "-1" CUDA_VISIBLE_DEVICES hides every GPU on purpose: none. CUDA_VISIBLE_DEVICES alone
-    on a node without an NVIDIA driver (`driver` False, no GPU listed, no Slurm GPU variable) gives none
-    either: no GPU can be behind it, the job runs on the CPU whatever is installed."""
-    slurm = [key for key in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS") if env.get(key)]
+    An empty or "-1" CUDA_VISIBLE_DEVICES hides every GPU on purpose: none. On a node without an NVIDIA
+    driver (`driver` False and no GPU listed) no GPU can be behind any id, Slurm's included (a test
+    cluster's fake GPUs): the job runs on the CPU whatever is installed, so none either."""
+    if not (driver or gpus):
+        return None
     visible = env.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         first = visible.split(",")[0].strip()
-        if first in ("", "-1", "NoDevFiles") or not (driver or gpus or slurm):
-            return None
-        return f"CUDA_VISIBLE_DEVICES={visible}"
-    if slurm:
-        return f"{slurm[0]}={env[slurm[0]]}"
+        return None if first in ("", "-1", "NoDevFiles") else f"CUDA_VISIBLE_DEVICES={visible}"
+    for key in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
+        if env.get(key):
+            return f"{key}={env[key]}"
     if gpus:
         return f"{len(gpus)} GPU(s) visible to nvidia-smi ({gpus[0].name})"
     return None
