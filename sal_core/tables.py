@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +134,26 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     except (pa.ArrowException, OSError) as err:
         raise ShardError(f"{path}: unreadable or corrupt ({err})") from err
     return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"pandas")}
+
+
+def read_checked(path: str | Path, needed: Sequence[str], kind: str) -> pa.Table:
+    """One `kind` file (metrics, credit) as an Arrow table: ShardError naming it when it is unreadable,
+    corrupt, or lacks a `needed` column."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise ShardError(f"{path}: unreadable or corrupt {kind} file ({err})") from err
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise ShardError(f"{path}: not a {kind} file (missing {', '.join(missing)})")
+    return table
+
+
+def concat_runs(tables: list[pa.Table], kind: str) -> pd.DataFrame:
+    """Tables of several runs as one frame, `seed` as text (how the run keys compare); ShardError when
+    there are none."""
+    if not tables:
+        raise ShardError(f"no {kind} files given")
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["seed"] = frame["seed"].astype(str)
+    return frame

@@ -187,9 +187,9 @@ def test_request_seeds_never_equal_a_resampling_draws_seed():
     assert request_seed(3, 4, 0, 0, 0) != draw_seed(3, 4, 0, 0, RESAMPLE)
 
 
-def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
-    """its_hub: a finished particle takes part in every later resampling with its final weight."""
-    seen = []
+def record_resampling(monkeypatch) -> list[list[float]]:
+    """Every resampling's log weights, in order, as the search hands them to `resample`."""
+    seen: list[list[float]] = []
     real = particles_module.resample
 
     def recorded(log_weights, k, seed, scheme, temperature):
@@ -197,6 +197,12 @@ def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
         return real(log_weights, k, seed, scheme, temperature)
 
     monkeypatch.setattr(particles_module, "resample", recorded)
+    return seen
+
+
+def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
+    """its_hub: a finished particle takes part in every later resampling with its final weight."""
+    seen = record_resampling(monkeypatch)
     results, _, _ = run(settings(n=8, num_iterations=8), problems=(0,))
     assert all(len(w) == 8 for w in seen)  # every particle, finished or not, at every step
     finals = [log_weight(s[-1]) for s in results[0].search_scores]
@@ -206,12 +212,6 @@ def test_finished_particles_keep_their_weight_and_are_resampled(monkeypatch):
 def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatch):
     """An empty first step ends a particle with nothing for the PRM to score: its log weight is
     logit(1e-7) = -16.1 (its_hub's clip), at every later draw too."""
-    seen = []
-    real = particles_module.resample
-
-    def recorded(log_weights, k, seed, scheme, temperature):
-        seen.append(list(log_weights))
-        return real(log_weights, k, seed, scheme, temperature)
 
     class EmptyFirst(ScriptedBackend):
         def generate(self, requests):
@@ -220,7 +220,7 @@ def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatc
                 outputs[0] = GenerationOutput("", 0, "stop")
             return outputs
 
-    monkeypatch.setattr(particles_module, "resample", recorded)
+    seen = record_resampling(monkeypatch)
     texts, prompts = [scripted.PROBLEMS[0]], [PROMPTS[0]]
     particle_filtering(Shard(texts, prompts, settings(n=4), EmptyFirst(texts, prompts), ScriptedPRM()))
     assert seen[0][0] == pytest.approx(np.log(1e-7 / (1 - 1e-7))) == pytest.approx(-16.118, abs=1e-3)
@@ -230,14 +230,7 @@ def test_a_particle_with_no_scored_step_weighs_the_clipped_logit_of_0(monkeypatc
 def test_a_reference_particle_competes_at_its_whole_run_weight_at_every_step(monkeypatch):
     """its_hub 1.2.0: a reference is finished, so it is resampled at its final weight from the sweep
     before, step after step, not at its weight after as many steps as the others (docs/search.md)."""
-    seen = []
-    real = particles_module.resample
-
-    def recorded(log_weights, k, seed, scheme, temperature):
-        seen.append(list(log_weights))
-        return real(log_weights, k, seed, scheme, temperature)
-
-    monkeypatch.setattr(particles_module, "resample", recorded)
+    seen = record_resampling(monkeypatch)
     (result,) = run(settings(n=8, sweeps=2, reference_particles=1, num_iterations=6), problems=(1,))[0]
     first, second = seen[: len(result.ess[0])], seen[len(result.ess[0]) :]
     assert len(second) == len(result.ess[1]) > 1

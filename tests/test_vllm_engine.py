@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 import pytest
+from vllm_checks import PROBLEMS, engine_runs
 
 from sal_core.backends import GenerationRequest
 from sal_core.backends.tokens import prompt_token_ids
@@ -28,22 +29,13 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed here (make vllm
 pytestmark = pytest.mark.vllm
 os.environ.update(NO_TRACKING)
 
-PROBLEMS = ["What is 2 + 3?", "What is $12 \\times 4$?", "Simplify $\\frac{6}{8}$.", "What is 100 - 37?"]
-
-
-def _engine_runs() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu() or current_platform.is_cuda()
-
-
-needs_engine = pytest.mark.skipif(not _engine_runs(), reason="vLLM finds neither its CPU build nor a CUDA GPU")
+needs_engine = pytest.mark.skipif(not engine_runs(), reason="vLLM finds neither its CPU build nor a CUDA GPU")
 
 
 @pytest.fixture(scope="module")
 def engines(smollm2_path: Path) -> tuple[VLLMBackend, TransformersBackend]:
     """SmolLM2 in vLLM (max_model_len above its 8,192 positions, dtype auto) and in transformers."""
-    if not _engine_runs():
+    if not engine_runs():
         pytest.skip("vLLM finds neither its CPU build nor a CUDA GPU")
     engine = VLLMBackend(ModelSettings(name="smollm2", path=str(smollm2_path), backend="vllm", max_model_len=100_000))
     reference = TransformersBackend(ModelSettings(name="smollm2", path=str(smollm2_path), max_model_len=2048))

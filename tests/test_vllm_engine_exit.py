@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from tiny_tokenizers import full_prompt, tiny_model_folder, word_tokenizer
-from vllm_checks import engine_process, generate_job, kill_once_engine_starts, left_running
+from vllm_checks import PROBLEMS, engine_process, engine_runs, generate_job, kill_once_engine_starts, left_running
 
 from sal_core.backends import GenerationRequest
 from sal_core.backends.vllm_backend import VLLMBackend, engine_inputs, plan_call
@@ -24,16 +24,7 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed here (make vllm
 pytestmark = pytest.mark.vllm
 os.environ.update(NO_TRACKING)
 
-PROBLEMS = ["What is 2 + 3?", "What is $12 \\times 4$?", "Simplify $\\frac{6}{8}$.", "What is 100 - 37?"]
-
-
-def _engine_runs() -> bool:
-    from vllm.platforms import current_platform
-
-    return current_platform.is_cpu() or current_platform.is_cuda()
-
-
-needs_engine = pytest.mark.skipif(not _engine_runs(), reason="vLLM finds neither its CPU build nor a CUDA GPU")
+needs_engine = pytest.mark.skipif(not engine_runs(), reason="vLLM finds neither its CPU build nor a CUDA GPU")
 
 
 @needs_engine

@@ -21,6 +21,17 @@ UPGRADE = {"connection": "Upgrade", "upgrade": "websocket", "sec-websocket-versi
            "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
 
 
+#: the engine tests' problems (tests/test_vllm_engine.py, tests/test_vllm_engine_exit.py)
+PROBLEMS = ["What is 2 + 3?", "What is $12 \\times 4$?", "Simplify $\\frac{6}{8}$.", "What is 100 - 37?"]
+
+
+def engine_runs() -> bool:
+    """Whether vLLM's engine can start here: its CPU build, or a CUDA GPU."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu() or current_platform.is_cuda()
+
+
 def served_routes(log: Path) -> list[dict[str, Any]]:
     """The routes the server's RequireKey listed in its log (AssertionError when it listed none)."""
     lines = [line for line in log.read_text().splitlines() if line.startswith(ROUTES_LINE)]

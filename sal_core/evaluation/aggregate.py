@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from sal_core.errors import ConfigError, ShardError
 from sal_core.evaluation.compute import SPEND_COLUMNS
-from sal_core.tables import write_text_atomic
+from sal_core.tables import concat_runs, read_checked, write_text_atomic
 
 CONFIG_KEYS = ["dataset", "model", "approach", "method", "sampling", "prm", "aggregation", "n", "vote", "level"]
 NEEDED = [*CONFIG_KEYS, "seed", "accuracy", "ci_low", "ci_high", "mean_tokens", "timeouts"]
@@ -33,23 +32,13 @@ def read_metrics(paths: Sequence[str | Path], progress: bool = True) -> pd.DataF
     """Concatenate metrics files; a missing or corrupt one raises ShardError naming it."""
     tables = []
     for path in tqdm(paths, desc="reading metrics", unit="file", disable=not progress):
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            raise ShardError(f"{path}: unreadable or corrupt metrics file ({err})") from err
-        missing = [c for c in NEEDED if c not in table.column_names]
-        if missing:
-            raise ShardError(f"{path}: not a metrics file (missing {', '.join(missing)})")
+        table = read_checked(path, NEEDED, "metrics")
         for column in OPTIONAL:
             if column not in table.column_names:
                 table = table.append_column(column, pa.array([None] * table.num_rows, pa.float64()))
         columns = [*NEEDED, *OPTIONAL, *[c for c in table.column_names if c.startswith(GRADER_PREFIX)]]
         tables.append(table.select(columns).cast(pa.schema([(c, table.schema.field(c).type) for c in columns])))
-    if not tables:
-        raise ShardError("no metrics files given")
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame["seed"] = frame["seed"].astype(str)
-    return frame
+    return concat_runs(tables, "metrics")
 
 
 def accuracy_table(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -15,12 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from sal_core.errors import ShardError
 from sal_core.evaluation.evaluate import RUN_KEYS, EvalOptions, RunCredit, grade_frame, run_credit
 from sal_core.evaluation.sal_protocol import sal_credit
+from sal_core.tables import concat_runs, read_checked
 
 #: columns of a credit file, one row per problem x n x vote (run keys first)
 COLUMNS = (
@@ -84,18 +82,4 @@ def frame_credit(frame: pd.DataFrame, path: Path, keys: Mapping[str, str], optio
 
 def read_credit(paths: Sequence[str | Path]) -> pd.DataFrame:
     """Concatenate credit files; a missing or corrupt one raises ShardError naming it."""
-    tables = []
-    for path in paths:
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as err:
-            raise ShardError(f"{path}: unreadable or corrupt credit file ({err})") from err
-        missing = [c for c in COLUMNS if c not in table.column_names]
-        if missing:
-            raise ShardError(f"{path}: not a credit file (missing {', '.join(missing)})")
-        tables.append(table.select(list(COLUMNS)))
-    if not tables:
-        raise ShardError("no credit files given")
-    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
-    frame["seed"] = frame["seed"].astype(str)
-    return frame
+    return concat_runs([read_checked(path, COLUMNS, "credit").select(list(COLUMNS)) for path in paths], "credit")
