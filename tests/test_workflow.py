@@ -44,9 +44,9 @@ def test_run_prints_one_line_per_job_and_each_log_starts_with_its_command(finish
     out = (finished_run / "snakemake.out").read_text()
     assert '{"' not in out  # no job settings: they are in the logs
     jobs = re.findall(r"^Job \d+: (\w+) (\S+)$", out, re.M)
-    assert len(jobs) == 20 == len(set(jobs))  # 3 runs x (2 generate + 2 score + merge + evaluate) + 2
+    assert len(jobs) == 24 == len(set(jobs))  # 3 runs x (2 generate + 2 score + merge + evaluate + credit) + 3
     assert ("generate", RUN.format(approach="bon", sampling="mix") + "/shards/0-2/completions.parquet") in jobs
-    assert re.search(r"^20 of 21 steps \(95%\) done$", out, re.M)
+    assert re.search(r"^24 of 25 steps \(96%\) done$", out, re.M)
     log = finished_run / "logs/wf/tiny/bon/mix/seed-0/generate/0-2.log"
     command = log.read_text().splitlines()[0]
     assert "INFO sal: command: sal generate --problems results/wf/problems.parquet --start 0 --end 2" in command
@@ -61,9 +61,9 @@ def test_missing_work_is_summarised_by_run(run_copy: Path) -> None:
         [sys.executable, "-m", "sal_core.cli", "missing", "--", *args], capture_output=True, text=True, check=True
     )
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
-    assert rows["tiny/dvts.tiny-judge/mix/seed-0"] == ["1", "1", "1", "1"]  # generate, score, merge, evaluate
-    assert rows["(whole"] == ["grid)", "1", "1"]  # aggregate, plot
-    assert "1 run(s) with missing work, 6 job(s)" in result.stdout
+    assert rows["tiny/dvts.tiny-judge/mix/seed-0"] == ["1"] * 5  # generate, score, merge, evaluate, credit
+    assert rows["(whole"] == ["grid)", "1", "1", "1"]  # aggregate, optimal, plot
+    assert "1 run(s) with missing work, 8 job(s)" in result.stdout
 
 
 def test_deleted_shard_dry_run_lists_exactly_its_dependents(run_copy: Path) -> None:

@@ -61,9 +61,11 @@ def _after_training() -> set[tuple[str, str]]:
                 ("score", f"{run}/shards/0-4/scores/{prm}.parquet"),
                 ("merge", f"{run}/merged/{prm}.parquet"),
                 ("evaluate", f"{run}/metrics/{prm}.parquet"),
+                ("credit", f"{run}/credit/{prm}.parquet"),
             }
     jobs |= {
         ("aggregate", f"{RESULTS}/accuracy.csv"),
+        ("optimal", f"{RESULTS}/optimal/tiny.csv"),
         ("plot", first_plot),
         ("processbench", paths.PROCESSBENCH_TABLE.format(prm="tiny-prm")),
         ("processbench_plot", paths.PROCESSBENCH_PLOT),
