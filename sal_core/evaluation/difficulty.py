@@ -11,13 +11,13 @@ hardest; a value equal to a threshold goes to the easier bin (its `x < threshold
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from sal_core.errors import ConfigError
+from sal_core.evaluation.levels import natural_key
 
 BEST_OF_N = "best_of_n"
 
@@ -38,10 +38,6 @@ class Reference:
         return f"{self.approach}/{self.sampling}/seed-{self.difficulty_seed}"
 
 
-def _natural(text: str) -> tuple:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(text)))
-
-
 def reference_run(
     credit: pd.DataFrame, approach: str | None, sampling: str | None, baseline: str | None = None
 ) -> Reference:
@@ -60,13 +56,13 @@ def reference_run(
     if chosen.empty:
         raise ConfigError(f"{setting}: no run to estimate pass@1 from (runs: {_names(runs)})")
     most = chosen[chosen["num_samples"] == chosen["num_samples"].max()]
-    samplings = sorted(most["sampling"], key=_natural)
+    samplings = sorted(most["sampling"], key=natural_key)
     pick = baseline if baseline in samplings else samplings[0]
-    row = most[most["sampling"] == pick].sort_values("approach", key=lambda s: s.map(_natural)).iloc[0]
+    row = most[most["sampling"] == pick].sort_values("approach", key=lambda s: s.map(natural_key)).iloc[0]
     part = credit[(credit["approach"] == row["approach"]) & (credit["sampling"] == pick)]
-    seeds = sorted(part["seed"].unique(), key=_natural)
+    seeds = sorted(part["seed"].unique(), key=natural_key)
     others = set(credit["seed"].unique()) - {seeds[0]}
-    scoring = tuple(sorted(others, key=_natural)) or (seeds[0],)
+    scoring = tuple(sorted(others, key=natural_key)) or (seeds[0],)
     first = part[part["seed"] == seeds[0]]
     return Reference(row["approach"], pick, seeds[0], scoring, bool(others), int(first["num_samples"].min()))
 

@@ -26,7 +26,7 @@ from sal_core.constants import PASS_AT_K  # noqa: E402
 from sal_core.constants import VOTES as ALL_VOTES  # noqa: E402
 from sal_core.errors import ConfigError, ShardError  # noqa: E402
 from sal_core.evaluation.aggregate import budget_tokens  # noqa: E402
-from sal_core.evaluation.levels import level_sort_key  # noqa: E402
+from sal_core.evaluation.levels import level_sort_key, natural_key  # noqa: E402
 from sal_core.paths import PLOT_NAMES  # noqa: E402
 
 #: x of accuracy_vs_tokens (aggregate.budget_tokens picks one per model; mean_tokens for older results)
@@ -58,14 +58,10 @@ def family(approach: str) -> str:
     return re.sub(r"-n\d+", "", str(approach))
 
 
-def _natural(name: str) -> tuple:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(name)))
-
-
 def sampling_styles(samplings: Iterable[str]) -> dict[str, tuple[str, str]]:
     """Colour and marker per sampling, assigned in natural name order (t0.9 < t1.0 < t10), so the
     same set of samplings gets the same styles in every figure and every model."""
-    names = sorted(set(samplings), key=_natural)
+    names = sorted(set(samplings), key=natural_key)
     return {name: (PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]) for i, name in enumerate(names)}
 
 
@@ -269,7 +265,7 @@ def _title(table: pd.DataFrame, model: str, what: str) -> str:
 
 def _line_grid(part: pd.DataFrame, x: str, y: tuple[str, str, str], styles: dict, model: str, legend: dict):
     """Panels of lines per sampling: rows = `part["row"]`, columns = votes; shared scales; the legend."""
-    rows, votes = sorted(part["row"].unique(), key=_natural), _votes(part)
+    rows, votes = sorted(part["row"].unique(), key=natural_key), _votes(part)
     fig, axes = _grid(rows, votes, legend)
     for r, row in enumerate(rows):
         for c, vote in enumerate(votes):
@@ -347,7 +343,7 @@ def level_figure(table: pd.DataFrame, model: str, styles: dict | None = None) ->
     part = part[part["level"].isin(levels)]
     part = part.assign(row=_panel_rows(part))
     part = part[part["n"] == part.groupby("row")["n"].transform("max")]
-    rows, votes = sorted(part["row"].unique(), key=_natural), _votes(part)
+    rows, votes = sorted(part["row"].unique(), key=natural_key), _votes(part)
     legend = _legend_labels(styles, part["sampling"])
     offsets = {s: (i - (len(legend) - 1) / 2) * min(0.8 / max(len(legend), 1), 0.15) for i, s in enumerate(legend)}
     with plt.rc_context(STYLE):
@@ -390,7 +386,7 @@ def plot_all(table: pd.DataFrame, outdir: str | Path, baseline: str | None = Non
     check_baseline(table, baseline)
     styles = sampling_styles(table["sampling"])
     written = []
-    for model in sorted(table["model"].unique(), key=_natural):
+    for model in sorted(table["model"].unique(), key=natural_key):
         (Path(outdir) / model).mkdir(parents=True, exist_ok=True)
         for name, fig in model_figures(table, model, baseline, styles).items():
             path = Path(outdir) / model / f"{name}.png"
