@@ -19,7 +19,7 @@ from sal_core.backends import GenerationRequest
 from sal_core.backends.tokens import adds_bos, batch_prompt_token_ids, prepare_prompts, prompt_token_ids
 from sal_core.backends.transformers_backend import TransformersBackend
 from sal_core.backends.vllm_backend import plan_call, sampling_kwargs
-from sal_core.search.steps import new_token_budget
+from sal_core.search.steps import token_budget
 from sal_core.settings.jobs import ModelSettings
 
 
@@ -94,8 +94,8 @@ def test_budget_counts_every_token_the_engine_receives(engines, name: str) -> No
     length = len(prompt_token_ids(engine.tokenizer, text))
     assert engine.prompt_length(text) == length
     room = engine.max_model_len - length
-    assert new_token_budget(engine, text, 1000) == room
-    assert new_token_budget(engine, text, 3) == 3
+    assert token_budget(engine.max_model_len, engine.prompt_length(text), 1000) == room
+    assert token_budget(engine.max_model_len, engine.prompt_length(text), 3) == 3
     call = plan_call(engine.tokenizer, [GenerationRequest(text, 0.7, max_tokens=1000)], engine.max_model_len)
     assert call.prepared[0].max_tokens == room
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sal_core.backends.base import GenerationOutput, GenerationRequest
 from sal_core.search.results import SearchResult
-from sal_core.search.steps import Shard, new_token_budget, warn_pruned
+from sal_core.search.steps import Shard, token_budget, warn_pruned
 from sal_core.search.temperatures import derive_seed, temperature_list
 
 
@@ -35,14 +35,16 @@ def best_of_n(shard: Shard) -> list[SearchResult]:
     requests: list[GenerationRequest] = []
     owners: list[tuple[int, int]] = []
     too_long: list[int] = []
-    for p, prompt in enumerate(prompts):
-        budget = new_token_budget(backend, prompt, settings.max_tokens)
+    # each prompt's ids, tokenized once for the shard (Shard.continuation): the budget and the engine use them
+    for p, (prompt, ids) in enumerate(zip(prompts, shard.continuation.prompt_ids, strict=True)):
+        budget = token_budget(backend.max_model_len, len(ids), settings.max_tokens)
         if budget is None:
             too_long.extend([p] * settings.n)
             continue
         for j, temperature in enumerate(temperatures):
             seed = derive_seed(settings.seed, first_index + p, j)
-            requests.append(GenerationRequest(prompt, temperature, settings.top_p, budget, tuple(settings.stop), seed))
+            request = GenerationRequest(prompt, temperature, settings.top_p, budget, tuple(settings.stop), seed, ids)
+            requests.append(request)
             owners.append((p, j))
     warn_pruned("best_of_n", 0, too_long, backend.max_model_len)
 

@@ -37,11 +37,6 @@ def token_budget(max_model_len: int, prompt_length: int, wanted: int) -> int | N
     return min(wanted, room)
 
 
-def new_token_budget(backend: GenerationBackend, prompt: str, wanted: int) -> int | None:
-    """`token_budget` of a text prompt (tokenized here: a search step sends ids and uses `token_budget`)."""
-    return token_budget(backend.max_model_len, backend.prompt_length(prompt), wanted)
-
-
 def ends_solution(output: GenerationOutput) -> bool:
     """Whether a generated step finishes its solution: end-of-sequence, the token limit, or an empty
     step (the model has nothing more to say); search-and-learn's rule (beam_search.py, the
