@@ -63,7 +63,10 @@ def test_labels_and_one_generate_call(completions, model, tmp_path) -> None:
     assert again["mc_values"].tolist() == frame["mc_values"].tolist()
 
 
-def test_limits_and_cli(completions, model, tmp_path) -> None:
+@pytest.mark.parametrize("continuation", ["reencode", "exact"])
+def test_limits_and_cli(completions, model, tmp_path, continuation) -> None:
+    """The CLI loads the policy itself (no backend passed in), in both continuation modes: exact
+    continuation tokenizes the prefixes with the tokenizer it loaded."""
     out = tmp_path / "steps.parquet"
     settings = json.dumps({"name": "tiny", "path": model.path, "device": "cpu", "max_model_len": 1024})
     code = main(
@@ -87,6 +90,8 @@ def test_limits_and_cli(completions, model, tmp_path) -> None:
             "\\n\\nProblem:",
             "--workers",
             "1",
+            "--continuation",
+            continuation,
         ]
     )
     assert code == 0

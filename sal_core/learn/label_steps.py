@@ -225,12 +225,12 @@ def label_steps(
     if not rows:
         raise DatasetError(f"{completions_path}: no completion has a step to label")
     ordered = list(prefixes.values())
-    if settings.continuation == "exact":
-        exact_prefixes(backend.tokenizer, frame, ordered, settings.stop)
     log.info("%d completions, %d distinct prefixes, %d rollouts", len(rows), len(ordered), len(ordered) * settings.k)
     # its own GPU (locally: locked for it) before anything touches CUDA, for the rollouts
     with job_gpus_held(model if backend is None else None, None):
         backend = backend or load_backend(model, servers)
+        if settings.continuation == "exact":  # the policy's own tokenizer: loaded with it, or the one passed
+            exact_prefixes(backend.tokenizer, frame, ordered, settings.stop)
         template = model.chat_template
         prompts = [build_prompt(backend.tokenizer, p, model.system_prompt, template) for p in frame["problem"]]
         roll_out(backend, prompts, ordered, settings)
