@@ -184,3 +184,21 @@ def test_credit_file_holds_what_the_metrics_average(tmp_path: Path) -> None:
     first = credit.drop_duplicates("problem_id").set_index("problem_id")
     assert first["num_correct"].tolist() == [2, 2, 1] and first["num_samples"].tolist() == [4, 4, 4]
     assert first.loc["a", "mean_score"] == pytest.approx(0.4)
+
+
+def test_figure_names_each_best_of_n_once_with_two_scoring_prms(tmp_path: Path, monkeypatch) -> None:
+    """particles_cpu.yaml scores every run by two PRMs: the figure picks out the Best-of-N curves the
+    table compares with (its difficulty PRM's), once each, the weighted one naming its PRM."""
+    import matplotlib.pyplot as plt
+
+    from sal_core.evaluation import optimal_plot
+
+    grid = synthetic_grid()
+    grid = pd.concat([grid, grid.assign(prm="verifier")], ignore_index=True)
+    table, curves, _ = analyse(grid, OptimalSettings(bins=2, repeats=1, predicted_prm="verifier"))
+    legends = []
+    monkeypatch.setattr(plt, "close", lambda fig: legends.append([t.get_text() for t in fig.legends[0].get_texts()]))
+    optimal_plot.optimal_figure(table, curves, "m", tmp_path / "m.png", None)
+    (labels,) = legends
+    best_of_n = [label for label in labels if label.startswith("Best-of-N")]
+    assert best_of_n == ["Best-of-N majority (t1)", "Best-of-N weighted by verifier (t1)\n(the paper's baseline)"]

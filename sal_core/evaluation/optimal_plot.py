@@ -25,8 +25,9 @@ def optimal_figure(
     `baseline`: the Best-of-N sampling picked out (default: the reference run's, from the table)."""
     fig, axes = plt.subplots(1, len(KINDS), figsize=(12, 4.4), sharex=True, sharey=True, squeeze=False)
     baseline = baseline or _baseline(table)
+    prm = str(table["difficulty_prm"].iloc[0]) if "difficulty_prm" in table and len(table) else None
     for ax, kind in zip(axes[0], KINDS, strict=True):
-        _strategies(ax, curves, baseline)
+        _strategies(ax, curves, baseline, prm)
         part = table[(table["difficulty"] == kind) & (table["bin"] == "all") & (table["budget_type"] == "n")]
         part = part.sort_values("budget") if len(part) else part
         if len(part):
@@ -59,16 +60,19 @@ def _baseline(table: pd.DataFrame) -> str:
     return str(table["difficulty_run"].iloc[0]).split("/")[1]
 
 
-def _strategies(ax, curves: pd.DataFrame, baseline: str) -> None:
-    """One thin grey line per strategy; Best-of-N majority and weighted of the baseline in colour."""
+def _strategies(ax, curves: pd.DataFrame, baseline: str, prm: str | None = None) -> None:
+    """One thin grey line per strategy; Best-of-N majority and weighted of the baseline in colour, as
+    scored by `prm` (the PRM the table compares with; None: any), so each appears once in the legend."""
     colours = {"majority": "tab:blue", "weighted": "tab:orange"}
     for _, part in curves.groupby("label", sort=True):
         part = part.sort_values("n")
         first = part.iloc[0]
         picked = first["method"] == BEST_OF_N and first["vote"] in colours and (first["sampling"] == baseline)
-        if picked:
-            paper = "\n(the paper's baseline)" if first["vote"] == "weighted" else ""
-            name = f"Best-of-N {first['vote']} ({first['sampling']}){paper}"
+        if picked and (prm is None or first["prm"] == prm):
+            weighted = first["vote"] == "weighted"
+            by = f" by {first['prm']}" if weighted else ""
+            paper = "\n(the paper's baseline)" if weighted else ""
+            name = f"Best-of-N {first['vote']}{by} ({first['sampling']}){paper}"
             ax.plot(part["n"], part["accuracy"], "--s", color=colours[first["vote"]], ms=3, lw=1.4, label=name)
         else:
             ax.plot(part["n"], part["accuracy"], "-", color="0.6", lw=0.7, alpha=0.7)
