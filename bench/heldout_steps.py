@@ -11,7 +11,10 @@ F1). Run after the workflow, from the repository root:
     python bench/heldout_steps.py --config config/experiments/learn_cpu.yaml
 
 Writes <out>/steps.jsonl (the labelled samples), <out>/<prm>.csv and .samples.parquet, and prints the
-table; <out> defaults to results/<dataset>/processbench-heldout.
+table; <out> defaults to results/<dataset>/processbench-heldout. ProcessBench's metric hangs on one
+threshold (0.5); beside it the script prints a threshold-free one, the AUC (probability that a step the
+verifier calls right scores above one it calls false, ties half): over the first steps alone, where
+the arithmetic is, and over every step up to and including each sample's first error.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +35,26 @@ from sal_core.learn.processbench import run_processbench  # noqa: E402
 from sal_core.learn.verifier_labels import label_completions  # noqa: E402
 from sal_core.settings.check import check_config  # noqa: E402
 from sal_core.settings.yaml_file import load_yaml  # noqa: E402
+
+
+def auc(good: list[float], bad: list[float]) -> float:
+    """P(a good step outscores a bad one), ties counted half (the Mann-Whitney U over the pairs)."""
+    g, b = np.asarray(good)[:, None], np.asarray(bad)[None, :]
+    return float((g > b).mean() + 0.5 * (g == b).mean()) if g.size and b.size else float("nan")
+
+
+def ranking(predicted: pd.DataFrame) -> dict[str, str]:
+    """First-step AUC and AUC over every step up to each sample's first error (later steps have no label)."""
+    first = {True: [], False: []}
+    steps = {True: [], False: []}
+    for label, scores in zip(predicted["label"], predicted["scores"], strict=True):
+        first[label != 0].append(scores[0])
+        for k in range(len(scores) if label == -1 else label + 1):
+            steps[k != label].append(scores[k])
+    return {
+        "first-step AUC": f"{auc(first[True], first[False]):.3f} ({len(first[True])} right, {len(first[False])} false)",
+        "step AUC": f"{auc(steps[True], steps[False]):.3f} ({len(steps[True])} right, {len(steps[False])} false)",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.concat(tables, ignore_index=True)
     table = table[table["split"] == dataset]
     print(table.to_markdown(index=False, floatfmt=".1f"))
+    for name in names:
+        predicted = pd.read_parquet(out / f"{name}.samples.parquet")
+        print(name, ranking(predicted))
     return 0
 
 
