@@ -8,10 +8,12 @@ built into the same folder the demo workflow uses so it is converted only once p
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from search_helpers import favour_steps, make_job
+from slurm_helpers import _env as slurm_env
 
 from sal_core.backends.base import GenerationBackend
 from sal_core.errors import ModelError
@@ -85,3 +87,15 @@ def judge(tiny_model_path: Path):
 def _quiet_tokenizers() -> None:
     """Stop the tokenizers library warning (and disabling itself) when a test forks a subprocess."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def prepared_models(tmp_path_factory) -> Path:
+    """For the Slurm tests: resources/models/tiny-random built once by the real `sal prepare-model`
+    step (saves a job and half a minute of model building per run)."""
+    models = tmp_path_factory.mktemp("prepared") / "models"
+    cmd = ["sal", "prepare-model", "--source", "tiny-random", "--out", str(models / "tiny-random")]
+    proc = subprocess.run(cmd, env=slurm_env(), capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        pytest.fail(f"sal prepare-model failed:\n{proc.stdout}\n{proc.stderr}")
+    return models

@@ -1,6 +1,7 @@
 """What a rule's job asks of Slurm: the config's resources block over the workflow's defaults, grown per
 attempt as the profile's defaults grow, capped at and checked against the partition's limits (parsed
-from real `scontrol` / `sinfo` output). The real cluster's side is tests/test_slurm.py."""
+from real `scontrol` / `sinfo` output). The real cluster's side is tests/test_slurm.py and
+tests/test_slurm_partitions.py."""
 
 from __future__ import annotations
 

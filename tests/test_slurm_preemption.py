@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark skips without a cluster)
+from slurm_helpers import (
     CLUSTER_FLAGS,
     RUN_TIMEOUT,
+    SLURM,
     SLURM_PROFILE,
     TINY_CONFIG,
     SlurmJobs,
@@ -24,11 +25,11 @@ from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark
     _snakemake,
     _tail,
     _workdir,
-    prepared_models,
-    pytestmark,
 )
 
 from sal_core.tables import read_table
+
+pytestmark = SLURM
 
 
 def run_and_interrupt(
@@ -72,7 +73,7 @@ def check_finished(work: Path, proc: subprocess.CompletedProcess, hit: dict, job
     assert dry.returncode == 0 and re.search(r"^total\s+0$", dry.stdout + dry.stderr, re.M), _tail(dry)
 
 
-def test_a_requeued_generate_job_finishes_the_run(tmp_path, prepared_models):  # noqa: F811 (the fixture)
+def test_a_requeued_generate_job_finishes_the_run(tmp_path, prepared_models):
     work = _workdir(tmp_path / "requeue", TINY_CONFIG, prepared_models)
     proc, hit, jobs = run_and_interrupt(
         work, lambda job: subprocess.run(["scontrol", "requeue", job["JobId"]], check=True)
@@ -80,7 +81,7 @@ def test_a_requeued_generate_job_finishes_the_run(tmp_path, prepared_models):  #
     check_finished(work, proc, hit, jobs)
 
 
-def test_a_preempted_generate_job_is_requeued_and_finishes_the_run(tmp_path, prepared_models):  # noqa: F811
+def test_a_preempted_generate_job_is_requeued_and_finishes_the_run(tmp_path, prepared_models):
     work = _workdir(tmp_path / "preempt", TINY_CONFIG, prepared_models)
     urgent = ["sbatch", "--parsable", "--partition=urgent", "--exclusive", "--job-name=urgent", "--output=/dev/null"]
     urgent.append("--wrap=sleep 3")

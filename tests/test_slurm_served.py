@@ -10,10 +10,11 @@ import sys
 import time
 
 import pandas as pd
-from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark skips without a cluster)
+from slurm_helpers import (
     CLUSTER_FLAGS,
     REPO,
     RUN_TIMEOUT,
+    SLURM,
     TINY_CONFIG,
     SlurmJobs,
     _env,
@@ -21,9 +22,9 @@ from test_slurm import (  # noqa: F401 (prepared_models is a fixture, pytestmark
     _tail,
     _wants_one_gpu,
     _workdir,
-    prepared_models,
-    pytestmark,
 )
+
+pytestmark = SLURM
 
 SERVED_PROFILE = REPO / "profiles" / "slurm-served"
 # The same grid with its model and PRM behind servers (docs/slurm.md, "Model servers next to the grid").
@@ -37,7 +38,7 @@ SERVED_CONFIG = (
 )
 
 
-def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):  # noqa: F811 (the fixture)
+def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):
     """`sal with-servers --sbatch` around profiles/slurm-served: the servers are Slurm jobs with a GPU,
     generate/score jobs ask for none and reach them through service files, and when the run ends the
     server jobs are cancelled and their service files gone."""
@@ -65,7 +66,7 @@ def test_served_grid_on_slurm_with_server_jobs(tmp_path, prepared_models):  # no
     assert "loaded PRM tiny-judge" in (work / "logs" / "servers" / "tiny-judge.log").read_text()
 
 
-def test_time_in_the_queue_does_not_count_against_the_timeout(tmp_path, prepared_models):  # noqa: F811
+def test_time_in_the_queue_does_not_count_against_the_timeout(tmp_path, prepared_models):
     """A server job held in the queue (sbatch --hold) for longer than --timeout, then released: `sal
     with-servers` says it waits in the queue, starts counting when the job runs, and runs its command."""
     work = _workdir(tmp_path / "held", TINY_CONFIG, prepared_models)
