@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from search_helpers import favour_steps, make_job
-from slurm_helpers import _env as slurm_env
 
 from sal_core.backends.base import GenerationBackend
 from sal_core.errors import ModelError
@@ -93,6 +92,8 @@ def _quiet_tokenizers() -> None:
 def prepared_models(tmp_path_factory) -> Path:
     """For the Slurm tests: resources/models/tiny-random built once by the real `sal prepare-model`
     step (saves a job and half a minute of model building per run)."""
+    from slurm_helpers import _env as slurm_env  # here: importing it asks sinfo whether a cluster is up
+
     models = tmp_path_factory.mktemp("prepared") / "models"
     cmd = ["sal", "prepare-model", "--source", "tiny-random", "--out", str(models / "tiny-random")]
     proc = subprocess.run(cmd, env=slurm_env(), capture_output=True, text=True, timeout=300)
