@@ -201,4 +201,4 @@ def test_figure_names_each_best_of_n_once_with_two_scoring_prms(tmp_path: Path, 
     optimal_plot.optimal_figure(table, curves, "m", tmp_path / "m.png", None)
     (labels,) = legends
     best_of_n = [label for label in labels if label.startswith("Best-of-N")]
-    assert best_of_n == ["Best-of-N majority (t1)", "Best-of-N weighted by verifier (t1)\n(the paper's baseline)"]
+    assert best_of_n == ["Best-of-N majority (t1)", "Best-of-N weighted (t1)\nby verifier\n(the paper's baseline)"]

@@ -69,10 +69,8 @@ def _strategies(ax, curves: pd.DataFrame, baseline: str, prm: str | None = None)
         first = part.iloc[0]
         picked = first["method"] == BEST_OF_N and first["vote"] in colours and (first["sampling"] == baseline)
         if picked and (prm is None or first["prm"] == prm):
-            weighted = first["vote"] == "weighted"
-            by = f" by {first['prm']}" if weighted else ""
-            paper = "\n(the paper's baseline)" if weighted else ""
-            name = f"Best-of-N {first['vote']}{by} ({first['sampling']}){paper}"
+            paper = f"\nby {first['prm']}\n(the paper's baseline)" if first["vote"] == "weighted" else ""
+            name = f"Best-of-N {first['vote']} ({first['sampling']}){paper}"
             ax.plot(part["n"], part["accuracy"], "--s", color=colours[first["vote"]], ms=3, lw=1.4, label=name)
         else:
             ax.plot(part["n"], part["accuracy"], "-", color="0.6", lw=0.7, alpha=0.7)
