@@ -197,3 +197,20 @@ def test_a_baseline_sampling_not_in_the_table_is_one_clear_error(tmp_path, table
 def test_plot_names_a_missing_table(tmp_path, capsys):
     assert main(["plot", "--accuracy", str(tmp_path / "nope.csv"), "--outdir", str(tmp_path)]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_title_and_x_label_clear_the_panels_however_tall_the_figure(table):
+    """particles_cpu.yaml's figure has 14 rows: a title and x label placed at a fraction of the
+    figure's height sat on the vote titles and the bottom row's tick labels."""
+    tall = pd.concat([table.assign(approach=table["approach"] + f"-{k}") for k in range(5)], ignore_index=True)
+    for fig in (accuracy_figure(table, MODELS[1], "n"), accuracy_figure(tall, MODELS[1], "n")):
+        renderer = fig.canvas.get_renderer()
+        fig.draw(renderer)
+        grid = _grid(fig)
+        title = fig._suptitle.get_window_extent(renderer)
+        assert len(grid) in (len(FAMILIES), 5 * len(FAMILIES))
+        assert title.y0 >= max(ax.title.get_window_extent(renderer).y1 for ax in grid[0])
+        label = fig._supxlabel.get_window_extent(renderer)
+        ticks = [t.get_window_extent(renderer).y0 for ax in grid[-1] for t in ax.get_xticklabels() if t.get_text()]
+        assert label.y1 <= min(ticks)
+        plt.close(fig)

@@ -47,6 +47,7 @@ DPI = 100
 PANEL = (3.0, 2.3)  # inches per panel; with DPI: readable at the width `snakemake --report` shows
 #: inches: left (tick labels + two-line row label), top (title + vote titles), between panels, before the legend
 MARGINS = {"left": 1.1, "top": 0.8, "bottom": 0.6, "wspace": 0.15, "hspace": 0.2, "gap": 0.3}
+EDGE = 0.06  # inches between the figure's edge and its title or shared x label
 STYLE = {
     **{"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11, "legend.fontsize": 11, "figure.titlesize": 13},
     **{"xtick.labelsize": 10, "ytick.labelsize": 10, "legend.title_fontsize": 11},
@@ -177,9 +178,16 @@ def _label_axes(axes: np.ndarray, rows: list[str], xlabel: str, ylabel: str) -> 
 
 
 def shared_xlabel(fig: Figure, xlabel: str) -> None:
-    """One x label per figure, centred under the panels (one per panel repeated it and ran together)."""
+    """One x label per figure, centred under the panels (one per panel repeated it and ran together),
+    a fixed distance in inches from the bottom: a fraction of a tall figure's height reaches the ticks."""
     pars = fig.subplotpars
-    fig.supxlabel(xlabel, x=(pars.left + pars.right) / 2, y=0.01, va="bottom", fontsize=STYLE["axes.labelsize"])
+    y = EDGE / fig.get_figheight()
+    fig.supxlabel(xlabel, x=(pars.left + pars.right) / 2, y=y, va="bottom", fontsize=STYLE["axes.labelsize"])
+
+
+def figure_title(fig: Figure, title: str) -> None:
+    """The title a fixed distance in inches from the top, above the vote titles however tall the figure."""
+    fig.suptitle(title, y=1 - EDGE / fig.get_figheight(), va="top")
 
 
 def _legend_labels(styles: dict, shown: Iterable[str], baseline: str | None = None) -> dict[str, str]:
@@ -295,7 +303,7 @@ def accuracy_figure(table: pd.DataFrame, model: str, x: str = "n", styles: dict 
         else:
             _token_ticks(axes.flat[0])
             _label_axes(axes, rows, X_TOKENS_LABELS.get(x, x), "accuracy")
-        fig.suptitle(_title(table, model, f"accuracy vs {what} (band: 95% CI)"))
+        figure_title(fig, _title(table, model, f"accuracy vs {what} (band: 95% CI)"))
     return fig
 
 
@@ -315,7 +323,7 @@ def gain_figure(table: pd.DataFrame, model: str, baseline: str, styles: dict | N
                 line.set_zorder(1.9 if line.get_gid() == baseline else line.get_zorder())
         _log2_ticks(axes, part["n"])
         _label_axes(axes, rows, "n, samples per problem (log2)", f"accuracy − {baseline}")
-        fig.suptitle(_title(table, model, f"gain over sampling {baseline} (band: 95% CI, conservative)"))
+        figure_title(fig, _title(table, model, f"gain over sampling {baseline} (band: 95% CI, conservative)"))
     return fig
 
 
@@ -361,7 +369,7 @@ def level_figure(table: pd.DataFrame, model: str, styles: dict | None = None) ->
         axes.flat[0].set_xticks(range(len(levels)), levels)
         axes.flat[0].set_xlim(-0.5, len(levels) - 0.5)  # one level: not zoomed onto the sideways nudges
         shared_xlabel(fig, "difficulty level")
-        fig.suptitle(_title(table, model, "accuracy by level at each approach's largest n (bars: 95% CI)"))
+        figure_title(fig, _title(table, model, "accuracy by level at each approach's largest n (bars: 95% CI)"))
         _legend(fig, styles, legend)
     return fig
 
