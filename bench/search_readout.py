@@ -10,8 +10,9 @@ Prints two markdown tables:
 1. per approach and n: accuracy by majority vote, weighted by each scoring PRM, the search's own
    choice (particle filtering), pass@n, with 95 % intervals (accuracy.csv's), the boxed rate (returned
    completions with a `\\boxed{`, over the run; Best-of-N and DVTS at n = 2, 4: their n = 8 run's)
-   and the tokens generated and read by the in-search PRM per problem (the scoring PRMs' reads left out,
-   so the runs compare at the compute the search spent);
+   and the tokens generated and read by PRMs per problem, from the rows of the scorer sorted last (a
+   name with "verifier" in it sorts last: the verifier reads no tokens, so there the PRM reads are the
+   in-search PRM's alone; with only model PRMs scoring, the last one's reads are in the figure);
 2. per run at its own n (no subsamples): problems with a right answer among the completions, and of
    those, how many each scoring PRM's top pick (`naive`: the highest final-step score) and its weighted
    vote get right.
@@ -61,13 +62,16 @@ def accuracy_rows(accuracy: pd.DataFrame, boxed: pd.DataFrame, scorers: list[str
 
 def boxed_counts(results: Path) -> pd.DataFrame:
     """Per approach and run n: completions with a boxed answer, and completions (one merged file a run)."""
-    rows = []
+    rows, seen = [], set()
     for path in sorted(results.glob("*/*/*/seed-*/merged/*.parquet")):
         meta = read_metadata(path)
+        if meta["run_id"] in seen:  # the run's merged file for another scoring PRM: the same completions
+            continue
+        seen.add(meta["run_id"])
         texts = [t for texts in pd.read_parquet(path, columns=["completions"])["completions"] for t in texts]
         rows.append({"approach": meta["approach"], "n": int(meta["n"]), "run": meta["run_id"]})
         rows[-1] |= {"boxed": sum(BOXED in t for t in texts), "completions": len(texts)}
-    return pd.DataFrame(rows).drop_duplicates("run").set_index(["approach", "n"]).sort_index()
+    return pd.DataFrame(rows).set_index(["approach", "n"]).sort_index()
 
 
 def run_boxed(boxed: pd.DataFrame, approach: str, n: int) -> str:

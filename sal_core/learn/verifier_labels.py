@@ -23,8 +23,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 
+from sal_core.learn.processbench import earliest_error
 from sal_core.prm.base import split_steps
-from sal_core.prm.verifier import CHECKED, FALSE, VerifierPRM
+from sal_core.prm.verifier import CHECKED, NEUTRAL, VerifierPRM
 from sal_core.settings.jobs import PRMSettings
 
 #: the columns `sal_core.learn.processbench.load_processbench` reads
@@ -34,8 +35,8 @@ COLUMNS = ["split", "id", "problem", "steps", "label"]
 def verifier_label(scores: list[float]) -> int | None:
     """ProcessBench's label from the verifier's step scores: the first FALSE step, -1 when none is
     and some step was checked, None when nothing could be checked."""
-    first_false = next((k for k, score in enumerate(scores) if score == FALSE), None)
-    if first_false is not None:
+    first_false = earliest_error(scores, NEUTRAL)  # FALSE is the only score below NEUTRAL
+    if first_false >= 0:
         return first_false
     return -1 if CHECKED in scores else None
 
